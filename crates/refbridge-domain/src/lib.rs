@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod form;
+pub mod ids;
+pub mod intake;
+pub mod person;
+pub mod status;
+pub mod timezone;
+
+pub use error::{Violation, Violations};
+pub use ids::{ContentHash, FileId, PatientId, RequestId};
+pub use status::ReferralStatus;
+pub use timezone::TimeZone;
