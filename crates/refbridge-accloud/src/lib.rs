@@ -4,6 +4,8 @@ mod client;
 mod enums;
 mod error;
 mod ids;
+#[cfg(test)]
+mod spec_tests;
 mod types;
 mod wire;
 
