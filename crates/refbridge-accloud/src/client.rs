@@ -850,7 +850,7 @@ impl AcCloud for HttpAcCloud {
         {
             Ok((_, body)) => Ok(Some(body)),
             Err(AcCloudError::NotFound { .. }) => Ok(None),
-            // Documented as "400 File not found" with body code 404 (notes 10.1 [CONFLICT]).
+            // Documented as "400 File not found" with body code 404 (notes 10.1 \[CONFLICT\]).
             Err(AcCloudError::Rejected {
                 status: 400,
                 code: Some(code),

@@ -149,7 +149,7 @@ impl Revisions {
     }
 }
 
-/// Referral list `sort_by` (Marketplace list, [INF] for ACCloud).
+/// Referral list `sort_by` (Marketplace list, \[INF\] for ACCloud).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReferralSortBy {
     /// `last_modified` (the default).

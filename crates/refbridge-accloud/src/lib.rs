@@ -4,6 +4,7 @@ mod client;
 mod enums;
 mod error;
 mod ids;
+pub mod lookup;
 #[cfg(test)]
 mod spec_tests;
 mod types;
@@ -156,7 +157,7 @@ pub trait AcCloud: Send + Sync {
     /// `GET /api/v1/alayamarket/outbox/referrals`.
     async fn list_referrals(&self, filter: &ReferralFilter) -> Result<Page<Referral>>;
 
-    /// `GET /api/v1/alayamarket/outbox/referrals/{referral_id}` ([INF]); `None` on 404.
+    /// `GET /api/v1/alayamarket/outbox/referrals/{referral_id}` (\[INF\]); `None` on 404.
     async fn get_referral(&self, referral_id: ReferralId) -> Result<Option<Referral>>;
 
     /// `GET /api/v1/alayamarket/outbox/organizations/trusted_network`.

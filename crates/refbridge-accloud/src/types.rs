@@ -326,7 +326,7 @@ pub struct ServiceCode {
 
 /// The service's client: exactly one of the two ids (both is a 400; notes 4.7). Note the
 /// Services API naming: `alayacare_client_id` is ACCloud's integer id, `client_id` our
-/// external string id (notes 2, [CONFLICT] with the guide's prose; the spec wins).
+/// external string id (notes 2, \[CONFLICT\] with the guide's prose; the spec wins).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ServiceClientRef {
     /// `{ "alayacare_client_id": 1060 }`
@@ -957,7 +957,7 @@ pub struct ReferralClient {
     /// Marketplace client id.
     #[serde(default)]
     pub id: Option<Uuid>,
-    /// ACCloud client id as a string [INF].
+    /// ACCloud client id as a string \[INF\].
     #[serde(default, deserialize_with = "wire::opt_string_lenient")]
     pub outbox_id: Option<String>,
 }
@@ -968,7 +968,7 @@ pub struct ReferralService {
     /// Marketplace service id.
     #[serde(default)]
     pub id: Option<Uuid>,
-    /// ACCloud service id as a string [INF].
+    /// ACCloud service id as a string \[INF\].
     #[serde(default, deserialize_with = "wire::opt_string_lenient")]
     pub outbox_id: Option<String>,
     /// Name.
@@ -1031,34 +1031,34 @@ impl Referral {
 
 /// Filters of `GET /api/v1/alayamarket/outbox/referrals`. Only `revision_group_id` and
 /// `revisions` are documented for ACCloud; the rest come from the Marketplace list and are
-/// [INF] (notes 4.10.4): check the answer client-side rather than trusting the filter.
+/// \[INF\] (notes 4.10.4): check the answer client-side rather than trusting the filter.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReferralFilter {
     /// `revision_group_id`.
     pub revision_group_id: Option<RevisionGroupId>,
     /// `revisions` (server default `latest`).
     pub revisions: Option<Revisions>,
-    /// `supply_persona_id` [INF].
+    /// `supply_persona_id` \[INF\].
     pub supply_persona_id: Option<SupplyPersonaId>,
-    /// `status` [INF].
+    /// `status` \[INF\].
     pub status: Option<ReferralStatus>,
-    /// `client_outbox_id` = ACCloud client id as a string [INF].
+    /// `client_outbox_id` = ACCloud client id as a string \[INF\].
     pub client_outbox_id: Option<String>,
-    /// `sequence_id` [INF].
+    /// `sequence_id` \[INF\].
     pub sequence_id: Option<SequenceId>,
-    /// `care_type` [INF].
+    /// `care_type` \[INF\].
     pub care_type: Option<CareType>,
-    /// `referral_type` [INF].
+    /// `referral_type` \[INF\].
     pub referral_type: Option<ReferralType>,
-    /// `sort_by` [INF].
+    /// `sort_by` \[INF\].
     pub sort_by: Option<ReferralSortBy>,
-    /// `sort_order` [INF].
+    /// `sort_order` \[INF\].
     pub sort_order: Option<SortOrder>,
     /// `page` and `items_per_page`.
     pub page: Option<PageRequest>,
 }
 
-/// Filters of `GET /api/v1/alayamarket/outbox/organizations/trusted_network` ([INF] from the
+/// Filters of `GET /api/v1/alayamarket/outbox/organizations/trusted_network` (\[INF\] from the
 /// Marketplace `demand_persona/trusted_network`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrustedNetworkFilter {

@@ -48,7 +48,7 @@ pub(crate) struct UploadAnswer {
 }
 
 /// The Files API folder listing: a bare array per its schema, or wrapped in `entries` as in
-/// the sibling employee-attachments example (notes 10.1 [CONFLICT]: parse both).
+/// the sibling employee-attachments example (notes 10.1 \[CONFLICT\]: parse both).
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(crate) enum FolderListing {

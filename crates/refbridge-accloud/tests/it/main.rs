@@ -3,5 +3,6 @@
 mod attachments;
 mod faults;
 mod helpers;
+mod lookups;
 mod requests;
 mod samples;
