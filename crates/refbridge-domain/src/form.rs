@@ -155,6 +155,7 @@ pub fn meaning_of(field: &FormField) -> Option<Meaning> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StructuredReferral {
     pub service: ServiceRequest,
     pub physician: Physician,
@@ -169,6 +170,7 @@ pub struct StructuredReferral {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceRequest {
     pub requested: Option<String>,
     pub start_date: Option<NaiveDate>,
@@ -178,6 +180,7 @@ pub struct ServiceRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Physician {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -188,6 +191,7 @@ pub struct Physician {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnosis {
     /// The ICD-10 code: the part before `=`.
     pub code: Option<String>,
@@ -200,6 +204,7 @@ pub struct Diagnosis {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Insurance {
     pub name: Option<String>,
     pub phone: Option<String>,
@@ -210,6 +215,7 @@ pub struct Insurance {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Demographics {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -226,6 +232,7 @@ pub struct Demographics {
 
 /// Something a reviewer should look at. Never carries the value itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Warning {
     /// The form field's label (or the part of the referral) concerned.
     pub field: String,

@@ -15,16 +15,19 @@ use crate::timezone::TimeZone;
 
 /// The supply agency that sent the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agency {
     pub name: String,
     pub host: String,
     pub branch_id: i64,
     pub alayamarket_org_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "America/Denver"))]
     pub timezone: TimeZone,
 }
 
 /// The client as the agency's ACCloud knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientMeta {
     /// The client's primary key in the agency's ACCloud.
     pub id: i64,
@@ -39,11 +42,13 @@ pub struct ClientMeta {
     pub state: Option<String>,
     pub zip: Option<String>,
     pub country: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "America/Denver"))]
     pub timezone: TimeZone,
 }
 
 /// The form's own metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormMeta {
     pub form_id: Option<i64>,
     pub form_name: Option<String>,
@@ -54,6 +59,7 @@ pub struct FormMeta {
 
 /// One field of the submitted form, as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormField {
     /// Differs on every AlayaCare environment: kept for display, never used to match.
     pub field_id: i64,

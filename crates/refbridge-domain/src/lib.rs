@@ -5,10 +5,12 @@ pub mod form;
 pub mod ids;
 pub mod intake;
 pub mod person;
+pub mod role;
 pub mod status;
 pub mod timezone;
 
 pub use error::{Violation, Violations};
 pub use ids::{ContentHash, FileId, PatientId, RequestId};
+pub use role::Role;
 pub use status::ReferralStatus;
 pub use timezone::TimeZone;

@@ -1,0 +1,135 @@
+//! The one error type at the HTTP boundary.
+//!
+//! Policy: every failure a caller can fix is a 4xx with a stable `error` code, a `message`
+//! naming the field and the problem, and `details` listing each problem. Messages never repeat
+//! a submitted value: payloads carry personal data and error bodies travel to other systems.
+//! Failures the caller cannot fix are a 500 or 503 whose body says nothing of the cause; the
+//! cause is logged here, by id only.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use refbridge_domain::{Role, Violation, Violations};
+use refbridge_storage::StorageError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("this token's role may not do this (needs {})", .0.as_str())]
+    Forbidden(Role),
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        details: Vec<Violation>,
+    },
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code: `unauthorized`, `forbidden`, `invalid_request`, `invalid_json`,
+    /// `payload_too_large`, `not_found`, `conflict`, `unavailable`, `internal`.
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub details: Vec<Violation>,
+}
+
+impl ApiError {
+    /// One problem with one field.
+    pub fn field(path: &str, problem: &str) -> Self {
+        Self::from(Violations(vec![Violation::new(path, problem)]))
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<Violations> for ApiError {
+    fn from(v: Violations) -> Self {
+        let message = match v.0.as_slice() {
+            [one] => format!("{} {}", one.path, one.problem),
+            many => format!(
+                "{} problems: {}",
+                many.len(),
+                many.iter()
+                    .map(|v| format!("{} {}", v.path, v.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        ApiError::InvalidRequest {
+            message,
+            details: v.0,
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Connect(_) => ApiError::Unavailable,
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if status.is_server_error() {
+            // Storage and I/O errors name tables and paths, never payload values.
+            let cause = match &self {
+                ApiError::Internal(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            tracing::error!(error.code = code, error.cause = %cause, "request failed");
+        }
+        let message = self.to_string();
+        let details = match self {
+            ApiError::InvalidRequest { details, .. } => details,
+            _ => Vec::new(),
+        };
+        let mut res = (
+            status,
+            Json(ErrorBody {
+                error: code,
+                message,
+                details,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}

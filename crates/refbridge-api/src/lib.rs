@@ -1,0 +1,84 @@
+#![doc = include_str!("../README.md")]
+
+mod auth;
+mod error;
+mod routes;
+mod state;
+
+use axum::Router;
+use axum::http::HeaderName;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use auth::BearerScheme;
+pub use auth::{Caller, hash_token, new_token};
+pub use error::{ApiError, ErrorBody};
+pub use state::{ApiConfig, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "refbridge",
+        description = "Receives AlayaConnector's Referral Requests, keeps the review record, and sends approvals to ACCloud exactly once."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "intake", description = "Referral Requests from AlayaConnector"),
+        (name = "review", description = "The review record"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI description, before state is attached.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(routes::intake::router())
+        .merge(routes::referrals::router())
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The application: every route, with tracing and request ids.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    let request_id = HeaderName::from_static("x-request-id");
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .with_state(state)
+        .layer(body_limit)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            // Spans carry the method, the route template and the request id: never the body,
+            // never query values.
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                tracing::info_span!("http", method = %req.method(), route = %route, request = %id, actor = tracing::field::Empty)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,439 @@
+//! The review record: list, detail, files, deny.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use refbridge_domain::form::{StructuredReferral, Warning};
+use refbridge_domain::intake::{Agency, ClientMeta, FormField, FormMeta};
+use refbridge_domain::{FileId, ReferralStatus, RequestId, Role, Violations};
+use refbridge_storage::{
+    AuditEvent, DenyError, ListFilter, ReferralRecord, ReferralSummary, StatusChange,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_referrals))
+        .routes(routes!(get_referral))
+        .routes(routes!(get_file))
+        .routes(routes!(deny))
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+/// A denial reason longer than this is a mistake, not a reason.
+const MAX_REASON_CHARS: usize = 2000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// received, approved, sending, sent, needs_attention, denied
+    status: Option<String>,
+    /// The agency's AlayaMarket org id.
+    agency: Option<String>,
+    /// Received at or after this instant (RFC 3339).
+    received_from: Option<String>,
+    /// Received before this instant (RFC 3339).
+    received_to: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReferralListItem {
+    #[schema(value_type = String, format = Uuid)]
+    pub request_id: RequestId,
+    pub status: ReferralStatus,
+    pub agency_name: String,
+    pub agency_org_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub patient_id: refbridge_domain::PatientId,
+    pub service_requested: Option<String>,
+    pub warning_count: i64,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReferralList {
+    pub items: Vec<ReferralListItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List Referral Requests, newest first.
+#[utoipa::path(get, path = "/v1/referral-requests", tag = "review", params(ListQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ReferralList), (status = 400, body = ErrorBody),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_referrals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ReferralList>, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let mut v = Violations::default();
+    let status = q.status.as_deref().and_then(|s| {
+        let st = ReferralStatus::parse(s);
+        if st.is_none() {
+            v.push(
+                "status",
+                "must be one of received, approved, sending, sent, needs_attention, denied",
+            );
+        }
+        st
+    });
+    let agency = q.agency.as_deref().and_then(|s| {
+        let id = uuid::Uuid::parse_str(s).ok();
+        if id.is_none() {
+            v.push("agency", "must be the agency's AlayaMarket org id (a UUID)");
+        }
+        id
+    });
+    let mut instant = |name: &str, s: Option<&str>| {
+        s.and_then(|s| match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                v.push(
+                    name,
+                    "must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z",
+                );
+                None
+            }
+        })
+    };
+    let received_from = instant("received_from", q.received_from.as_deref());
+    let received_to = instant("received_to", q.received_to.as_deref());
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            v.push("limit", "must be a whole number from 1 to 200");
+            DEFAULT_LIMIT
+        }
+    };
+    let before = q.cursor.as_deref().and_then(|c| {
+        let parsed = decode_cursor(c);
+        if parsed.is_none() {
+            v.push("cursor", "is not a cursor this API returned");
+        }
+        parsed
+    });
+    if !v.is_empty() {
+        return Err(v.into());
+    }
+    let filter = ListFilter {
+        status,
+        agency_org_id: agency,
+        received_from,
+        received_to,
+        before,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
+    };
+    let mut rows = state.store.list_referrals(&filter).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|r| encode_cursor(r.received_at, r.request_id))
+    } else {
+        None
+    };
+    Ok(Json(ReferralList {
+        items: rows.into_iter().map(list_item).collect(),
+        next_cursor,
+    }))
+}
+
+fn list_item(r: ReferralSummary) -> ReferralListItem {
+    ReferralListItem {
+        request_id: r.request_id,
+        status: r.status,
+        agency_name: r.agency_name,
+        agency_org_id: r.agency_org_id,
+        patient_id: r.patient_id,
+        service_requested: r.service_requested,
+        warning_count: r.warning_count,
+        received_at: r.received_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: RequestId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", refbridge_storage::format_ts(at)))
+}
+
+fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, RequestId)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((
+        refbridge_storage::parse_ts(at).ok()?,
+        RequestId::parse(id).ok()?,
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PatientLink {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: refbridge_domain::PatientId,
+    /// How intake found the patient: agency_client, person, or created.
+    pub matched_by: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FileInfo {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: FileId,
+    pub name: String,
+    pub size: i64,
+    pub media_type: String,
+    pub sha256: String,
+    /// Where to download the bytes.
+    pub href: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusEntry {
+    pub status: ReferralStatus,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub details: serde_json::Value,
+}
+
+/// Everything a reviewer needs about one Referral Request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReferralDetail {
+    #[schema(value_type = String, format = Uuid)]
+    pub request_id: RequestId,
+    pub status: ReferralStatus,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub agency: Agency,
+    pub client: ClientMeta,
+    pub patient: PatientLink,
+    pub form: FormMeta,
+    /// The form parsed into a structured referral.
+    pub referral: StructuredReferral,
+    pub warnings: Vec<Warning>,
+    /// The form's fields as sent.
+    pub fields: Vec<FormField>,
+    /// Top-level keys of the request the contract does not define, as sent.
+    pub extra: Option<serde_json::Value>,
+    pub files: Vec<FileInfo>,
+    pub denial_reason: Option<String>,
+    pub history: Vec<StatusEntry>,
+    pub audit: Vec<AuditEntry>,
+}
+
+fn parse_request_id(s: &str) -> Result<RequestId, ApiError> {
+    RequestId::parse(s).map_err(|_| ApiError::field("request_id", "must be a UUID"))
+}
+
+fn not_found(id: RequestId) -> ApiError {
+    ApiError::NotFound(format!("no referral request {id}"))
+}
+
+async fn detail(state: &AppState, rec: ReferralRecord) -> Result<ReferralDetail, ApiError> {
+    let id = rec.request_id;
+    let audit = state
+        .store
+        .audit_trail("referral_request", &id.to_string())
+        .await?;
+    Ok(ReferralDetail {
+        request_id: id,
+        status: rec.status,
+        received_at: rec.received_at,
+        updated_at: rec.updated_at,
+        agency: rec.request.agency,
+        client: rec.request.client,
+        patient: PatientLink {
+            id: rec.patient_id,
+            matched_by: rec.patient_match,
+        },
+        form: rec.request.form,
+        referral: rec.referral,
+        warnings: rec.warnings,
+        fields: rec.request.fields,
+        extra: rec.extra,
+        files: rec
+            .files
+            .into_iter()
+            .map(|f| FileInfo {
+                href: format!("/v1/referral-requests/{id}/files/{}", f.id),
+                id: f.id,
+                name: f.name,
+                size: f.size,
+                media_type: f.media_type,
+                sha256: f.sha256.to_string(),
+            })
+            .collect(),
+        denial_reason: rec.denial_reason,
+        history: rec.history.into_iter().map(status_entry).collect(),
+        audit: audit.into_iter().map(audit_entry).collect(),
+    })
+}
+
+fn status_entry(s: StatusChange) -> StatusEntry {
+    StatusEntry {
+        status: s.status,
+        at: s.at,
+        actor: s.actor,
+        reason: s.reason,
+    }
+}
+
+fn audit_entry(a: AuditEvent) -> AuditEntry {
+    AuditEntry {
+        at: a.at,
+        actor: a.actor,
+        action: a.action,
+        details: a.details,
+    }
+}
+
+/// One Referral Request: the parsed referral, warnings, patient, files, history.
+#[utoipa::path(get, path = "/v1/referral-requests/{request_id}", tag = "review",
+    params(("request_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody)))]
+async fn get_referral(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(request_id): Path<String>,
+) -> Result<Json<ReferralDetail>, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_request_id(&request_id)?;
+    let rec = state
+        .store
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(Json(detail(&state, rec).await?))
+}
+
+/// The bytes of one file of a Referral Request, with its detected media type.
+#[utoipa::path(get, path = "/v1/referral-requests/{request_id}/files/{file_id}", tag = "review",
+    params(("request_id" = String, Path, format = Uuid), ("file_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((request_id, file_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_request_id(&request_id)?;
+    let file_id =
+        FileId::parse(&file_id).map_err(|_| ApiError::field("file_id", "must be a UUID"))?;
+    let file = state
+        .store
+        .referral_file(id, file_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no file {file_id} on referral request {id}")))?;
+    let handle = tokio::fs::File::open(state.files.path_of(&file.sha256))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        handle,
+        64 * 1024,
+    ));
+    let mut res = Response::new(body);
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&file.media_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
+    let safe_name: String = file
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DenyRequest {
+    /// Why the referral is denied (shown to reviewers; at most 2,000 characters).
+    reason: Option<String>,
+}
+
+/// Deny a received Referral Request. Terminal.
+#[utoipa::path(post, path = "/v1/referral-requests/{request_id}/deny", tag = "review",
+    params(("request_id" = String, Path, format = Uuid)),
+    request_body = DenyRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
+               (status = 404, body = ErrorBody),
+               (status = 409, body = ErrorBody, description = "not in a state that can be denied")))]
+async fn deny(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(request_id): Path<String>,
+    body: Result<Json<DenyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ReferralDetail>, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_request_id(&request_id)?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "the body must be a JSON object with a reason ({})",
+            e.status()
+        ))
+    })?;
+    let reason = body.reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "is required"));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::field("reason", "must be at most 2000 characters"));
+    }
+    let rec = state
+        .store
+        .deny_referral(id, reason, &caller.name)
+        .await
+        .map_err(|e| match e {
+            DenyError::NotFound => not_found(id),
+            DenyError::NotAllowed(st) => ApiError::Conflict(format!(
+                "referral request {id} is {} and cannot be denied",
+                st.as_str()
+            )),
+            DenyError::Storage(s) => s.into(),
+        })?;
+    tracing::info!(request_id = %id, "referral request denied");
+    Ok(Json(detail(&state, rec).await?))
+}

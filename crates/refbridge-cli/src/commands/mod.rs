@@ -1,0 +1,70 @@
+//! The subcommands: each is a role of the one binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub mod migrate;
+pub mod serve;
+pub mod token;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "refbridge",
+    version,
+    about = "Referral Requests in, Referral Approvals out to ACCloud, exactly once."
+)]
+pub struct Cli {
+    /// A TOML configuration file (see config/default.toml for every key).
+    #[arg(long, global = true, env = "REFBRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_create_takes_name_and_role() {
+        let cli = Cli::try_parse_from([
+            "refbridge",
+            "token",
+            "create",
+            "--name",
+            "cpr",
+            "--role",
+            "reviewer",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Token {
+                command: token::TokenCommand::Create { name, role },
+            } => {
+                assert_eq!(name, "cpr");
+                assert_eq!(role, "reviewer");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

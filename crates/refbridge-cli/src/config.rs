@@ -1,0 +1,220 @@
+//! Configuration, layered: the built-in defaults (`config/default.toml`, which documents every
+//! key), then an optional TOML file, then `REFBRIDGE_*` environment variables (nested keys
+//! joined with `__`). Later layers win. Checked once at start-up; an error names the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: DatabaseUrl,
+    pub files_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_file_bytes: u64,
+    pub db_max_connections: u32,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A database URL, whose password never reaches `Debug` output or logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.expose();
+        // scheme://user:password@host/...: keep everything but the password.
+        let redacted = match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let creds = &url[s + 3..at];
+                let user = creds.split(':').next().unwrap_or_default();
+                format!("{}{user}:[redacted]{}", &url[..s + 3], &url[at..])
+            }
+            _ => url.to_owned(),
+        };
+        f.write_str(&redacted)
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Load(Box<figment::Error>),
+    Invalid { key: &'static str, problem: String },
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Load(e) => write!(f, "configuration: {e}"),
+            ConfigError::Invalid { key, problem } => {
+                write!(f, "configuration key {key}: {problem}")
+            }
+        }
+    }
+}
+
+impl Config {
+    /// The layered figment, exposed for tests.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(Env::prefixed("REFBRIDGE_").split("__"))
+    }
+
+    /// Loads and checks the configuration.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file))
+    }
+
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.listen_addr().is_none() {
+            return bad(
+                "listen",
+                "must be an address and port such as 127.0.0.1:8080",
+            );
+        }
+        if refbridge_storage::Backend::of_url(self.database_url.expose()).is_none() {
+            return bad("database_url", "must start with sqlite: or postgres:");
+        }
+        if self.max_file_bytes == 0 {
+            return bad("max_file_bytes", "must be more than 0");
+        }
+        if (self.max_body_bytes as u64) < self.max_file_bytes {
+            return bad("max_body_bytes", "must be at least max_file_bytes");
+        }
+        if self.db_max_connections == 0 {
+            return bad("db_max_connections", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+// figment::Jail's closure returns figment's large error type: its signature, not ours.
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        Jail::expect_with(|_jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "127.0.0.1:8080");
+            assert!(cfg.database_url.expose().starts_with("sqlite:"));
+            assert_eq!(cfg.max_file_bytes, 50 * 1024 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "listen = \"127.0.0.1:9000\"\nfiles_dir = \"/tmp/f\"\n[log]\nformat = \"json\"\n",
+            )?;
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "127.0.0.1:9000");
+            assert_eq!(cfg.log.format, LogFormat::Json);
+
+            jail.set_env("REFBRIDGE_LISTEN", "127.0.0.1:9100");
+            jail.set_env("REFBRIDGE_LOG__FORMAT", "pretty");
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "127.0.0.1:9100");
+            assert_eq!(cfg.log.format, LogFormat::Pretty);
+            assert_eq!(cfg.files_dir, PathBuf::from("/tmp/f"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("REFBRIDGE_LISTEN", "not an address");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("REFBRIDGE_DATABASE_URL", "mysql://x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("database_url"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("REFBRIDGE_LISTEN_PORT", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("listen_port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_redacts_the_database_password() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "REFBRIDGE_DATABASE_URL",
+                "postgres://app:hunter2@db:5432/refbridge",
+            );
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let shown = format!("{cfg:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("postgres://app:[redacted]@db:5432/refbridge"),
+                "{shown}"
+            );
+            Ok(())
+        });
+    }
+}

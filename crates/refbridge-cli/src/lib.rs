@@ -1,0 +1,65 @@
+#![doc = include_str!("../README.md")]
+
+pub mod commands;
+pub mod config;
+pub mod telemetry;
+
+use std::future::Future;
+
+use refbridge_api::{ApiConfig, AppState};
+use refbridge_storage::{FileStore, Store, StoreOptions};
+
+use crate::config::Config;
+
+/// Opens the store (migrating it) and the file store from the configuration.
+pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
+    let options = StoreOptions {
+        max_connections: cfg.db_max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(cfg.database_url.expose(), &options).await?;
+    let files = FileStore::open(&cfg.files_dir)?;
+    Ok(AppState {
+        store,
+        files,
+        config: ApiConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            max_file_bytes: cfg.max_file_bytes,
+        },
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = refbridge_api::app(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,263 @@
+//! The content-addressed file store: each distinct file body is kept once on disk, under its
+//! SHA-256, whatever name or referral it came with.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use refbridge_domain::ContentHash;
+use sha2::{Digest, Sha256};
+
+/// Standard alphabet; padding optional (it is stripped before decoding).
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Characters decoded per chunk: a multiple of 4, so chunks split on quantum boundaries.
+const CHUNK_CHARS: usize = 64 * 1024;
+/// Bytes kept from the start of a file to detect its type.
+const SNIFF_BYTES: usize = 8 * 1024;
+
+/// A file body now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub hash: ContentHash,
+    pub size: u64,
+    /// Detected from the magic bytes; `application/octet-stream` when unknown.
+    pub media_type: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("not valid base64")]
+    InvalidBase64,
+    #[error("larger than {limit} bytes once decoded")]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) the store under `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FileStore> {
+        let root = root.into();
+        fs::create_dir_all(root.join("sha256"))?;
+        fs::create_dir_all(root.join("tmp"))?;
+        Ok(FileStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the body with this hash lives.
+    pub fn path_of(&self, hash: &ContentHash) -> PathBuf {
+        let h = hash.as_str();
+        self.root.join("sha256").join(&h[..2]).join(h)
+    }
+
+    /// Decodes base64 text (padding optional, whitespace and line breaks ignored) straight
+    /// into the store, never holding the decoded file in memory. Blocking: call it from a
+    /// blocking task.
+    pub fn put_base64(&self, encoded: &str, max_size: u64) -> Result<StoredBlob, PutError> {
+        let mut sink = Sink::new(self, max_size)?;
+        let trimmed = encoded.trim_end_matches(|c: char| c == '=' || c.is_ascii_whitespace());
+        let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_CHARS);
+        let mut out: Vec<u8> = Vec::with_capacity(CHUNK_CHARS / 4 * 3);
+        for &b in trimmed.as_bytes() {
+            if b.is_ascii_whitespace() {
+                continue;
+            }
+            chunk.push(b);
+            if chunk.len() == CHUNK_CHARS {
+                decode_into(&chunk, &mut out)?;
+                sink.write(&out)?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            decode_into(&chunk, &mut out)?;
+            sink.write(&out)?;
+        }
+        sink.finish()
+    }
+
+    /// Stores bytes already in memory.
+    pub fn put_bytes(&self, bytes: &[u8], max_size: u64) -> Result<StoredBlob, PutError> {
+        let mut sink = Sink::new(self, max_size)?;
+        sink.write(bytes)?;
+        sink.finish()
+    }
+}
+
+fn decode_into(chunk: &[u8], out: &mut Vec<u8>) -> Result<(), PutError> {
+    out.clear();
+    B64.decode_vec(chunk, out)
+        .map_err(|_| PutError::InvalidBase64)
+}
+
+/// A file being written: a temporary file, its running hash and size, its first bytes.
+struct Sink<'a> {
+    store: &'a FileStore,
+    tmp_path: PathBuf,
+    file: Option<BufWriter<fs::File>>,
+    hasher: Sha256,
+    size: u64,
+    max_size: u64,
+    head: Vec<u8>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(store: &'a FileStore, max_size: u64) -> io::Result<Self> {
+        let tmp_path = store
+            .root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().to_string());
+        let file = fs::File::create(&tmp_path)?;
+        Ok(Sink {
+            store,
+            tmp_path,
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            hasher: Sha256::new(),
+            size: 0,
+            max_size,
+            head: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PutError> {
+        self.size += bytes.len() as u64;
+        if self.size > self.max_size {
+            return Err(PutError::TooLarge {
+                limit: self.max_size,
+            });
+        }
+        if self.head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+        }
+        self.hasher.update(bytes);
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(bytes)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<StoredBlob, PutError> {
+        let digest: [u8; 32] = self.hasher.clone().finalize().into();
+        let hash = ContentHash::from_digest(&digest);
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("file already finished"))?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let dest = self.store.path_of(&hash);
+        if dest.exists() {
+            fs::remove_file(&self.tmp_path)?;
+        } else {
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::rename(&self.tmp_path, &dest)?;
+        }
+        let media_type = infer::get(&self.head)
+            .map(|t| t.mime_type().to_owned())
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        Ok(StoredBlob {
+            hash,
+            size: self.size,
+            media_type,
+        })
+    }
+}
+
+impl Drop for Sink<'_> {
+    fn drop(&mut self) {
+        // An abandoned write (bad base64, too large) leaves nothing behind.
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileStore::open(dir.path()).unwrap();
+        (dir, fs)
+    }
+
+    const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNk+A8AAQUBAScY42YAAAAASUVORK5CYII=";
+
+    #[test]
+    fn decodes_padded_unpadded_and_wrapped_base64_to_the_same_blob() {
+        let (_d, fs) = store();
+        let a = fs.put_base64(PNG_B64, 1 << 20).unwrap();
+        let b = fs
+            .put_base64(PNG_B64.trim_end_matches('='), 1 << 20)
+            .unwrap();
+        let wrapped: String = PNG_B64
+            .as_bytes()
+            .chunks(10)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let c = fs.put_base64(&wrapped, 1 << 20).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.media_type, "image/png");
+        let bytes = std::fs::read(fs.path_of(&a.hash)).unwrap();
+        assert_eq!(bytes.len() as u64, a.size);
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
+
+    #[test]
+    fn large_input_spans_many_chunks_and_round_trips() {
+        let (_d, fs) = store();
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
+        let enc = base64::engine::general_purpose::STANDARD.encode(&data);
+        let blob = fs.put_base64(&enc, 1 << 20).unwrap();
+        assert_eq!(std::fs::read(fs.path_of(&blob.hash)).unwrap(), data);
+        assert_eq!(blob.media_type, "application/octet-stream");
+    }
+
+    #[test]
+    fn rejects_invalid_base64_and_leaves_no_temporary_file() {
+        let (_d, fs) = store();
+        assert!(matches!(
+            fs.put_base64("abc$def", 100),
+            Err(PutError::InvalidBase64)
+        ));
+        assert!(matches!(
+            fs.put_base64("ab=cd", 100),
+            Err(PutError::InvalidBase64)
+        ));
+        assert_eq!(std::fs::read_dir(fs.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn rejects_a_body_one_byte_over_the_limit() {
+        let (_d, fs) = store();
+        let enc = base64::engine::general_purpose::STANDARD.encode([0u8; 101]);
+        assert!(matches!(
+            fs.put_base64(&enc, 100),
+            Err(PutError::TooLarge { limit: 100 })
+        ));
+        let enc = base64::engine::general_purpose::STANDARD.encode([0u8; 100]);
+        assert_eq!(fs.put_base64(&enc, 100).unwrap().size, 100);
+    }
+}

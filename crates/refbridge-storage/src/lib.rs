@@ -1,0 +1,179 @@
+#![doc = include_str!("../README.md")]
+
+mod audit;
+mod error;
+pub mod files;
+mod patients;
+mod referrals;
+mod time;
+mod tokens;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use audit::AuditEvent;
+pub use error::StorageError;
+pub use files::{FileStore, StoredBlob};
+pub use patients::{PatientMatch, PatientRecord};
+pub use referrals::{
+    DenyError, FileRecord, IntakeOutcome, ListFilter, NewFile, NewReferral, ReferralRecord,
+    ReferralSummary, StatusChange,
+};
+pub use time::{format_ts, now, parse_ts};
+pub use tokens::TokenRecord;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// From a database URL's scheme.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The statement that opens a write transaction. SQLite's default `BEGIN` is deferred,
+    /// and a deferred transaction that reads then writes fails at once with `SQLITE_BUSY`
+    /// when another connection wrote in between; `BEGIN IMMEDIATE` takes the write lock up
+    /// front and so waits on the busy timeout instead.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long a SQLite writer waits for the lock before giving up.
+    pub busy_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The database behind refbridge. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file and its folder when missing). Does not migrate.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store, StorageError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).ok_or(StorageError::UnsupportedUrl)?;
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite {
+            prepare_sqlite_path(&mut url)?;
+        }
+        let connect = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StorageError::Connect(e.to_string()))?
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let busy_ms = options.busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| StorageError::Connect(e.to_string()))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Connects and applies the embedded migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Store, StorageError> {
+        let store = Self::connect(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StorageError::Migrate(e.to_string()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
+        Ok(self.pool.begin_with(self.backend.begin_write()).await?)
+    }
+}
+
+/// `sqlite://path?..` or `sqlite:path`: create the folder, and ask SQLite to create the file.
+fn prepare_sqlite_path(url: &mut String) -> Result<(), StorageError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::Connect(e.to_string()))?;
+        }
+    }
+    if !query.contains("mode=") {
+        url.push(if query.is_empty() { '?' } else { '&' });
+        url.push_str("mode=rwc");
+    }
+    Ok(())
+}

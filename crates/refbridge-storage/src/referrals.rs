@@ -1,0 +1,468 @@
+//! Referral Requests: intake, the review record, and the status history.
+
+use chrono::{DateTime, Utc};
+use refbridge_domain::form::{ParsedForm, StructuredReferral, Warning};
+use refbridge_domain::intake::IntakeRequest;
+use refbridge_domain::{ContentHash, FileId, PatientId, ReferralStatus, RequestId};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::{StorageError, corrupt};
+use crate::files::StoredBlob;
+use crate::patients::find_or_create_for_client;
+use crate::{Store, audit, format_ts, now, parse_ts};
+
+/// One file of a new Referral Request, already in the file store.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub name: String,
+    pub blob: StoredBlob,
+}
+
+/// A validated, parsed Referral Request to record.
+#[derive(Debug, Clone)]
+pub struct NewReferral {
+    pub request: IntakeRequest,
+    pub parsed: ParsedForm,
+    /// Identifies the request's content: the same document always has the same one.
+    pub fingerprint: String,
+    /// Top-level keys the contract does not define, kept as sent.
+    pub extra: Option<Value>,
+    pub files: Vec<NewFile>,
+    /// The token name that posted it.
+    pub actor: String,
+}
+
+#[derive(Debug)]
+pub enum IntakeOutcome {
+    /// Recorded now.
+    Created(Box<ReferralRecord>),
+    /// The same document was recorded before: nothing changed.
+    Replayed(Box<ReferralRecord>),
+    /// A different document was recorded under this request id before.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileRecord {
+    pub id: FileId,
+    pub position: i64,
+    pub name: String,
+    pub sha256: ContentHash,
+    pub size: i64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusChange {
+    pub status: ReferralStatus,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+/// Everything known about one Referral Request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralRecord {
+    pub request_id: RequestId,
+    pub status: ReferralStatus,
+    pub fingerprint: String,
+    pub patient_id: PatientId,
+    pub patient_match: String,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub request: IntakeRequest,
+    pub referral: StructuredReferral,
+    pub warnings: Vec<Warning>,
+    pub extra: Option<Value>,
+    pub denial_reason: Option<String>,
+    pub files: Vec<FileRecord>,
+    pub history: Vec<StatusChange>,
+}
+
+/// One line of the review list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralSummary {
+    pub request_id: RequestId,
+    pub status: ReferralStatus,
+    pub agency_name: String,
+    pub agency_org_id: String,
+    pub patient_id: PatientId,
+    pub service_requested: Option<String>,
+    pub warning_count: i64,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters and page of the review list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<ReferralStatus>,
+    /// AlayaMarket org id of the agency.
+    pub agency_org_id: Option<Uuid>,
+    pub received_from: Option<DateTime<Utc>>,
+    pub received_to: Option<DateTime<Utc>>,
+    /// Keyset cursor: only rows strictly older than this (received_at, request_id).
+    pub before: Option<(DateTime<Utc>, RequestId)>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DenyError {
+    #[error("no such referral request")]
+    NotFound,
+    #[error("a referral request that is {} cannot be denied", .0.as_str())]
+    NotAllowed(ReferralStatus),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn status_of(s: &str) -> Result<ReferralStatus, StorageError> {
+    ReferralStatus::parse(s).ok_or_else(|| corrupt("referral status", s))
+}
+
+fn request_id_of(s: &str) -> Result<RequestId, StorageError> {
+    RequestId::parse(s).map_err(|e| corrupt("request id", e))
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StorageError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: Serialize>(what: &str, v: &T) -> Result<String, StorageError> {
+    serde_json::to_string(v).map_err(|e| corrupt(what, e))
+}
+
+impl Store {
+    /// Records a Referral Request, its patient link, its files, the first status and the audit
+    /// entry, in one transaction. Idempotent on `request_id`: the same fingerprint replays,
+    /// a different one is a conflict, and nothing is stored twice.
+    pub async fn record_intake(&self, new: &NewReferral) -> Result<IntakeOutcome, StorageError> {
+        // A concurrent insert of the same request id loses the race on the primary key; the
+        // second attempt then sees the row and replays or conflicts.
+        match self.try_record_intake(new).await {
+            Err(e) if e.is_unique_violation() => self.try_record_intake(new).await,
+            other => other,
+        }
+    }
+
+    async fn try_record_intake(&self, new: &NewReferral) -> Result<IntakeOutcome, StorageError> {
+        let id = new.request.request_id;
+        let mut tx = self.begin_write().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT fingerprint FROM referral_requests WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(fp) = existing {
+            tx.rollback().await?;
+            if fp != new.fingerprint {
+                return Ok(IntakeOutcome::Conflict);
+            }
+            let rec = self.get_referral(id).await?.ok_or(StorageError::NotFound)?;
+            return Ok(IntakeOutcome::Replayed(Box::new(rec)));
+        }
+
+        let at = now();
+        let ts = format_ts(at);
+        let org = new.request.agency.alayamarket_org_id.to_string();
+        let (patient_id, how) =
+            find_or_create_for_client(&mut tx, &org, &new.request.client, at).await?;
+        sqlx::query(
+            "INSERT INTO referral_requests (request_id, fingerprint, status, agency_org_id, agency_name, \
+             agency_client_id, patient_id, patient_match, service_requested, warning_count, received_at, \
+             updated_at, request_json, parsed_json, warnings_json, extra_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15)",
+        )
+        .bind(id.to_string())
+        .bind(&new.fingerprint)
+        .bind(ReferralStatus::Received.as_str())
+        .bind(&org)
+        .bind(&new.request.agency.name)
+        .bind(new.request.client.id)
+        .bind(patient_id.to_string())
+        .bind(how.as_str())
+        .bind(&new.parsed.referral.service.requested)
+        .bind(new.parsed.warnings.len() as i64)
+        .bind(&ts)
+        .bind(to_json("request", &new.request)?)
+        .bind(to_json("referral", &new.parsed.referral)?)
+        .bind(to_json("warnings", &new.parsed.warnings)?)
+        .bind(new.extra.as_ref().map(Value::to_string))
+        .execute(&mut *tx)
+        .await?;
+
+        for (position, file) in new.files.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, size, media_type, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(file.blob.hash.as_str())
+            .bind(file.blob.size as i64)
+            .bind(&file.blob.media_type)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO referral_files (id, request_id, position, file_name, sha256) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(FileId::new().to_string())
+            .bind(id.to_string())
+            .bind(position as i64)
+            .bind(&file.name)
+            .bind(file.blob.hash.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        insert_status(&mut tx, id, ReferralStatus::Received, at, &new.actor, None).await?;
+        audit::record(
+            &mut tx,
+            at,
+            &new.actor,
+            "referral_request.received",
+            ("referral_request", &id.to_string()),
+            &json!({
+                "patient_id": patient_id.to_string(),
+                "patient_match": how,
+                "files": new.files.len(),
+                "warnings": new.parsed.warnings.len(),
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+
+        let rec = self.get_referral(id).await?.ok_or(StorageError::NotFound)?;
+        Ok(IntakeOutcome::Created(Box::new(rec)))
+    }
+
+    pub async fn get_referral(
+        &self,
+        id: RequestId,
+    ) -> Result<Option<ReferralRecord>, StorageError> {
+        let Some(row) = sqlx::query(
+            "SELECT request_id, status, fingerprint, patient_id, patient_match, received_at, updated_at, \
+             request_json, parsed_json, warnings_json, extra_json, denial_reason \
+             FROM referral_requests WHERE request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let files = self.referral_files(id).await?;
+        let history = self.status_history(id).await?;
+        let text = |col: &str| -> Result<String, StorageError> { Ok(row.try_get(col)?) };
+        let extra: Option<String> = row.try_get("extra_json")?;
+        Ok(Some(ReferralRecord {
+            request_id: request_id_of(&text("request_id")?)?,
+            status: status_of(&text("status")?)?,
+            fingerprint: text("fingerprint")?,
+            patient_id: PatientId::parse(&text("patient_id")?)
+                .map_err(|e| corrupt("patient id", e))?,
+            patient_match: text("patient_match")?,
+            received_at: parse_ts(&text("received_at")?)?,
+            updated_at: parse_ts(&text("updated_at")?)?,
+            request: json_of("request", &text("request_json")?)?,
+            referral: json_of("referral", &text("parsed_json")?)?,
+            warnings: json_of("warnings", &text("warnings_json")?)?,
+            extra: extra.map(|e| json_of("extra", &e)).transpose()?,
+            denial_reason: row.try_get("denial_reason")?,
+            files,
+            history,
+        }))
+    }
+
+    pub async fn referral_files(&self, id: RequestId) -> Result<Vec<FileRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.position, f.file_name, f.sha256, b.size, b.media_type \
+             FROM referral_files f JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.request_id = $1 ORDER BY f.position",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    pub async fn referral_file(
+        &self,
+        id: RequestId,
+        file_id: FileId,
+    ) -> Result<Option<FileRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT f.id, f.position, f.file_name, f.sha256, b.size, b.media_type \
+             FROM referral_files f JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.request_id = $1 AND f.id = $2",
+        )
+        .bind(id.to_string())
+        .bind(file_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    pub async fn status_history(&self, id: RequestId) -> Result<Vec<StatusChange>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT status, at, actor, reason FROM status_history WHERE request_id = $1 ORDER BY at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                let at: String = r.try_get("at")?;
+                Ok(StatusChange {
+                    status: status_of(&status)?,
+                    at: parse_ts(&at)?,
+                    actor: r.try_get("actor")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The review list, newest first.
+    pub async fn list_referrals(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<ReferralSummary>, StorageError> {
+        let mut sql = String::from(
+            "SELECT request_id, status, agency_name, agency_org_id, patient_id, service_requested, \
+             warning_count, received_at, updated_at FROM referral_requests WHERE 1 = 1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = filter.status {
+            push(&mut sql, " AND status = ?", s.as_str().to_owned());
+        }
+        if let Some(org) = filter.agency_org_id {
+            push(&mut sql, " AND agency_org_id = ?", org.to_string());
+        }
+        if let Some(from) = filter.received_from {
+            push(&mut sql, " AND received_at >= ?", format_ts(from));
+        }
+        if let Some(to) = filter.received_to {
+            push(&mut sql, " AND received_at < ?", format_ts(to));
+        }
+        if let Some((at, id)) = filter.before {
+            let at = format_ts(at);
+            push(&mut sql, " AND (received_at < ?", at.clone());
+            push(&mut sql, " OR (received_at = ?", at);
+            push(&mut sql, " AND request_id < ?))", id.to_string());
+        }
+        sql.push_str(&format!(
+            " ORDER BY received_at DESC, request_id DESC LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        ));
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|r| {
+                let text = |c: &str| -> Result<String, StorageError> { Ok(r.try_get(c)?) };
+                Ok(ReferralSummary {
+                    request_id: request_id_of(&text("request_id")?)?,
+                    status: status_of(&text("status")?)?,
+                    agency_name: text("agency_name")?,
+                    agency_org_id: text("agency_org_id")?,
+                    patient_id: PatientId::parse(&text("patient_id")?)
+                        .map_err(|e| corrupt("patient id", e))?,
+                    service_requested: r.try_get("service_requested")?,
+                    warning_count: r.try_get("warning_count")?,
+                    received_at: parse_ts(&text("received_at")?)?,
+                    updated_at: parse_ts(&text("updated_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Denies a received Referral Request. Terminal.
+    pub async fn deny_referral(
+        &self,
+        id: RequestId,
+        reason: &str,
+        actor: &str,
+    ) -> Result<ReferralRecord, DenyError> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM referral_requests WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StorageError::from)?;
+        let current = status_of(&status.ok_or(DenyError::NotFound)?)?;
+        if !current.can_become(ReferralStatus::Denied) {
+            return Err(DenyError::NotAllowed(current));
+        }
+        let at = now();
+        sqlx::query(
+            "UPDATE referral_requests SET status = $1, denial_reason = $2, updated_at = $3 WHERE request_id = $4",
+        )
+        .bind(ReferralStatus::Denied.as_str())
+        .bind(reason)
+        .bind(format_ts(at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StorageError::from)?;
+        insert_status(&mut tx, id, ReferralStatus::Denied, at, actor, Some(reason)).await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "referral_request.denied",
+            ("referral_request", &id.to_string()),
+            &json!({ "from": current, "to": ReferralStatus::Denied }),
+        )
+        .await?;
+        tx.commit().await.map_err(StorageError::from)?;
+        self.get_referral(id).await?.ok_or(DenyError::NotFound)
+    }
+}
+
+fn file_from_row(r: &AnyRow) -> Result<FileRecord, StorageError> {
+    let id: String = r.try_get("id")?;
+    let sha: String = r.try_get("sha256")?;
+    Ok(FileRecord {
+        id: FileId::parse(&id).map_err(|e| corrupt("file id", e))?,
+        position: r.try_get("position")?,
+        name: r.try_get("file_name")?,
+        sha256: ContentHash::parse(&sha).map_err(|e| corrupt("file hash", e))?,
+        size: r.try_get("size")?,
+        media_type: r.try_get("media_type")?,
+    })
+}
+
+async fn insert_status(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    status: ReferralStatus,
+    at: DateTime<Utc>,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO status_history (id, request_id, status, at, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(id.to_string())
+    .bind(status.as_str())
+    .bind(format_ts(at))
+    .bind(actor)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
