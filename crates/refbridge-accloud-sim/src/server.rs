@@ -80,8 +80,14 @@ impl Simulator {
         let app = self.router();
         let external = stop_tx.clone();
         tokio::spawn(async move {
-            shutdown.await;
-            let _ = external.send(true);
+            // Ends with the server too (every receiver gone), so a
+            // never-completing `shutdown` leaves no task behind.
+            tokio::select! {
+                () = shutdown => {
+                    let _ = external.send(true);
+                }
+                () = external.closed() => {}
+            }
         });
         let task = tokio::spawn(serve_loop(listener, app, stop_rx));
         tracing::info!(%addr, "ACCloud simulator listening");
