@@ -33,6 +33,13 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A patient plan PUT refused by its conflict behaviour.
+    #[error("{message}")]
+    PlanConflict { message: String, plan_id: String },
+    #[error("this Idempotency-Key was used with another request (method, path or body)")]
+    IdempotencyKeyMismatch,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyKeyInUse,
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -43,12 +50,16 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code: `unauthorized`, `forbidden`, `invalid_request`, `invalid_json`,
-    /// `payload_too_large`, `not_found`, `conflict`, `unavailable`, `internal`.
+    /// `payload_too_large`, `not_found`, `conflict`, `unavailable`, `internal`,
+    /// `idempotency_key_mismatch` (422), `idempotency_key_in_use` (409).
     pub error: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub details: Vec<Violation>,
+    /// On a patient plan conflict: the active plan that holds the plan order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting_patient_plan_id: Option<String>,
 }
 
 impl ApiError {
@@ -65,7 +76,13 @@ impl ApiError {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Conflict(_) | ApiError::PlanConflict { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            ApiError::IdempotencyKeyMismatch => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_mismatch")
+            }
+            ApiError::IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency_key_in_use"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -113,9 +130,11 @@ impl IntoResponse for ApiError {
             tracing::error!(error.code = code, error.cause = %cause, "request failed");
         }
         let message = self.to_string();
-        let details = match self {
-            ApiError::InvalidRequest { details, .. } => details,
-            _ => Vec::new(),
+        let in_use = matches!(self, ApiError::IdempotencyKeyInUse);
+        let (details, conflicting_patient_plan_id) = match self {
+            ApiError::InvalidRequest { details, .. } => (details, None),
+            ApiError::PlanConflict { plan_id, .. } => (Vec::new(), Some(plan_id)),
+            _ => (Vec::new(), None),
         };
         let mut res = (
             status,
@@ -123,9 +142,14 @@ impl IntoResponse for ApiError {
                 error: code,
                 message,
                 details,
+                conflicting_patient_plan_id,
             }),
         )
             .into_response();
+        if in_use {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

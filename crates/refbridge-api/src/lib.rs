@@ -2,6 +2,7 @@
 
 mod auth;
 mod error;
+mod idempotency;
 mod routes;
 mod state;
 
@@ -27,6 +28,7 @@ pub use state::{ApiConfig, AppState};
     tags(
         (name = "intake", description = "Referral Requests from AlayaConnector"),
         (name = "review", description = "The review record"),
+        (name = "plans", description = "Patients, their insurance plans, and payors"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -38,6 +40,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::health::router())
         .merge(routes::intake::router())
         .merge(routes::referrals::router())
+        .merge(routes::patients::router())
+        .merge(routes::plans::router())
+        .merge(routes::payors::router())
+        .merge(routes::approval::router())
 }
 
 /// The OpenAPI document of the whole API.
@@ -59,8 +65,9 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .with_state(state)
+        .with_state(state.clone())
         .layer(body_limit)
+        .layer(axum::middleware::from_fn_with_state(state, idempotency::replay))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             // Spans carry the method, the route template and the request id: never the body,

@@ -7,6 +7,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest decoded file, in bytes: ACCloud's attachment limit.
     pub max_file_bytes: u64,
+    /// What `PUT /v1/patient-plans` does when a request names no `conflict_behavior`.
+    pub default_conflict_behavior: refbridge_domain::plan::ConflictBehavior,
+    /// Defaults for what an approval leaves out.
+    pub approval: refbridge_domain::approval::Defaults,
 }
 
 impl Default for ApiConfig {
@@ -14,6 +18,8 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 160 * 1024 * 1024,
             max_file_bytes: 50 * 1024 * 1024,
+            default_conflict_behavior: refbridge_domain::plan::ConflictBehavior::Replace,
+            approval: refbridge_domain::approval::Defaults::default(),
         }
     }
 }
@@ -24,4 +30,6 @@ pub struct AppState {
     pub store: Store,
     pub files: FileStore,
     pub config: ApiConfig,
+    /// Wakes the send workers of this process when work is queued.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }

@@ -22,7 +22,68 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_file_bytes: u64,
     pub db_max_connections: u32,
+    pub default_conflict_behavior: refbridge_domain::plan::ConflictBehavior,
     pub log: LogConfig,
+    pub accloud: AcCloudSettings,
+    pub worker: WorkerSettings,
+    pub approval: refbridge_domain::approval::Defaults,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcCloudSettings {
+    pub target: AcCloudTarget,
+    pub url: String,
+    pub api_key: Secret,
+    pub api_secret: Secret,
+    pub hq_branch_id: i64,
+    pub csi_group: String,
+    pub attachments_folder: String,
+    pub request_timeout_ms: u64,
+    pub simulator_listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcCloudTarget {
+    Simulator,
+    Dev,
+    Qa,
+    Uat,
+    Prod,
+    Url,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub lease_secs: u64,
+    pub settle_delay_ms: u64,
+    pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+}
+
+/// A secret setting: never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.expose().is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +106,10 @@ pub enum LogFormat {
 pub struct DatabaseUrl(SecretString);
 
 impl DatabaseUrl {
+    pub fn new(url: String) -> Self {
+        Self(SecretString::from(url))
+    }
+
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
@@ -130,6 +195,46 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return bad("db_max_connections", "must be at least 1");
+        }
+        let a = &self.accloud;
+        if a.target == AcCloudTarget::Url && a.url.trim().is_empty() {
+            return bad("accloud.url", "must be set when accloud.target is url");
+        }
+        if a.target != AcCloudTarget::Simulator
+            && (a.api_key.expose().is_empty() || a.api_secret.expose().is_empty())
+        {
+            return bad(
+                "accloud.api_key",
+                "and accloud.api_secret must be set for a real ACCloud",
+            );
+        }
+        if a.request_timeout_ms == 0 {
+            return bad("accloud.request_timeout_ms", "must be more than 0");
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 {
+            return bad("worker.concurrency", "must be at least 1");
+        }
+        if w.settle_delay_ms <= a.request_timeout_ms {
+            return bad(
+                "worker.settle_delay_ms",
+                "must be longer than accloud.request_timeout_ms",
+            );
+        }
+        if w.lease_secs * 1000 < a.request_timeout_ms * 2 {
+            return bad(
+                "worker.lease_secs",
+                "must cover at least two request timeouts",
+            );
+        }
+        if w.max_attempts == 0 {
+            return bad("worker.max_attempts", "must be at least 1");
+        }
+        if self.approval.first_day_of_week > 6 {
+            return bad(
+                "approval.first_day_of_week",
+                "must be 0 (Monday) to 6 (Sunday)",
+            );
         }
         Ok(())
     }

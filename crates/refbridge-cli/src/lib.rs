@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod runtime;
 pub mod telemetry;
 
 use std::future::Future;
@@ -25,7 +26,10 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
         config: ApiConfig {
             max_body_bytes: cfg.max_body_bytes,
             max_file_bytes: cfg.max_file_bytes,
+            default_conflict_behavior: cfg.default_conflict_behavior,
+            approval: cfg.approval.clone(),
         },
+        wake: Default::default(),
     })
 }
 

@@ -1,18 +1,22 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use refbridge_cli::commands::{Cli, Command, migrate, serve, token};
+use refbridge_cli::commands::{Cli, Command, demo, migrate, serve, sim, token, worker};
 use refbridge_cli::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(cli.config.as_deref()) {
+    let mut cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("refbridge: {e}");
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Demo) && std::env::var_os("RUST_LOG").is_none() {
+        // The demo prints its own story; logs would drown it.
+        cfg.log.filter = "warn".into();
+    }
     refbridge_cli::telemetry::init(&cfg.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -27,6 +31,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(cfg).await,
+            Command::Worker => worker::run(cfg).await,
+            Command::Sim(args) => sim::run(args).await,
+            Command::Demo => demo::run(cfg).await,
             Command::Migrate => migrate::run(cfg).await,
             Command::Token { command } => token::run(cfg, command).await,
         }

@@ -53,6 +53,38 @@ uuid_id!(
     /// One file attached to one Referral Request.
     FileId
 );
+uuid_id!(
+    /// One insurance plan of one patient.
+    PlanId
+);
+uuid_id!(
+    /// A payor (insurer) as refbridge knows it, mapped to an ACCloud funder.
+    PayorId
+);
+
+impl PlanId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for PlanId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PayorId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for PayorId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl PatientId {
     /// A new, time-ordered id.

@@ -3,8 +3,12 @@
 mod audit;
 mod error;
 pub mod files;
+mod idempotency;
 mod patients;
+mod payors;
+mod plans;
 mod referrals;
+mod sends;
 mod time;
 mod tokens;
 
@@ -17,10 +21,16 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audit::AuditEvent;
 pub use error::StorageError;
 pub use files::{FileStore, StoredBlob};
-pub use patients::{PatientMatch, PatientRecord};
+pub use idempotency::{KeyReservation, KeyedRequest};
+pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
+pub use payors::PayorRecord;
+pub use plans::{ArchiveResult, PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, PlanStatus};
 pub use referrals::{
     DenyError, FileRecord, IntakeOutcome, ListFilter, NewFile, NewReferral, ReferralRecord,
     ReferralSummary, StatusChange,
+};
+pub use sends::{
+    ApprovalRecord, ApproveOutcome, JobRecord, Lease, NewStep, SendError, StepRecord, StepState,
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;

@@ -4,13 +4,15 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_domain::PatientId;
 use refbridge_domain::intake::ClientMeta;
+use refbridge_domain::patient::PatientPut;
 use refbridge_domain::person::normalize_name;
 use serde::Serialize;
+use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
-use crate::{Store, format_ts, parse_ts};
+use crate::{Store, audit, format_ts, now, parse_ts};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PatientRecord {
@@ -175,5 +177,151 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(from_row).transpose()
+    }
+}
+
+/// Which path `PUT /v1/patients` took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatientPutOutcome {
+    /// A patient with this source_id: updated.
+    SourceIdMatch,
+    /// Same normalised first name, last name and birthday: updated and given the source_id.
+    Deduplicated,
+    Created,
+}
+
+impl Store {
+    /// `PUT /v1/patients`: by source_id, else by person (normalised first name, last name and
+    /// birthday; the oldest such patient, whose source_id is overwritten), else a new patient.
+    /// Updates replace every field. One transaction with its audit entry; a unique violation
+    /// from a concurrent PUT runs it again.
+    pub async fn put_patient(
+        &self,
+        put: &PatientPut,
+        actor: &str,
+    ) -> Result<(PatientId, PatientPutOutcome), StorageError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_put_patient(put, actor).await {
+                Err(e) if e.is_unique_violation() && attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_put_patient(
+        &self,
+        put: &PatientPut,
+        actor: &str,
+    ) -> Result<(PatientId, PatientPutOutcome), StorageError> {
+        let at = now();
+        let ts = format_ts(at);
+        let norm_first = normalize_name(&put.first_name);
+        let norm_last = normalize_name(&put.last_name);
+        let birthday = put.birthday.to_string();
+        let mut tx = self.begin_write().await?;
+        let by_source: Option<String> =
+            sqlx::query_scalar("SELECT id FROM patients WHERE source_id = $1")
+                .bind(put.source_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let found = match by_source {
+            Some(id) => Some((id, PatientPutOutcome::SourceIdMatch)),
+            None => sqlx::query_scalar::<_, String>(
+                "SELECT id FROM patients WHERE norm_last = $1 AND norm_first = $2 AND birthday = $3 \
+                 ORDER BY created_at, id LIMIT 1",
+            )
+            .bind(&norm_last)
+            .bind(&norm_first)
+            .bind(&birthday)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|id| (id, PatientPutOutcome::Deduplicated)),
+        };
+        let (id, outcome) = match found {
+            Some((id, outcome)) => {
+                sqlx::query(
+                    "UPDATE patients SET first_name = $2, last_name = $3, birthday = $4, gender = $5, \
+                     email = $6, phone_main = $7, address = $8, city = $9, state = $10, zip = $11, \
+                     country = $12, timezone = $13, norm_first = $14, norm_last = $15, \
+                     source_id = $16, updated_at = $17 WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&put.first_name)
+                .bind(&put.last_name)
+                .bind(&birthday)
+                .bind(&put.gender)
+                .bind(&put.email)
+                .bind(&put.phone_main)
+                .bind(&put.address)
+                .bind(&put.city)
+                .bind(&put.state)
+                .bind(&put.zip)
+                .bind(&put.country)
+                .bind(put.timezone.map(|t| t.name()))
+                .bind(&norm_first)
+                .bind(&norm_last)
+                .bind(put.source_id.as_str())
+                .bind(&ts)
+                .execute(&mut *tx)
+                .await?;
+                (id, outcome)
+            }
+            None => {
+                let id = PatientId::new().to_string();
+                sqlx::query(
+                    "INSERT INTO patients (id, first_name, last_name, birthday, gender, email, phone_main, \
+                     address, city, state, zip, country, timezone, norm_first, norm_last, source_id, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+                )
+                .bind(&id)
+                .bind(&put.first_name)
+                .bind(&put.last_name)
+                .bind(&birthday)
+                .bind(&put.gender)
+                .bind(&put.email)
+                .bind(&put.phone_main)
+                .bind(&put.address)
+                .bind(&put.city)
+                .bind(&put.state)
+                .bind(&put.zip)
+                .bind(&put.country)
+                .bind(put.timezone.map(|t| t.name()))
+                .bind(&norm_first)
+                .bind(&norm_last)
+                .bind(put.source_id.as_str())
+                .bind(&ts)
+                .execute(&mut *tx)
+                .await?;
+                (id, PatientPutOutcome::Created)
+            }
+        };
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            match outcome {
+                PatientPutOutcome::Created => "patient.created",
+                _ => "patient.updated",
+            },
+            ("patient", &id),
+            &json!({ "outcome": outcome }),
+        )
+        .await?;
+        tx.commit().await?;
+        let id = PatientId::parse(&id).map_err(|e| corrupt("patient id", e))?;
+        Ok((id, outcome))
+    }
+
+    /// The caller's id for a patient, if it has one.
+    pub async fn patient_source_id(&self, id: PatientId) -> Result<Option<String>, StorageError> {
+        let s: Option<Option<String>> =
+            sqlx::query_scalar("SELECT source_id FROM patients WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(s.flatten())
     }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{StorageError, corrupt};
 use crate::files::StoredBlob;
 use crate::patients::find_or_create_for_client;
+use crate::plans::plans_from_intake;
 use crate::{Store, audit, format_ts, now, parse_ts};
 
 /// One file of a new Referral Request, already in the file store.
@@ -171,6 +172,20 @@ impl Store {
         let org = new.request.agency.alayamarket_org_id.to_string();
         let (patient_id, how) =
             find_or_create_for_client(&mut tx, &org, &new.request.client, at).await?;
+        // Intake feeds plans; what cannot be recorded is a warning on the referral.
+        let mut warnings = new.parsed.warnings.clone();
+        warnings.extend(
+            plans_from_intake(
+                &mut tx,
+                patient_id,
+                &org,
+                new.request.client.id,
+                &new.parsed.referral,
+                at,
+                &new.actor,
+            )
+            .await?,
+        );
         sqlx::query(
             "INSERT INTO referral_requests (request_id, fingerprint, status, agency_org_id, agency_name, \
              agency_client_id, patient_id, patient_match, service_requested, warning_count, received_at, \
@@ -186,11 +201,11 @@ impl Store {
         .bind(patient_id.to_string())
         .bind(how.as_str())
         .bind(&new.parsed.referral.service.requested)
-        .bind(new.parsed.warnings.len() as i64)
+        .bind(warnings.len() as i64)
         .bind(&ts)
         .bind(to_json("request", &new.request)?)
         .bind(to_json("referral", &new.parsed.referral)?)
-        .bind(to_json("warnings", &new.parsed.warnings)?)
+        .bind(to_json("warnings", &warnings)?)
         .bind(new.extra.as_ref().map(Value::to_string))
         .execute(&mut *tx)
         .await?;
@@ -230,7 +245,7 @@ impl Store {
                 "patient_id": patient_id.to_string(),
                 "patient_match": how,
                 "files": new.files.len(),
-                "warnings": new.parsed.warnings.len(),
+                "warnings": warnings.len(),
             }),
         )
         .await?;
@@ -445,7 +460,7 @@ fn file_from_row(r: &AnyRow) -> Result<FileRecord, StorageError> {
     })
 }
 
-async fn insert_status(
+pub(crate) async fn insert_status(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
     status: ReferralStatus,

@@ -1,3 +1,7 @@
+pub mod approval;
 pub mod health;
 pub mod intake;
+pub mod patients;
+pub mod payors;
+pub mod plans;
 pub mod referrals;

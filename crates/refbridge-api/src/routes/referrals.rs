@@ -245,6 +245,78 @@ pub struct ReferralDetail {
     pub denial_reason: Option<String>,
     pub history: Vec<StatusEntry>,
     pub audit: Vec<AuditEntry>,
+    /// The approval and its send to ACCloud, once approved.
+    pub send: Option<SendView>,
+}
+
+/// The approval and where its send stands: one entry per step, in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SendView {
+    pub terms: refbridge_domain::approval::ApprovalTerms,
+    pub approved_by: String,
+    pub approved_at: DateTime<Utc>,
+    /// ready, paused or done.
+    pub state: String,
+    /// When the next attempt is due (while ready).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the send stopped (while paused).
+    pub pause_reason: Option<String>,
+    pub steps: Vec<StepView>,
+}
+
+/// One step of the send.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StepView {
+    /// client, service, authorization, referral or attachment.
+    pub kind: String,
+    /// Which authorization (its index) or file (its id).
+    pub item: String,
+    /// pending, in_flight, unknown, done or failed.
+    pub state: String,
+    pub attempts: i64,
+    /// The ACCloud id of the object, once it exists.
+    pub accloud_id: Option<String>,
+    /// What ACCloud returned that we keep (revision group, file path…).
+    pub result: Option<serde_json::Value>,
+    /// The last error, with ACCloud's message.
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, ApiError> {
+    let Some(approval) = state.store.approval(id).await? else {
+        return Ok(None);
+    };
+    let job = state.store.send_job(id).await?;
+    let steps = state.store.send_steps(id).await?;
+    let terms =
+        serde_json::from_value(approval.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(Some(SendView {
+        terms,
+        approved_by: approval.approved_by,
+        approved_at: approval.approved_at,
+        state: job.as_ref().map(|j| j.state.clone()).unwrap_or_default(),
+        next_attempt_at: job
+            .as_ref()
+            .filter(|j| j.state == "ready")
+            .map(|j| j.run_at),
+        pause_reason: job.and_then(|j| j.pause_reason),
+        steps: steps
+            .into_iter()
+            .map(|s| StepView {
+                kind: s.kind,
+                item: s.item,
+                state: s.state.as_str().to_owned(),
+                attempts: s.attempts,
+                accloud_id: s.remote_id,
+                result: s.result,
+                last_error: s.last_error,
+                last_attempt_at: s.last_attempt_at,
+                updated_at: s.updated_at,
+            })
+            .collect(),
+    }))
 }
 
 fn parse_request_id(s: &str) -> Result<RequestId, ApiError> {
@@ -261,6 +333,7 @@ async fn detail(state: &AppState, rec: ReferralRecord) -> Result<ReferralDetail,
         .store
         .audit_trail("referral_request", &id.to_string())
         .await?;
+    let send = send_view(state, id).await?;
     Ok(ReferralDetail {
         request_id: id,
         status: rec.status,
@@ -292,6 +365,7 @@ async fn detail(state: &AppState, rec: ReferralRecord) -> Result<ReferralDetail,
         denial_reason: rec.denial_reason,
         history: rec.history.into_iter().map(status_entry).collect(),
         audit: audit.into_iter().map(audit_entry).collect(),
+        send,
     })
 }
 

@@ -55,6 +55,7 @@ pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
         store: store.clone(),
         files: files.clone(),
         config,
+        wake: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -383,6 +383,7 @@ async fn a_body_over_the_configured_limit_is_413() {
     let app = crate::helpers::spawn_app_with(refbridge_api::ApiConfig {
         max_body_bytes: 20_000,
         max_file_bytes: 10_000,
+        ..refbridge_api::ApiConfig::default()
     })
     .await;
     let mut doc = example();

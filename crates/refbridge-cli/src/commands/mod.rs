@@ -4,9 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod demo;
 pub mod migrate;
 pub mod serve;
+pub mod sim;
 pub mod token;
+pub mod worker;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,8 +27,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API.
+    /// Serve the HTTP API, with the send workers (unless worker.enabled is false).
     Serve,
+    /// Run the send workers alone (several may share a PostgreSQL database).
+    Worker,
+    /// Serve the ACCloud simulator.
+    Sim(sim::SimArgs),
+    /// Run the whole flow once against the built-in simulator and print what happened.
+    Demo,
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage API tokens.

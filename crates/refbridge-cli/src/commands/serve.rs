@@ -1,13 +1,45 @@
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::runtime;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let state = crate::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "refbridge API listening");
-    crate::serve(state, listener, crate::shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let link = runtime::connect_accloud(&cfg).await?;
+    let worker = if cfg.worker.enabled {
+        let engine = runtime::engine(&state, link.client.clone(), runtime::engine_config(&cfg));
+        let mut rx = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            engine
+                .run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }))
+    } else {
+        None
+    };
+    tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
+        "refbridge API listening");
+    let mut rx = stop_rx.clone();
+    crate::serve(state, listener, async move {
+        tokio::select! {
+            () = crate::shutdown_signal() => {},
+            _ = rx.wait_for(|s| *s) => {},
+        }
+    })
+    .await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    if let Some(sim) = link.simulator {
+        sim.shutdown().await;
+    }
     Ok(())
 }

@@ -1,0 +1,17 @@
+use crate::config::{AcCloudTarget, Config};
+use crate::runtime;
+
+/// Runs send workers alone, against a shared database and a real (or separately run) ACCloud.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.accloud.target == AcCloudTarget::Simulator {
+        anyhow::bail!(
+            "accloud.target is simulator: a worker on its own needs a shared ACCloud \
+             (run `refbridge sim` and set accloud.target = \"url\" with its accloud.url)"
+        );
+    }
+    let state = crate::open_state(&cfg).await?;
+    let link = runtime::connect_accloud(&cfg).await?;
+    let engine = runtime::engine(&state, link.client, runtime::engine_config(&cfg));
+    engine.run(crate::shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Wiring: the ACCloud connection (a real tenant, or the built-in simulator) and the send
+//! engine, from the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use refbridge_accloud::{AcCloud, AcCloudConfig, AcCloudEnv, HttpAcCloud, SecretString};
+use refbridge_accloud_sim::{RunningSim, SimConfig};
+use refbridge_api::AppState;
+use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
+
+use crate::config::{AcCloudTarget, Config};
+
+/// The ACCloud this process talks to, and the simulator behind it when there is one.
+pub struct AcCloudLink {
+    pub client: Arc<dyn AcCloud>,
+    pub simulator: Option<RunningSim>,
+    pub base_url: String,
+}
+
+/// Connects to the configured ACCloud; for `target = "simulator"`, starts one first.
+pub async fn connect_accloud(cfg: &Config) -> anyhow::Result<AcCloudLink> {
+    let a = &cfg.accloud;
+    let timeout = Duration::from_millis(a.request_timeout_ms);
+    let (base_url, key, secret, simulator) = match a.target {
+        AcCloudTarget::Simulator => {
+            let sim_cfg = SimConfig::default();
+            let cred = sim_cfg
+                .credentials
+                .api
+                .first()
+                .cloned()
+                .context("the simulator has no API credential")?;
+            let listener = tokio::net::TcpListener::bind(&a.simulator_listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} for the simulator", a.simulator_listen)
+                })?;
+            let sim = refbridge_accloud_sim::start_on(listener, sim_cfg, std::future::pending())
+                .await
+                .context("cannot start the ACCloud simulator")?;
+            tracing::info!(url = %sim.base_url(), "built-in ACCloud simulator started");
+            (sim.base_url(), cred.key, cred.secret, Some(sim))
+        }
+        target => {
+            let url = match target {
+                AcCloudTarget::Dev => AcCloudEnv::Dev.base_url().to_owned(),
+                AcCloudTarget::Qa => AcCloudEnv::Qa.base_url().to_owned(),
+                AcCloudTarget::Uat => AcCloudEnv::Uat.base_url().to_owned(),
+                AcCloudTarget::Prod => AcCloudEnv::Prod.base_url().to_owned(),
+                _ => a.url.clone(),
+            };
+            (
+                url,
+                a.api_key.expose().to_owned(),
+                a.api_secret.expose().to_owned(),
+                None,
+            )
+        }
+    };
+    let mut config = AcCloudConfig::new(
+        &base_url,
+        SecretString::from(key),
+        SecretString::from(secret),
+    )
+    .map_err(|e| anyhow::anyhow!("accloud: {e}"))?;
+    config.timeout = timeout;
+    let client = HttpAcCloud::new(config).map_err(|e| anyhow::anyhow!("accloud: {e}"))?;
+    Ok(AcCloudLink {
+        client: Arc::new(client),
+        simulator,
+        base_url,
+    })
+}
+
+/// The engine's settings from the configuration.
+pub fn engine_config(cfg: &Config) -> EngineConfig {
+    let w = &cfg.worker;
+    let a = &cfg.accloud;
+    EngineConfig {
+        owner: format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "refbridge".into()),
+            std::process::id()
+        ),
+        lease: Duration::from_secs(w.lease_secs),
+        request_timeout: Duration::from_millis(a.request_timeout_ms),
+        settle_delay: Duration::from_millis(w.settle_delay_ms),
+        poll_interval: Duration::from_millis(w.poll_interval_ms),
+        concurrency: w.concurrency,
+        retry: RetryPolicy {
+            max_attempts: w.max_attempts,
+            ..RetryPolicy::default()
+        },
+        hq_branch_id: a.hq_branch_id,
+        csi_group: a.csi_group.clone(),
+        attachments_folder: a.attachments_folder.clone(),
+    }
+}
+
+/// The send engine over the app's store, woken by the API's wake handle.
+pub fn engine(state: &AppState, accloud: Arc<dyn AcCloud>, cfg: EngineConfig) -> Arc<Engine> {
+    Arc::new(
+        Engine::new(state.store.clone(), state.files.clone(), accloud, cfg)
+            .with_wake_handle(state.wake.clone()),
+    )
+}

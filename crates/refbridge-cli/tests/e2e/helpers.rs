@@ -1,0 +1,295 @@
+//! `spawn_app`: each test gets its own database, file store, simulator, API server and send
+//! engine (with short timeouts so that fault recovery is quick).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use refbridge_accloud::{AcCloudConfig, HttpAcCloud, SecretString};
+use refbridge_accloud_sim::{RunningSim, SimConfig, SimHandle};
+use refbridge_api::{ApiConfig, AppState};
+use refbridge_domain::Role;
+use refbridge_domain::approval::{Defaults, ServiceMapping};
+use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
+use refbridge_storage::{FileStore, Store, StoreOptions};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+pub const PAYLOAD: &str = include_str!("../../assets/example_referral_request.json");
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub intake: String,
+    pub reviewer: String,
+    pub state: AppState,
+    pub sim: RunningSim,
+    pub accloud: Arc<HttpAcCloud>,
+    pub engine_cfg: EngineConfig,
+    workers: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Engine settings for tests: a request deadline of 1 s, a settle delay of 1.5 s, a lease
+/// of 3 s, quick retries.
+pub fn test_engine_config(owner: &str) -> EngineConfig {
+    EngineConfig {
+        owner: owner.to_owned(),
+        lease: Duration::from_secs(3),
+        request_timeout: Duration::from_millis(1000),
+        settle_delay: Duration::from_millis(1500),
+        poll_interval: Duration::from_millis(20),
+        concurrency: 8,
+        retry: RetryPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(400),
+            max_attempts: 40,
+        },
+        ..EngineConfig::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(SimConfig::default(), true).await
+}
+
+/// `run_worker`: start one background engine (tests that drive the engine by hand say no).
+pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+    let store = Store::open(&url, &StoreOptions::default())
+        .await
+        .expect("store");
+    let files = FileStore::open(dir.path().join("files")).expect("files");
+    let cred = sim_cfg.credentials.api[0].clone();
+    let sim = refbridge_accloud_sim::start(sim_cfg)
+        .await
+        .expect("simulator");
+    let mut ac_cfg = AcCloudConfig::new(
+        &sim.base_url(),
+        SecretString::from(cred.key),
+        SecretString::from(cred.secret),
+    )
+    .expect("accloud config");
+    ac_cfg.timeout = Duration::from_secs(1);
+    let accloud = Arc::new(HttpAcCloud::new(ac_cfg).expect("client"));
+
+    let approval = Defaults {
+        services: [(
+            "PT".to_owned(),
+            ServiceMapping {
+                name: "Physical Therapy".into(),
+                service_code: "Physical Therapy".into(),
+            },
+        )]
+        .into(),
+        funders: [(
+            "ABC Insurers".to_owned(),
+            "Blue Cross Blue Shield".to_owned(),
+        )]
+        .into(),
+        ..Defaults::default()
+    };
+    let state = AppState {
+        store: store.clone(),
+        files: files.clone(),
+        config: ApiConfig {
+            approval,
+            ..ApiConfig::default()
+        },
+        wake: Default::default(),
+    };
+    let mut tokens = Vec::new();
+    for (name, role) in [
+        ("alayaconnector", Role::Intake),
+        ("reviewer-1", Role::Reviewer),
+    ] {
+        let token = refbridge_api::new_token();
+        store
+            .create_token(name, role, &refbridge_api::hash_token(&token))
+            .await
+            .expect("token");
+        tokens.push(token);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app_state = state.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, refbridge_api::app(app_state))
+            .await
+            .expect("serve");
+    });
+    let mut app = TestApp {
+        base,
+        http: reqwest::Client::new(),
+        intake: tokens[0].clone(),
+        reviewer: tokens[1].clone(),
+        state,
+        sim,
+        accloud,
+        engine_cfg: test_engine_config("worker-a"),
+        workers: Vec::new(),
+        _dir: dir,
+    };
+    if run_worker {
+        let e = app.engine("worker-a");
+        app.start_worker(e);
+    }
+    app
+}
+
+impl TestApp {
+    pub fn sim(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    /// A new engine over this app's store and simulator.
+    pub fn engine(&self, owner: &str) -> Arc<Engine> {
+        Arc::new(
+            Engine::new(
+                self.state.store.clone(),
+                self.state.files.clone(),
+                self.accloud.clone(),
+                EngineConfig {
+                    owner: owner.to_owned(),
+                    ..self.engine_cfg.clone()
+                },
+            )
+            .with_wake_handle(self.state.wake.clone()),
+        )
+    }
+
+    pub fn start_worker(&mut self, engine: Arc<Engine>) {
+        self.workers
+            .push(tokio::spawn(engine.run(std::future::pending())));
+    }
+
+    /// Kills every background worker at once, wherever it is (as a crashed process would).
+    pub fn kill_workers(&mut self) {
+        for w in self.workers.drain(..) {
+            w.abort();
+        }
+    }
+
+    /// The example payload under another request id (and agency client), so that many
+    /// referrals can be posted.
+    pub fn payload(&self, request_id: &str, client_id: i64) -> Value {
+        let mut p: Value = serde_json::from_str(PAYLOAD).expect("payload");
+        p["request_id"] = json!(request_id);
+        p["client"]["id"] = json!(client_id);
+        p
+    }
+
+    pub async fn post_referral(&self, body: &Value) {
+        let res = self
+            .http
+            .post(format!("{}/referral_request", self.base))
+            .bearer_auth(&self.intake)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            res.status(),
+            200,
+            "intake: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+
+    pub async fn approve(&self, id: &str, terms: &Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}/v1/referral-requests/{id}/approval", self.base))
+            .bearer_auth(&self.reviewer)
+            .json(terms)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.reviewer);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn detail(&self, id: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/v1/referral-requests/{id}", self.base))
+            .bearer_auth(&self.reviewer)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    /// Waits until the referral's status is one of `statuses`; panics with its timeline after
+    /// `timeout`.
+    pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let d = self.detail(id).await;
+            if statuses.iter().any(|s| d["status"] == *s) {
+                return d;
+            }
+            if start.elapsed() > timeout {
+                panic!("{id} is {} after {timeout:?}: {:#}", d["status"], d["send"]);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Terms that pass every rule: one VISITS authorization starting next week.
+pub fn sample_terms() -> Value {
+    let today = chrono::Utc::now().date_naive();
+    json!({
+        "authorizations": [{
+            "start_date": (today + chrono::Duration::days(7)).to_string(),
+            "end_date": (today + chrono::Duration::days(67)).to_string(),
+            "rule_type": "VISITS", "rule_weekly": 2, "rule_period": 10,
+            "authorization_number": "A-1"
+        }],
+        "referral": { "case_manager": { "name": "Case Manager" } }
+    })
+}
+
+/// What ACCloud holds, without ids and timestamps that differ between runs: so a run with
+/// faults can be compared to a run without.
+pub fn sim_summary(sim: &SimHandle) -> Value {
+    let s = sim.state();
+    let v = serde_json::to_value(&s).expect("state");
+    let pick = |arr: &Value, keys: &[&str]| -> Vec<Value> {
+        arr.as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                let mut m = serde_json::Map::new();
+                for k in keys {
+                    m.insert((*k).to_owned(), o.get(*k).cloned().unwrap_or(Value::Null));
+                }
+                Value::Object(m)
+            })
+            .collect()
+    };
+    json!({
+        "clients": pick(&v["clients"], &["branch_id", "groups", "demographics", "timezone"]),
+        "services": pick(&v["services"], &["service_id", "name", "service_code_id", "funding_methodology", "profile", "funders"]),
+        "authorizations": pick(&v["authorizations"], &["start_at", "end_at", "rule_type", "rules", "first_day_of_week", "methodology", "authorization_number", "member_number", "deleted"]),
+        "referrals": pick(&v["referrals"], &["status", "revision_number", "is_latest_revision", "care_type", "referral_type", "start_at", "end_at"]),
+        "attachments": pick(&v["attachments"], &["filename", "size", "sha256"]),
+    })
+}

@@ -1,0 +1,821 @@
+//! The terms of an approval: what is sent to ACCloud as the service, its authorizations and
+//! the referral approval.
+//!
+//! A reviewer (or CPR+) sends an [`ApprovalInput`] in which every field is optional;
+//! [`resolve`] fills what is missing from the parsed form and the configured [`Defaults`], and
+//! checks the result against ACCloud's rules, reporting every problem at once, before anything
+//! is sent.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Violations;
+use crate::form::StructuredReferral;
+use crate::person::normalize_name;
+
+/// An ACCloud object named by its id or by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Ref {
+    Id(i64),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RuleType {
+    #[serde(rename = "HOURS")]
+    Hours,
+    #[serde(rename = "VISITS")]
+    Visits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CareType {
+    Psw,
+    Nursing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralType {
+    Visit,
+    Service,
+}
+
+impl RuleType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HOURS" => Some(Self::Hours),
+            "VISITS" => Some(Self::Visits),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hours => "HOURS",
+            Self::Visits => "VISITS",
+        }
+    }
+}
+
+impl CareType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "psw" => Some(Self::Psw),
+            "nursing" => Some(Self::Nursing),
+            _ => None,
+        }
+    }
+}
+
+impl ReferralType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "visit" => Some(Self::Visit),
+            "service" => Some(Self::Service),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CaseManager {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub fax: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Authorization limits, in hours or visits as the rule type says. `None` is "no limit";
+/// `Some(0.0)` is a limit of zero (and counts as set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Limits {
+    pub rule_daily: Option<f64>,
+    pub rule_weekly: Option<f64>,
+    pub rule_monthly: Option<f64>,
+    pub rule_period: Option<f64>,
+    pub rule_monday: Option<f64>,
+    pub rule_tuesday: Option<f64>,
+    pub rule_wednesday: Option<f64>,
+    pub rule_thursday: Option<f64>,
+    pub rule_friday: Option<f64>,
+    pub rule_saturday: Option<f64>,
+    pub rule_sunday: Option<f64>,
+}
+
+impl Limits {
+    fn weekdays(&self) -> [(&'static str, Option<f64>); 7] {
+        [
+            ("rule_monday", self.rule_monday),
+            ("rule_tuesday", self.rule_tuesday),
+            ("rule_wednesday", self.rule_wednesday),
+            ("rule_thursday", self.rule_thursday),
+            ("rule_friday", self.rule_friday),
+            ("rule_saturday", self.rule_saturday),
+            ("rule_sunday", self.rule_sunday),
+        ]
+    }
+
+    fn all(&self) -> Vec<(&'static str, Option<f64>)> {
+        let mut v = vec![
+            ("rule_daily", self.rule_daily),
+            ("rule_weekly", self.rule_weekly),
+            ("rule_monthly", self.rule_monthly),
+            ("rule_period", self.rule_period),
+        ];
+        v.extend(self.weekdays());
+        v
+    }
+}
+
+// ---- what the caller sends ----
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInput {
+    pub service: Option<ServiceInput>,
+    /// One or more authorizations; by default one derived from the form's dates, frequency
+    /// and authorization text.
+    pub authorizations: Option<Vec<AuthorizationInput>>,
+    pub referral: Option<ReferralInput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInput {
+    pub name: Option<String>,
+    pub service_code_id: Option<i64>,
+    pub service_code_name: Option<String>,
+    pub funder_id: Option<i64>,
+    pub funder_name: Option<String>,
+    pub instructions: Option<String>,
+    /// Informative only (YYYY-MM-DD).
+    pub start_date: Option<String>,
+    /// Informative only (YYYY-MM-DD).
+    pub end_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationInput {
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    /// HOURS or VISITS.
+    pub rule_type: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// 0 = Monday … 6 = Sunday.
+    pub first_day_of_week: Option<i64>,
+    pub authorization_number: Option<String>,
+    pub member_number: Option<String>,
+    pub program_id: Option<String>,
+    pub notes: Option<String>,
+    pub case_manager: Option<CaseManager>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReferralInput {
+    /// psw or nursing.
+    pub care_type: Option<String>,
+    /// visit or service.
+    pub referral_type: Option<String>,
+    pub comment: Option<String>,
+    /// The case manager the agency sees.
+    pub case_manager: Option<CaseManager>,
+}
+
+// ---- the effective terms ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalTerms {
+    pub service: ServiceTerms,
+    pub authorizations: Vec<AuthorizationTerms>,
+    pub referral: ReferralTerms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceTerms {
+    pub name: String,
+    pub service_code: Ref,
+    pub funder: Ref,
+    pub instructions: Option<String>,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthorizationTerms {
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub rule_type: RuleType,
+    pub limits: Limits,
+    pub first_day_of_week: u8,
+    pub authorization_number: Option<String>,
+    pub member_number: Option<String>,
+    pub program_id: Option<String>,
+    pub notes: Option<String>,
+    pub case_manager: Option<CaseManager>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReferralTerms {
+    pub care_type: CareType,
+    pub referral_type: ReferralType,
+    pub comment: Option<String>,
+    pub case_manager: Option<CaseManager>,
+}
+
+impl ApprovalTerms {
+    /// The referral's dates: from the earliest authorization start to the latest end.
+    pub fn referral_dates(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let start = self.authorizations.iter().map(|a| a.start_date).min()?;
+        let end = self.authorizations.iter().map(|a| a.end_date).max()?;
+        Some((start, end))
+    }
+}
+
+// ---- defaults ----
+
+/// What the service requested on the form maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMapping {
+    /// The ACCloud service name.
+    pub name: String,
+    /// The service code, by name.
+    pub service_code: String,
+}
+
+/// Configured defaults for every field an approval may leave out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Defaults {
+    /// Form "Service Requested" value → service name and code (keys compared normalised).
+    pub services: BTreeMap<String, ServiceMapping>,
+    /// Insurance name → ACCloud funder name (keys compared normalised).
+    pub funders: BTreeMap<String, String>,
+    pub care_type: CareType,
+    pub referral_type: ReferralType,
+    pub first_day_of_week: u8,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            services: BTreeMap::new(),
+            funders: BTreeMap::new(),
+            care_type: CareType::Nursing,
+            referral_type: ReferralType::Service,
+            first_day_of_week: 6,
+        }
+    }
+}
+
+impl Defaults {
+    fn service_for(&self, requested: &str) -> Option<&ServiceMapping> {
+        let key = normalize_name(requested);
+        self.services
+            .iter()
+            .find(|(k, _)| normalize_name(k) == key)
+            .map(|(_, v)| v)
+    }
+
+    fn funder_for(&self, insurance: &str) -> Option<&String> {
+        let key = normalize_name(insurance);
+        self.funders
+            .iter()
+            .find(|(k, _)| normalize_name(k) == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// ACCloud rejects authorizations that start more than this long ago.
+pub const MAX_START_AGE_DAYS: i64 = 365;
+
+/// Fills the gaps of `input` from the parsed form and the defaults, and checks the result.
+pub fn resolve(
+    input: &ApprovalInput,
+    form: &StructuredReferral,
+    defaults: &Defaults,
+    today: NaiveDate,
+) -> Result<ApprovalTerms, Violations> {
+    let mut v = Violations::default();
+    let svc_in = input.service.clone().unwrap_or_default();
+    let mapped = form
+        .service
+        .requested
+        .as_deref()
+        .and_then(|r| defaults.service_for(r));
+
+    let name = svc_in
+        .name
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| mapped.map(|m| m.name.clone()));
+    if name.is_none() {
+        v.push(
+            "service.name",
+            "is required: the form's service requested has no configured mapping",
+        );
+    }
+    let service_code = match (svc_in.service_code_id, &svc_in.service_code_name) {
+        (Some(_), Some(_)) => {
+            v.push(
+                "service.service_code_id",
+                "give either service_code_id or service_code_name, not both",
+            );
+            None
+        }
+        (Some(id), None) if id >= 1 => Some(Ref::Id(id)),
+        (Some(_), None) => {
+            v.push("service.service_code_id", "must be at least 1");
+            None
+        }
+        (None, Some(n)) if !n.trim().is_empty() => Some(Ref::Name(n.trim().to_owned())),
+        _ => match mapped {
+            Some(m) => Some(Ref::Name(m.service_code.clone())),
+            None => {
+                v.push(
+                    "service.service_code_name",
+                    "is required: the form's service requested has no configured mapping",
+                );
+                None
+            }
+        },
+    };
+    let insurance = form.primary_insurance.as_ref();
+    let funder = match (svc_in.funder_id, &svc_in.funder_name) {
+        (Some(_), Some(_)) => {
+            v.push(
+                "service.funder_id",
+                "give either funder_id or funder_name, not both",
+            );
+            None
+        }
+        (Some(id), None) if id >= 1 => Some(Ref::Id(id)),
+        (Some(_), None) => {
+            v.push("service.funder_id", "must be at least 1");
+            None
+        }
+        (None, Some(n)) if !n.trim().is_empty() => Some(Ref::Name(n.trim().to_owned())),
+        _ => match insurance
+            .and_then(|i| i.name.as_deref())
+            .and_then(|n| defaults.funder_for(n))
+        {
+            Some(f) => Some(Ref::Name(f.clone())),
+            None => {
+                v.push(
+                    "service.funder_name",
+                    "is required: the primary insurance has no configured funder mapping",
+                );
+                None
+            }
+        },
+    };
+    let svc_start = opt_date(&mut v, "service.start_date", svc_in.start_date.as_deref())
+        .or(form.service.start_date);
+    let svc_end =
+        opt_date(&mut v, "service.end_date", svc_in.end_date.as_deref()).or(form.service.end_date);
+
+    let auth_inputs: Vec<AuthorizationInput> = match &input.authorizations {
+        Some(list) if list.is_empty() => {
+            v.push("authorizations", "must list at least one authorization");
+            Vec::new()
+        }
+        Some(list) => list.clone(),
+        None => match derive_authorization(form) {
+            Some(a) => vec![a],
+            None => {
+                v.push(
+                    "authorizations",
+                    "are required: no authorization limits can be derived from the form's frequency and authorization text",
+                );
+                Vec::new()
+            }
+        },
+    };
+    let member_default = insurance.and_then(|i| i.subscriber_id.clone());
+    let mut auths = Vec::new();
+    for (i, a) in auth_inputs.iter().enumerate() {
+        let p = |f: &str| format!("authorizations[{i}].{f}");
+        let start =
+            opt_date(&mut v, &p("start_date"), a.start_date.as_deref()).or(form.service.start_date);
+        let end = opt_date(&mut v, &p("end_date"), a.end_date.as_deref()).or(form.service.end_date);
+        if a.start_date.is_none() && start.is_none() {
+            v.push(
+                p("start_date"),
+                "is required (the form has no service start date)",
+            );
+        }
+        if a.end_date.is_none() && end.is_none() {
+            v.push(
+                p("end_date"),
+                "is required (the form has no service end date)",
+            );
+        }
+        if let (Some(s), Some(e)) = (start, end) {
+            if e < s {
+                v.push(p("end_date"), "must be on or after start_date");
+            }
+        }
+        if let Some(s) = start {
+            if s < today - Duration::days(MAX_START_AGE_DAYS) {
+                v.push(p("start_date"), "must not be more than a year in the past");
+            }
+        }
+        let rule_type = match a.rule_type.as_deref() {
+            None => None,
+            Some(t) => {
+                let r = RuleType::parse(t);
+                if r.is_none() {
+                    v.push(p("rule_type"), "must be HOURS or VISITS");
+                }
+                r
+            }
+        };
+        if a.rule_type.is_none() {
+            v.push(p("rule_type"), "is required (HOURS or VISITS)");
+        }
+        let l = &a.limits;
+        for (name, value) in l.all() {
+            if value.is_some_and(|x| !x.is_finite() || x < 0.0) {
+                v.push(p(name), "must be a number of at least 0");
+            }
+        }
+        if l.rule_daily.is_some() {
+            for (day, value) in l.weekdays() {
+                if value.is_some() {
+                    v.push(p(day), "cannot be combined with rule_daily");
+                }
+            }
+        }
+        if let (Some(d), Some(m)) = (l.rule_daily, l.rule_monthly) {
+            if d > m {
+                v.push(
+                    p("rule_daily"),
+                    "must be lower than or equal to rule_monthly",
+                );
+            }
+        }
+        let fdow = match a.first_day_of_week {
+            None => Some(defaults.first_day_of_week),
+            Some(d) if (0..=6).contains(&d) => Some(d as u8),
+            Some(_) => {
+                v.push(p("first_day_of_week"), "must be 0 (Monday) to 6 (Sunday)");
+                None
+            }
+        };
+        if let (Some(start_date), Some(end_date), Some(rule_type), Some(first_day_of_week)) =
+            (start, end, rule_type, fdow)
+        {
+            auths.push(AuthorizationTerms {
+                start_date,
+                end_date,
+                rule_type,
+                limits: l.clone(),
+                first_day_of_week,
+                authorization_number: nonblank(&a.authorization_number),
+                member_number: nonblank(&a.member_number).or_else(|| member_default.clone()),
+                program_id: nonblank(&a.program_id),
+                notes: nonblank(&a.notes),
+                case_manager: a.case_manager.clone(),
+            });
+        }
+    }
+    for i in 0..auths.len() {
+        for j in 0..i {
+            if same_natural_key(&auths[i], &auths[j]) {
+                v.push(
+                    format!("authorizations[{i}]"),
+                    format!("has the same dates and limits as authorizations[{j}]"),
+                );
+            }
+        }
+    }
+
+    let ref_in = input.referral.clone().unwrap_or_default();
+    let care_type = match ref_in.care_type.as_deref() {
+        None => Some(defaults.care_type),
+        Some(s) => {
+            let c = CareType::parse(s);
+            if c.is_none() {
+                v.push("referral.care_type", "must be psw or nursing");
+            }
+            c
+        }
+    };
+    let referral_type = match ref_in.referral_type.as_deref() {
+        None => Some(defaults.referral_type),
+        Some(s) => {
+            let r = ReferralType::parse(s);
+            if r.is_none() {
+                v.push("referral.referral_type", "must be visit or service");
+            }
+            r
+        }
+    };
+
+    match (name, service_code, funder, care_type, referral_type) {
+        (Some(name), Some(service_code), Some(funder), Some(care_type), Some(referral_type))
+            if v.is_empty() =>
+        {
+            Ok(ApprovalTerms {
+                service: ServiceTerms {
+                    name: name.trim().to_owned(),
+                    service_code,
+                    funder,
+                    instructions: nonblank(&svc_in.instructions),
+                    start_date: svc_start,
+                    end_date: svc_end,
+                },
+                authorizations: auths,
+                referral: ReferralTerms {
+                    care_type,
+                    referral_type,
+                    comment: nonblank(&ref_in.comment),
+                    case_manager: ref_in.case_manager,
+                },
+            })
+        }
+        _ => Err(v),
+    }
+}
+
+/// Two authorizations of one service that ACCloud could not tell apart: the lookup after an
+/// ambiguous failure matches on these.
+pub fn same_natural_key(a: &AuthorizationTerms, b: &AuthorizationTerms) -> bool {
+    a.start_date == b.start_date
+        && a.end_date == b.end_date
+        && a.rule_type == b.rule_type
+        && a.limits == b.limits
+        && a.first_day_of_week == b.first_day_of_week
+        && a.authorization_number == b.authorization_number
+}
+
+fn nonblank(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn opt_date(v: &mut Violations, path: &str, s: Option<&str>) -> Option<NaiveDate> {
+    let s = s?;
+    match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            v.push(path, "must be a date in the form YYYY-MM-DD");
+            None
+        }
+    }
+}
+
+/// One authorization from the form: "N visits total" becomes a VISITS authorization with a
+/// period limit; "twice a week" style frequency a weekly limit.
+fn derive_authorization(form: &StructuredReferral) -> Option<AuthorizationInput> {
+    let total = form.service.authorizations.as_deref().and_then(parse_total);
+    let freq = form.service.frequency.as_deref().and_then(parse_frequency);
+    if total.is_none() && freq.is_none() {
+        return None;
+    }
+    let rule_type = total.map(|t| t.1).unwrap_or(RuleType::Visits);
+    let mut limits = Limits {
+        rule_period: total.map(|t| t.0),
+        ..Limits::default()
+    };
+    if let Some((n, per)) = freq {
+        match per {
+            Per::Day => limits.rule_daily = Some(n),
+            Per::Week => limits.rule_weekly = Some(n),
+            Per::Month => limits.rule_monthly = Some(n),
+        }
+    }
+    Some(AuthorizationInput {
+        rule_type: Some(rule_type.as_str().to_owned()),
+        limits,
+        ..AuthorizationInput::default()
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Per {
+    Day,
+    Week,
+    Month,
+}
+
+/// "10 visits total", "20 hours".
+fn parse_total(s: &str) -> Option<(f64, RuleType)> {
+    let words: Vec<String> = s.split_whitespace().map(str::to_lowercase).collect();
+    let n: f64 = words.first()?.parse().ok()?;
+    let unit = words.get(1)?;
+    let rt = if unit.starts_with("visit") {
+        RuleType::Visits
+    } else if unit.starts_with("hour") {
+        RuleType::Hours
+    } else {
+        return None;
+    };
+    Some((n, rt))
+}
+
+/// "Twice a week", "3 times per week", "once a day", "daily", "weekly".
+fn parse_frequency(s: &str) -> Option<(f64, Per)> {
+    let s = s.to_lowercase();
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let per = |w: &str| match w.trim_end_matches(['.', ',']) {
+        "day" | "daily" => Some(Per::Day),
+        "week" | "weekly" => Some(Per::Week),
+        "month" | "monthly" => Some(Per::Month),
+        _ => None,
+    };
+    if words.len() == 1 {
+        return per(words[0]).map(|p| (1.0, p));
+    }
+    let (count, rest) = match words.as_slice() {
+        ["once", rest @ ..] => (1.0, rest),
+        ["twice", rest @ ..] => (2.0, rest),
+        [n, "times" | "time" | "visits" | "x", rest @ ..] => (n.parse().ok()?, rest),
+        _ => return None,
+    };
+    match rest {
+        ["a" | "per" | "each" | "every", unit] => per(unit).map(|p| (count, p)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::form::{Insurance, ServiceRequest};
+
+    fn form() -> StructuredReferral {
+        StructuredReferral {
+            service: ServiceRequest {
+                requested: Some("PT".into()),
+                start_date: NaiveDate::from_ymd_opt(2026, 12, 1),
+                end_date: NaiveDate::from_ymd_opt(2027, 1, 31),
+                frequency: Some("Twice a week".into()),
+                authorizations: Some("10 visits total".into()),
+            },
+            primary_insurance: Some(Insurance {
+                name: Some("ABC Insurers".into()),
+                subscriber_id: Some("1111111".into()),
+                ..Insurance::default()
+            }),
+            ..StructuredReferral::default()
+        }
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            services: [(
+                "pt".to_owned(),
+                ServiceMapping {
+                    name: "Physical Therapy".into(),
+                    service_code: "Physical Therapy".into(),
+                },
+            )]
+            .into(),
+            funders: [(
+                "ABC insurers".to_owned(),
+                "Blue Cross Blue Shield".to_owned(),
+            )]
+            .into(),
+            ..Defaults::default()
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+    }
+
+    #[test]
+    fn everything_derivable_is_derived_from_the_form_and_defaults() {
+        let t = resolve(&ApprovalInput::default(), &form(), &defaults(), today()).unwrap();
+        assert_eq!(t.service.name, "Physical Therapy");
+        assert_eq!(t.service.service_code, Ref::Name("Physical Therapy".into()));
+        assert_eq!(t.service.funder, Ref::Name("Blue Cross Blue Shield".into()));
+        assert_eq!(t.authorizations.len(), 1);
+        let a = &t.authorizations[0];
+        assert_eq!(a.rule_type, RuleType::Visits);
+        assert_eq!(a.limits.rule_period, Some(10.0));
+        assert_eq!(a.limits.rule_weekly, Some(2.0));
+        assert_eq!(a.member_number.as_deref(), Some("1111111"));
+        assert_eq!(a.first_day_of_week, 6);
+        assert_eq!(t.referral.care_type, CareType::Nursing);
+        assert_eq!(t.referral.referral_type, ReferralType::Service);
+        assert_eq!(
+            t.referral_dates(),
+            Some((
+                NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
+            ))
+        );
+    }
+
+    #[test]
+    fn every_rule_violation_is_listed_at_once() {
+        let input = ApprovalInput {
+            service: Some(ServiceInput {
+                service_code_id: Some(48),
+                service_code_name: Some("X".into()),
+                ..ServiceInput::default()
+            }),
+            authorizations: Some(vec![AuthorizationInput {
+                start_date: Some("2020-01-01".into()),
+                end_date: Some("2019-12-31".into()),
+                rule_type: Some("MINUTES".into()),
+                limits: Limits {
+                    rule_daily: Some(5.0),
+                    rule_monthly: Some(4.0),
+                    rule_monday: Some(1.0),
+                    ..Limits::default()
+                },
+                first_day_of_week: Some(7),
+                ..AuthorizationInput::default()
+            }]),
+            referral: Some(ReferralInput {
+                care_type: Some("babysitting".into()),
+                referral_type: Some("offer".into()),
+                ..ReferralInput::default()
+            }),
+        };
+        let err = resolve(&input, &form(), &Defaults::default(), today()).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "service.name",
+                "service.service_code_id",
+                "service.funder_name",
+                "authorizations[0].end_date",
+                "authorizations[0].start_date",
+                "authorizations[0].rule_type",
+                "authorizations[0].rule_monday",
+                "authorizations[0].rule_daily",
+                "authorizations[0].first_day_of_week",
+                "referral.care_type",
+                "referral.referral_type",
+            ]
+        );
+    }
+
+    #[test]
+    fn identical_authorizations_are_rejected() {
+        let a = AuthorizationInput {
+            rule_type: Some("HOURS".into()),
+            limits: Limits {
+                rule_weekly: Some(3.0),
+                ..Limits::default()
+            },
+            ..AuthorizationInput::default()
+        };
+        let input = ApprovalInput {
+            authorizations: Some(vec![a.clone(), a]),
+            ..ApprovalInput::default()
+        };
+        let err = resolve(&input, &form(), &defaults(), today()).unwrap_err();
+        assert_eq!(err.0[0].path, "authorizations[1]");
+    }
+
+    #[test]
+    fn frequencies_and_totals() {
+        assert_eq!(parse_frequency("Twice a week"), Some((2.0, Per::Week)));
+        assert_eq!(parse_frequency("3 times per week"), Some((3.0, Per::Week)));
+        assert_eq!(parse_frequency("once a day"), Some((1.0, Per::Day)));
+        assert_eq!(parse_frequency("Daily"), Some((1.0, Per::Day)));
+        assert_eq!(parse_frequency("when needed"), None);
+        assert_eq!(
+            parse_total("10 visits total"),
+            Some((10.0, RuleType::Visits))
+        );
+        assert_eq!(parse_total("20 hours"), Some((20.0, RuleType::Hours)));
+        assert_eq!(parse_total("ten visits"), None);
+    }
+
+    #[test]
+    fn no_derivable_authorization_is_a_violation() {
+        let mut f = form();
+        f.service.frequency = Some("as needed".into());
+        f.service.authorizations = None;
+        let err = resolve(&ApprovalInput::default(), &f, &defaults(), today()).unwrap_err();
+        assert_eq!(err.0[0].path, "authorizations");
+    }
+}

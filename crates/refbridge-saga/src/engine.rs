@@ -1,0 +1,460 @@
+//! The claim loop: claims a referral's send job under a lease, runs its steps in order, and
+//! gives it back. Several jobs run at once; one job's steps never do.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use refbridge_accloud::{AcCloud, AcCloudError, BranchId, GroupId};
+use refbridge_domain::approval::ApprovalTerms;
+use refbridge_storage::{FileStore, Lease, SendError, StepState, Store, now};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::resolve::{Resolved, Resolver};
+use crate::retry::RetryPolicy;
+use crate::steps::{self, Ctx, Input, Outcome, Step};
+
+/// The actor the audit trail shows for what workers do.
+pub const ACTOR: &str = "worker";
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This worker's name in leases.
+    pub owner: String,
+    /// How long a claimed job is ours without renewal. A dead worker's job is taken over after
+    /// this.
+    pub lease: Duration,
+    /// Deadline of one ACCloud call; always shorter than what is left of the lease.
+    pub request_timeout: Duration,
+    /// After an unknown outcome, a lookup that finds nothing is trusted only this long after
+    /// the last attempt (longer than the request deadline: the request may still be running,
+    /// or ACCloud's lists may lag).
+    pub settle_delay: Duration,
+    /// Idle wait between claims when nothing is due (a wake-up cuts it short).
+    pub poll_interval: Duration,
+    /// Jobs run at once by this worker.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    pub hq_branch_id: i64,
+    pub csi_group: String,
+    /// The client attachments folder where outbox uploads land.
+    pub attachments_folder: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            owner: format!("worker-{}", uuid::Uuid::new_v4()),
+            lease: Duration::from_secs(45),
+            request_timeout: Duration::from_secs(20),
+            settle_delay: Duration::from_secs(25),
+            poll_interval: Duration::from_secs(1),
+            concurrency: 4,
+            retry: RetryPolicy::default(),
+            hq_branch_id: 1000,
+            csi_group: "CSI".to_owned(),
+            attachments_folder: "Marketplace Documents".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Storage(#[from] refbridge_storage::StorageError),
+    #[error("stored approval terms are unreadable: {0}")]
+    Terms(String),
+    #[error("simulated crash after the remote call of step {0}")]
+    Crashed(String),
+}
+
+/// Points where a test can make the worker stop dead right after a remote call returns and
+/// before its result is committed, as a killed process would.
+#[derive(Debug, Default)]
+pub struct CrashPoints {
+    after_call: Mutex<HashSet<String>>,
+}
+
+impl CrashPoints {
+    /// The next call of a step of this kind (`client`, `service`, …) crashes once.
+    pub fn arm(&self, kind: &str) {
+        if let Ok(mut s) = self.after_call.lock() {
+            s.insert(kind.to_owned());
+        }
+    }
+
+    fn take(&self, kind: &str) -> bool {
+        self.after_call
+            .lock()
+            .map(|mut s| s.remove(kind))
+            .unwrap_or(false)
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    files: FileStore,
+    accloud: Arc<dyn AcCloud>,
+    cfg: EngineConfig,
+    resolver: Resolver,
+    wake: Arc<Notify>,
+    pub crash_points: CrashPoints,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        files: FileStore,
+        accloud: Arc<dyn AcCloud>,
+        cfg: EngineConfig,
+    ) -> Self {
+        Self {
+            store,
+            files,
+            accloud,
+            cfg,
+            resolver: Resolver::default(),
+            wake: Arc::new(Notify::new()),
+            crash_points: CrashPoints::default(),
+        }
+    }
+
+    /// Notified when new work is queued, to cut the idle wait short.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn with_wake_handle(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Claims and runs jobs until `shutdown` completes; jobs under way finish their current
+    /// step first.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        tracing::info!(owner = %self.cfg.owner, "send worker started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            match self
+                .store
+                .claim_send_job(&self.cfg.owner, self.cfg.lease)
+                .await
+            {
+                Ok(Some(lease)) => {
+                    let me = self.clone();
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        me.process_logged(lease).await;
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = self.wake.notified() => {},
+                        () = tokio::time::sleep(self.cfg.poll_interval) => {},
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "cannot claim send jobs");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(self.cfg.poll_interval) => {},
+                    }
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(owner = %self.cfg.owner, "send worker stopped");
+    }
+
+    /// Claims one due job and runs it. `Ok(false)` when nothing was due.
+    pub async fn run_once(&self) -> Result<bool, EngineError> {
+        match self
+            .store
+            .claim_send_job(&self.cfg.owner, self.cfg.lease)
+            .await?
+        {
+            Some(lease) => {
+                self.process(lease).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn process_logged(&self, lease: Lease) {
+        let id = lease.request_id;
+        if let Err(e) = self.process(lease).await {
+            match e {
+                EngineError::Send(SendError::LeaseLost) => {
+                    tracing::warn!(request_id = %id, "lease lost; another worker owns this send")
+                }
+                other => tracing::error!(request_id = %id, error = %other, "send run failed"),
+            }
+        }
+    }
+
+    /// Runs the steps of one claimed job until it is done, must wait, or needs attention.
+    pub async fn process(&self, mut lease: Lease) -> Result<(), EngineError> {
+        let id = lease.request_id;
+        let Some(rec) = self.store.get_referral(id).await? else {
+            return Ok(());
+        };
+        let Some(approval) = self.store.approval(id).await? else {
+            return Ok(());
+        };
+        let terms: ApprovalTerms = serde_json::from_value(approval.terms)
+            .map_err(|e| EngineError::Terms(e.to_string()))?;
+        self.store.mark_sending(&lease, ACTOR).await?;
+        let input = Input {
+            rec: &rec,
+            terms: &terms,
+            hq_branch: BranchId(self.cfg.hq_branch_id),
+            csi_group: &self.cfg.csi_group,
+            attachments_folder: &self.cfg.attachments_folder,
+            files_root: &self.files,
+        };
+        let mut ctx = Ctx::default();
+        for record in self.store.send_steps(id).await? {
+            let Some(step) = Step::parse(&record.kind, &record.item) else {
+                return Err(EngineError::Terms(format!(
+                    "unknown step kind {}",
+                    record.kind
+                )));
+            };
+            match record.state {
+                StepState::Done => {
+                    ctx.absorb(&step, &record);
+                    continue;
+                }
+                StepState::Failed => return Ok(()),
+                _ => {}
+            }
+            if let Some(nb) = record.not_before {
+                if nb > now() {
+                    self.store.release_send_job(&lease, nb).await?;
+                    return Ok(());
+                }
+            }
+            // Renew when what is left of the lease would not cover a call.
+            let left = (lease.until - now()).to_std().unwrap_or_default();
+            if left < self.cfg.request_timeout * 2 {
+                lease = self.store.renew_lease(&lease, self.cfg.lease).await?;
+            }
+            let outcome = self.run_step(&lease, &step, &record, &input, &ctx).await?;
+            let span_fields = (id, step.kind(), record.position);
+            match outcome {
+                Outcome::Done { remote_id, result } => {
+                    tracing::info!(request_id = %span_fields.0, step = span_fields.1, position = span_fields.2,
+                        remote_id = %remote_id, "send step done");
+                    self.store
+                        .step_done(&lease, record.position, &remote_id, &result)
+                        .await?;
+                    let mut updated = record.clone();
+                    updated.remote_id = Some(remote_id);
+                    ctx.absorb(&step, &updated);
+                }
+                Outcome::Retry {
+                    state,
+                    after,
+                    error,
+                    count,
+                } => {
+                    let attempts =
+                        record.attempts as u32 + u32::from(state == StepState::Pending || count);
+                    if attempts >= self.cfg.retry.max_attempts {
+                        let msg = format!("gave up after {attempts} attempts; last error: {error}");
+                        tracing::warn!(request_id = %id, step = step.kind(), "send step retries exhausted");
+                        self.store
+                            .step_failed(&lease, record.position, &msg, ACTOR)
+                            .await?;
+                        return Ok(());
+                    }
+                    tracing::info!(request_id = %id, step = step.kind(), state = state.as_str(),
+                        wait_ms = after.as_millis() as u64, error = %error, "send step will retry");
+                    let at = now() + chrono::Duration::from_std(after).unwrap_or_default();
+                    self.store
+                        .step_retry(&lease, record.position, state, at, &error, count)
+                        .await?;
+                    return Ok(());
+                }
+                Outcome::Fail(msg) => {
+                    tracing::warn!(request_id = %id, step = step.kind(), "send step needs attention");
+                    self.store
+                        .step_failed(&lease, record.position, &msg, ACTOR)
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self.store.finish_send(&lease, ACTOR).await?;
+        tracing::info!(request_id = %id, "referral sent");
+        Ok(())
+    }
+
+    /// The deadline of one call: the configured timeout, cut to what is left of the lease.
+    fn deadline(&self, lease: &Lease) -> Duration {
+        let left = (lease.until - now()).to_std().unwrap_or_default();
+        let margin = Duration::from_millis(500);
+        self.cfg
+            .request_timeout
+            .min(left.saturating_sub(margin))
+            .max(Duration::from_millis(100))
+    }
+
+    async fn csi_group(&self, ac: &dyn AcCloud) -> Result<Option<GroupId>, AcCloudError> {
+        Ok(
+            match self
+                .resolver
+                .group(ac, &self.cfg.csi_group, BranchId(self.cfg.hq_branch_id))
+                .await?
+            {
+                Resolved::Found(id) => Some(GroupId(id)),
+                Resolved::Missing(_) => None,
+            },
+        )
+    }
+
+    async fn run_step(
+        &self,
+        lease: &Lease,
+        step: &Step,
+        record: &refbridge_storage::StepRecord,
+        input: &Input<'_>,
+        ctx: &Ctx,
+    ) -> Result<Outcome, EngineError> {
+        let ac = self.accloud.with_timeout(self.deadline(lease));
+        let ac = ac.as_ref();
+        let attempt = record.attempts as u32 + 1;
+
+        // An earlier attempt may have landed: look before creating again.
+        if matches!(record.state, StepState::InFlight | StepState::Unknown) {
+            let group = if *step == Step::Client {
+                match self.csi_group(ac).await {
+                    Ok(g) => g,
+                    Err(e) => return Ok(self.lookup_failed(e, attempt)),
+                }
+            } else {
+                None
+            };
+            match steps::find(ac, step, input, ctx, group).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {
+                    if let Some(last) = record.last_attempt_at {
+                        let ready = last
+                            + chrono::Duration::from_std(self.cfg.settle_delay).unwrap_or_default();
+                        if now() < ready {
+                            return Ok(Outcome::Retry {
+                                state: StepState::Unknown,
+                                after: (ready - now()).to_std().unwrap_or_default(),
+                                error: "not found after an unknown outcome; waiting for it to settle before creating again".into(),
+                                count: false,
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Ok(self.lookup_failed(e, attempt)),
+            }
+        }
+
+        let prepared = match steps::prepare(ac, step, input, ctx, &self.resolver).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(outcome)) => return Ok(outcome),
+            Err(e) => return Ok(self.lookup_failed(e, attempt)),
+        };
+        let key = steps::natural_key(step, input, ctx);
+        self.store.step_intent(lease, record.position, &key).await?;
+        let result = steps::create(ac, &prepared).await;
+        if self.crash_points.take(step.kind()) {
+            return Err(EngineError::Crashed(step.kind().to_owned()));
+        }
+        Ok(match result {
+            Ok(done) => done,
+            Err(AcCloudError::Conflict { .. }) if *step == Step::Client => {
+                // The client exists already (an earlier attempt, or another referral of this
+                // patient): find it by its external id and reuse it.
+                let group = self.csi_group(ac).await.ok().flatten();
+                match steps::find(ac, step, input, ctx, group).await {
+                    Ok(Some(found)) => found,
+                    Ok(None) => Outcome::Retry {
+                        state: StepState::Unknown,
+                        after: self.cfg.retry.backoff(1),
+                        error: "ACCloud says the client exists but does not find it yet".into(),
+                        count: true,
+                    },
+                    Err(e) => self.lookup_failed(e, attempt),
+                }
+            }
+            Err(e) => self.create_failed(e, attempt, step),
+        })
+    }
+
+    fn lookup_failed(&self, e: AcCloudError, attempt: u32) -> Outcome {
+        match &e {
+            AcCloudError::RateLimited { retry_after, .. } => Outcome::Retry {
+                state: StepState::Unknown,
+                after: self.cfg.retry.wait(attempt, *retry_after),
+                error: e.to_string(),
+                count: false,
+            },
+            e if e.is_retryable() || e.is_ambiguous() => Outcome::Retry {
+                state: StepState::Unknown,
+                after: self.cfg.retry.backoff(attempt),
+                error: e.to_string(),
+                count: true,
+            },
+            // A lookup that ACCloud refuses (403, 409 "Multiple clients found") is for a human.
+            _ => Outcome::Fail(describe(&e, "looking it up")),
+        }
+    }
+
+    fn create_failed(&self, e: AcCloudError, attempt: u32, step: &Step) -> Outcome {
+        match &e {
+            AcCloudError::RateLimited { retry_after, .. } => Outcome::Retry {
+                state: StepState::Pending,
+                after: self.cfg.retry.wait(attempt, *retry_after),
+                error: e.to_string(),
+                count: false,
+            },
+            AcCloudError::Unavailable { .. } => Outcome::Retry {
+                state: StepState::Pending,
+                after: self.cfg.retry.backoff(attempt),
+                error: e.to_string(),
+                count: false,
+            },
+            e if e.is_ambiguous() => Outcome::Retry {
+                state: StepState::Unknown,
+                // Look soon: most ambiguous failures landed and are found at once.
+                after: self.cfg.retry.backoff(1),
+                error: e.to_string(),
+                count: false,
+            },
+            _ => Outcome::Fail(describe(&e, &format!("creating the {}", step.kind()))),
+        }
+    }
+}
+
+/// What a reviewer reads: the status and ACCloud's own message.
+fn describe(e: &AcCloudError, doing: &str) -> String {
+    match e.message() {
+        Some(m) => format!("ACCloud refused {doing}: {e}: {m}"),
+        None => format!("ACCloud refused {doing}: {e}"),
+    }
+}

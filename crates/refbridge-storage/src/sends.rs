@@ -1,0 +1,689 @@
+//! The approval and its send: the approved terms, the per-referral send job (claimed by
+//! workers under a lease with a fencing token), and its ordered steps.
+//!
+//! Every write made on behalf of a worker checks the lease's fencing token, so a worker whose
+//! lease was taken over cannot overwrite the new owner's progress.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use refbridge_domain::{ReferralStatus, RequestId};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{Any, Row, Transaction};
+
+use crate::error::{StorageError, corrupt};
+use crate::referrals::insert_status;
+use crate::{Backend, Store, audit, format_ts, now, parse_ts};
+
+/// The state of one step of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not tried yet, or safe to try again (nothing was created).
+    Pending,
+    /// The intent is committed and the call may be under way.
+    InFlight,
+    /// The last call's outcome is unknown: look the object up before creating again.
+    Unknown,
+    Done,
+    /// Stopped: a definite rejection or exhausted retries. A human resumes it.
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Unknown => "unknown",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StorageError> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "in_flight" => Self::InFlight,
+            "unknown" => Self::Unknown,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            other => return Err(corrupt("step state", other)),
+        })
+    }
+}
+
+/// A step to plan: its kind and which item of that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStep {
+    pub kind: String,
+    pub item: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    pub position: i64,
+    pub kind: String,
+    pub item: String,
+    pub state: StepState,
+    pub attempts: i64,
+    pub natural_key: Option<Value>,
+    pub remote_id: Option<String>,
+    pub result: Option<Value>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub state: String,
+    pub run_at: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub fence: i64,
+    pub pause_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRecord {
+    pub terms: Value,
+    pub terms_hash: String,
+    pub approved_by: String,
+    pub approved_at: DateTime<Utc>,
+}
+
+/// A worker's hold on one send job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub request_id: RequestId,
+    pub owner: String,
+    pub fence: i64,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no such referral request")]
+    NotFound,
+    #[error("a referral request that is {} cannot be approved", .0.as_str())]
+    NotApprovable(ReferralStatus),
+    #[error("the referral request was approved with other terms and is {}", .0.as_str())]
+    TermsDiffer(ReferralStatus),
+    #[error("the referral request is {} and has nothing to resume", .0.as_str())]
+    NotResumable(ReferralStatus),
+    #[error("the lease on this send was lost")]
+    LeaseLost,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for SendError {
+    fn from(e: sqlx::Error) -> Self {
+        SendError::Storage(e.into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApproveOutcome {
+    /// Recorded now; the send is queued.
+    Approved,
+    /// Approved before with the same terms: nothing changed.
+    Unchanged,
+}
+
+async fn current_status(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+) -> Result<ReferralStatus, SendError> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM referral_requests WHERE request_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let s = status.ok_or(SendError::NotFound)?;
+    ReferralStatus::parse(&s).ok_or_else(|| SendError::Storage(corrupt("referral status", s)))
+}
+
+async fn set_status(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    status: ReferralStatus,
+    at: DateTime<Utc>,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), SendError> {
+    sqlx::query("UPDATE referral_requests SET status = $1, updated_at = $2 WHERE request_id = $3")
+        .bind(status.as_str())
+        .bind(format_ts(at))
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    insert_status(tx, id, status, at, actor, reason).await?;
+    Ok(())
+}
+
+/// Checks inside a transaction that the lease still holds.
+async fn check_fence(tx: &mut Transaction<'static, Any>, lease: &Lease) -> Result<(), SendError> {
+    let fence: Option<i64> = sqlx::query_scalar(
+        "SELECT fence FROM send_jobs WHERE request_id = $1 AND lease_owner = $2",
+    )
+    .bind(lease.request_id.to_string())
+    .bind(&lease.owner)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if fence == Some(lease.fence) {
+        Ok(())
+    } else {
+        Err(SendError::LeaseLost)
+    }
+}
+
+fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
+    let opt_ts = |c: &str| -> Result<Option<DateTime<Utc>>, StorageError> {
+        let v: Option<String> = r.try_get(c)?;
+        v.map(|s| parse_ts(&s)).transpose()
+    };
+    let opt_json = |c: &str| -> Result<Option<Value>, StorageError> {
+        let v: Option<String> = r.try_get(c)?;
+        v.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(c, e)))
+            .transpose()
+    };
+    let state: String = r.try_get("state")?;
+    let updated: String = r.try_get("updated_at")?;
+    Ok(StepRecord {
+        position: r.try_get("position")?,
+        kind: r.try_get("kind")?,
+        item: r.try_get("item")?,
+        state: StepState::parse(&state)?,
+        attempts: r.try_get("attempts")?,
+        natural_key: opt_json("natural_key")?,
+        remote_id: r.try_get("remote_id")?,
+        result: opt_json("result_json")?,
+        last_error: r.try_get("last_error")?,
+        last_attempt_at: opt_ts("last_attempt_at")?,
+        not_before: opt_ts("not_before")?,
+        updated_at: parse_ts(&updated)?,
+    })
+}
+
+impl Store {
+    /// Records the approval, its audit entry, the planned steps and the queued send, in one
+    /// transaction. The same terms again are a no-op; other terms are refused.
+    pub async fn approve(
+        &self,
+        id: RequestId,
+        terms: &Value,
+        terms_hash: &str,
+        steps: &[NewStep],
+        actor: &str,
+    ) -> Result<ApproveOutcome, SendError> {
+        let mut tx = self.begin_write().await?;
+        let status = current_status(&mut tx, id).await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT terms_hash FROM approvals WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(hash) = existing {
+            tx.rollback().await?;
+            return if hash == terms_hash {
+                Ok(ApproveOutcome::Unchanged)
+            } else {
+                Err(SendError::TermsDiffer(status))
+            };
+        }
+        if !status.can_become(ReferralStatus::Approved) {
+            return Err(SendError::NotApprovable(status));
+        }
+        let at = now();
+        let ts = format_ts(at);
+        sqlx::query(
+            "INSERT INTO approvals (request_id, terms_json, terms_hash, approved_by, approved_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id.to_string())
+        .bind(terms.to_string())
+        .bind(terms_hash)
+        .bind(actor)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        for (position, step) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO send_steps (request_id, position, kind, item, state, attempts, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5)",
+            )
+            .bind(id.to_string())
+            .bind(position as i64)
+            .bind(&step.kind)
+            .bind(&step.item)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
+             VALUES ($1, 'ready', $2, 0, $2, $2)",
+        )
+        .bind(id.to_string())
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        set_status(&mut tx, id, ReferralStatus::Approved, at, actor, None).await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "referral_request.approved",
+            ("referral_request", &id.to_string()),
+            &json!({ "terms_hash": terms_hash, "steps": steps.len() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ApproveOutcome::Approved)
+    }
+
+    pub async fn approval(&self, id: RequestId) -> Result<Option<ApprovalRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT terms_json, terms_hash, approved_by, approved_at FROM approvals WHERE request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let terms: String = r.try_get("terms_json")?;
+            let at: String = r.try_get("approved_at")?;
+            Ok(ApprovalRecord {
+                terms: serde_json::from_str(&terms).map_err(|e| corrupt("terms", e))?,
+                terms_hash: r.try_get("terms_hash")?,
+                approved_by: r.try_get("approved_by")?,
+                approved_at: parse_ts(&at)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn send_steps(&self, id: RequestId) -> Result<Vec<StepRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT position, kind, item, state, attempts, natural_key, remote_id, result_json, last_error, \
+             last_attempt_at, not_before, updated_at FROM send_steps WHERE request_id = $1 ORDER BY position",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step_from_row).collect()
+    }
+
+    pub async fn send_job(&self, id: RequestId) -> Result<Option<JobRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT state, run_at, lease_owner, lease_until, fence, pause_reason FROM send_jobs WHERE request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let run_at: String = r.try_get("run_at")?;
+            let until: Option<String> = r.try_get("lease_until")?;
+            Ok(JobRecord {
+                state: r.try_get("state")?,
+                run_at: parse_ts(&run_at)?,
+                lease_owner: r.try_get("lease_owner")?,
+                lease_until: until.map(|u| parse_ts(&u)).transpose()?,
+                fence: r.try_get("fence")?,
+                pause_reason: r.try_get("pause_reason")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Claims the send job that is due soonest and not held by a live lease, bumping its
+    /// fencing token. `None` when nothing is due.
+    pub async fn claim_send_job(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Lease>, StorageError> {
+        let at = now();
+        let until = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE send_jobs SET lease_owner = $1, lease_until = $2, fence = fence + 1, updated_at = $3 \
+             WHERE request_id = (SELECT request_id FROM send_jobs WHERE state = 'ready' AND run_at <= $3 \
+               AND (lease_until IS NULL OR lease_until < $3) ORDER BY run_at, request_id LIMIT 1{lock}) \
+             AND state = 'ready' AND (lease_until IS NULL OR lease_until < $3) \
+             RETURNING request_id, fence"
+        );
+        let row = sqlx::query(&sql)
+            .bind(owner)
+            .bind(format_ts(until))
+            .bind(format_ts(at))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let id: String = r.try_get("request_id")?;
+            Ok(Lease {
+                request_id: RequestId::parse(&id).map_err(|e| corrupt("request id", e))?,
+                owner: owner.to_owned(),
+                fence: r.try_get("fence")?,
+                until,
+            })
+        })
+        .transpose()
+    }
+
+    /// Extends a lease that still holds.
+    pub async fn renew_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, SendError> {
+        let until = now() + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::seconds(30));
+        let done = sqlx::query(
+            "UPDATE send_jobs SET lease_until = $1 WHERE request_id = $2 AND lease_owner = $3 AND fence = $4",
+        )
+        .bind(format_ts(until))
+        .bind(lease.request_id.to_string())
+        .bind(&lease.owner)
+        .bind(lease.fence)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(SendError::LeaseLost);
+        }
+        Ok(Lease {
+            until,
+            ..lease.clone()
+        })
+    }
+
+    /// Gives the job back, to run again at `run_at`.
+    pub async fn release_send_job(
+        &self,
+        lease: &Lease,
+        run_at: DateTime<Utc>,
+    ) -> Result<(), SendError> {
+        let done = sqlx::query(
+            "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, updated_at = $2 \
+             WHERE request_id = $3 AND lease_owner = $4 AND fence = $5",
+        )
+        .bind(format_ts(run_at))
+        .bind(format_ts(now()))
+        .bind(lease.request_id.to_string())
+        .bind(&lease.owner)
+        .bind(lease.fence)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(SendError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    /// Moves an approved referral to `sending` (first claim).
+    pub async fn mark_sending(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let status = current_status(&mut tx, lease.request_id).await?;
+        if status == ReferralStatus::Approved {
+            set_status(
+                &mut tx,
+                lease.request_id,
+                ReferralStatus::Sending,
+                now(),
+                actor,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commits the intent of a step before its remote call: the natural key and the attempt.
+    pub async fn step_intent(
+        &self,
+        lease: &Lease,
+        position: i64,
+        natural_key: &Value,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let ts = format_ts(now());
+        sqlx::query(
+            "UPDATE send_steps SET state = 'in_flight', attempts = attempts + 1, natural_key = $1, \
+             last_attempt_at = $2, not_before = NULL, updated_at = $2 WHERE request_id = $3 AND position = $4",
+        )
+        .bind(natural_key.to_string())
+        .bind(&ts)
+        .bind(lease.request_id.to_string())
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commits a step's result (and so makes the next step the one to run).
+    pub async fn step_done(
+        &self,
+        lease: &Lease,
+        position: i64,
+        remote_id: &str,
+        result: &Value,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        sqlx::query(
+            "UPDATE send_steps SET state = 'done', remote_id = $1, result_json = $2, last_error = NULL, \
+             not_before = NULL, updated_at = $3 WHERE request_id = $4 AND position = $5",
+        )
+        .bind(remote_id)
+        .bind(result.to_string())
+        .bind(format_ts(now()))
+        .bind(lease.request_id.to_string())
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a transient failure: the step waits until `not_before`, in `state` (pending
+    /// when nothing was created, unknown when something may have been), and the job is given
+    /// back to run then. `count_attempt` counts a failure that made no create call (a failed
+    /// lookup) against the step's attempts, so an outage cannot retry forever.
+    pub async fn step_retry(
+        &self,
+        lease: &Lease,
+        position: i64,
+        state: StepState,
+        not_before: DateTime<Utc>,
+        error: &str,
+        count_attempt: bool,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let ts = format_ts(now());
+        sqlx::query(
+            "UPDATE send_steps SET state = $1, last_error = $2, not_before = $3, updated_at = $4, \
+             attempts = attempts + $7 WHERE request_id = $5 AND position = $6",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(format_ts(not_before))
+        .bind(&ts)
+        .bind(lease.request_id.to_string())
+        .bind(position)
+        .bind(i64::from(count_attempt))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, updated_at = $2 \
+             WHERE request_id = $3",
+        )
+        .bind(format_ts(not_before))
+        .bind(&ts)
+        .bind(lease.request_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stops the send at a step: the referral needs attention, with the reason.
+    pub async fn step_failed(
+        &self,
+        lease: &Lease,
+        position: i64,
+        error: &str,
+        actor: &str,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let at = now();
+        let ts = format_ts(at);
+        sqlx::query(
+            "UPDATE send_steps SET state = 'failed', last_error = $1, updated_at = $2 WHERE request_id = $3 AND position = $4",
+        )
+        .bind(error)
+        .bind(&ts)
+        .bind(lease.request_id.to_string())
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE send_jobs SET state = 'paused', pause_reason = $1, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $2 WHERE request_id = $3",
+        )
+        .bind(error)
+        .bind(&ts)
+        .bind(lease.request_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        set_status(
+            &mut tx,
+            lease.request_id,
+            ReferralStatus::NeedsAttention,
+            at,
+            actor,
+            Some(error),
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "send.needs_attention",
+            ("referral_request", &lease.request_id.to_string()),
+            &json!({ "step": position }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every step is done: the referral is sent.
+    pub async fn finish_send(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let at = now();
+        sqlx::query(
+            "UPDATE send_jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1 WHERE request_id = $2",
+        )
+        .bind(format_ts(at))
+        .bind(lease.request_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        set_status(
+            &mut tx,
+            lease.request_id,
+            ReferralStatus::Sent,
+            at,
+            actor,
+            None,
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "send.completed",
+            ("referral_request", &lease.request_id.to_string()),
+            &json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Resumes a send that needs attention, from the step where it stopped, optionally with
+    /// corrected terms. The stopped step starts with a lookup, in case its last call landed.
+    pub async fn resume_send(
+        &self,
+        id: RequestId,
+        corrected: Option<(&Value, &str)>,
+        actor: &str,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        let status = current_status(&mut tx, id).await?;
+        if status != ReferralStatus::NeedsAttention {
+            return Err(SendError::NotResumable(status));
+        }
+        let at = now();
+        let ts = format_ts(at);
+        if let Some((terms, hash)) = corrected {
+            sqlx::query("UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4")
+                .bind(terms.to_string())
+                .bind(hash)
+                .bind(&ts)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE send_steps SET state = 'unknown', attempts = 0, not_before = NULL, updated_at = $1 \
+             WHERE request_id = $2 AND state = 'failed'",
+        )
+        .bind(&ts)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
+        )
+        .bind(&ts)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        set_status(
+            &mut tx,
+            id,
+            ReferralStatus::Sending,
+            at,
+            actor,
+            Some("resumed"),
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "send.resumed",
+            ("referral_request", &id.to_string()),
+            &json!({ "terms_corrected": corrected.is_some() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Send jobs not finished: ready or paused, for operators and tests.
+    pub async fn count_unfinished_sends(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state <> 'done'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
