@@ -1,7 +1,10 @@
 //! The API's integration tests: one binary, one module per flow.
 
 mod helpers;
+mod idempotency;
 mod intake;
 mod logs;
 mod meta;
+mod patients;
+mod plans;
 mod review;

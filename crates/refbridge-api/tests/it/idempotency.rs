@@ -1,0 +1,170 @@
+//! `Idempotency-Key` on POST, PUT and PATCH.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, status_json};
+use crate::plans::{new_patient, new_payor, plan, plans_of};
+
+async fn keyed(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let res = app
+        .client
+        .put(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let replayed = res
+        .headers()
+        .get("idempotent-replayed")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (s, b) = status_json(res).await;
+    (s, replayed, b)
+}
+
+#[tokio::test]
+async fn the_same_key_and_body_replays_the_first_answer() {
+    let app = spawn_app().await;
+    let p = new_patient(&app, "e1").await;
+    let x = new_payor(&app, "X").await;
+    let body = plan(&p, "s1", "M1", &x, 1);
+    let tok = app.reviewer_token.clone();
+    let (s1, r1, b1) = keyed(&app, &tok, "k-1", "/v1/patient-plans", &body).await;
+    assert_eq!((s1, r1), (201, None), "{b1}");
+    // Delete the plan: a replay must not run the PUT again.
+    let id = b1["patient_plan_id"].as_str().unwrap();
+    let res = app
+        .client
+        .delete(format!("{}/v1/patient-plans/{id}", app.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (s2, r2, b2) = keyed(&app, &tok, "k-1", "/v1/patient-plans", &body).await;
+    assert_eq!((s2, r2.as_deref()), (201, Some("true")));
+    assert_eq!(b2, b1);
+    assert_eq!(plans_of(&app, &p, true).await.len(), 1);
+    // Without the key, the PUT runs.
+    let res = app
+        .client
+        .put(format!("{}/v1/patient-plans", app.base))
+        .bearer_auth(&tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_refused_with_422() {
+    let app = spawn_app().await;
+    let p = new_patient(&app, "e1").await;
+    let x = new_payor(&app, "X").await;
+    let tok = app.reviewer_token.clone();
+    let (s, _, _) = keyed(
+        &app,
+        &tok,
+        "k-2",
+        "/v1/patient-plans",
+        &plan(&p, "s1", "M1", &x, 1),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, r, b) = keyed(
+        &app,
+        &tok,
+        "k-2",
+        "/v1/patient-plans",
+        &plan(&p, "s2", "M2", &x, 2),
+    )
+    .await;
+    assert_eq!((s, r), (422, None), "{b}");
+    assert_eq!(b["error"], "idempotency_key_mismatch");
+    // Another path under the same key is another request too.
+    let (s, _, _) = keyed(&app, &tok, "k-2", "/v1/payors", &json!({"name": "Y"})).await;
+    assert_eq!(s, 422);
+    assert_eq!(plans_of(&app, &p, true).await.len(), 1);
+}
+
+#[tokio::test]
+async fn keys_are_scoped_per_caller() {
+    let app = spawn_app().await;
+    let (s, _, b) = keyed(
+        &app,
+        &app.reviewer_token.clone(),
+        "k-3",
+        "/v1/payors",
+        &json!({"name": "X"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, r, b) = keyed(
+        &app,
+        &app.admin_token.clone(),
+        "k-3",
+        "/v1/payors",
+        &json!({"name": "Y"}),
+    )
+    .await;
+    assert_eq!((s, r), (201, None), "{b}");
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_a_400() {
+    let app = spawn_app().await;
+    let tok = app.reviewer_token.clone();
+    let long = "k".repeat(256);
+    let (s, _, b) = keyed(&app, &tok, &long, "/v1/payors", &json!({"name": "X"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["details"][0]["path"], "Idempotency-Key");
+    let res = app
+        .client
+        .get(format!("{}/v1/payors", app.base))
+        .bearer_auth(&tok)
+        .header("Idempotency-Key", &long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "GET ignores the header");
+}
+
+#[tokio::test]
+async fn an_error_answer_is_replayed_too() {
+    let app = spawn_app().await;
+    let tok = app.reviewer_token.clone();
+    let (s, _, b1) = keyed(&app, &tok, "k-4", "/v1/payors", &json!({"name": ""})).await;
+    assert_eq!(s, 400);
+    let (s, r, b2) = keyed(&app, &tok, "k-4", "/v1/payors", &json!({"name": ""})).await;
+    assert_eq!((s, r.as_deref()), (400, Some("true")));
+    assert_eq!(b1, b2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_run_once() {
+    let app = spawn_app().await;
+    let p = new_patient(&app, "e1").await;
+    let x = new_payor(&app, "X").await;
+    let tok = app.reviewer_token.clone();
+    let body = plan(&p, "s1", "M1", &x, 1);
+    let results = futures::future::join_all(
+        (0..20).map(|_| keyed(&app, &tok, "k-5", "/v1/patient-plans", &body)),
+    )
+    .await;
+    for (s, _, b) in &results {
+        assert!(*s == 201 || *s == 409, "{s} {b}");
+        if *s == 409 {
+            assert_eq!(b["error"], "idempotency_key_in_use");
+        }
+    }
+    assert!(results.iter().any(|(s, _, _)| *s == 201));
+    assert_eq!(plans_of(&app, &p, true).await.len(), 1);
+}
