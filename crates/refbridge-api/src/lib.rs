@@ -35,7 +35,7 @@ pub use state::{ApiConfig, AppState};
 struct ApiDoc;
 
 /// The routes and their OpenAPI description, before state is attached.
-fn routes() -> OpenApiRouter<AppState> {
+fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::intake::router())
@@ -43,17 +43,19 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::patients::router())
         .merge(routes::plans::router())
         .merge(routes::payors::router())
-        .merge(routes::approval::router())
+        .merge(routes::approval::router(max_file_bytes))
 }
 
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    routes(ApiConfig::default().max_file_bytes)
+        .split_for_parts()
+        .1
 }
 
 /// The application: every route, with tracing and request ids.
 pub fn app(state: AppState) -> Router {
-    let (router, doc) = routes().split_for_parts();
+    let (router, doc) = routes(state.config.max_file_bytes).split_for_parts();
     let doc = std::sync::Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes);

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Violations;
 use crate::form::StructuredReferral;
+use crate::intake::ClientMeta;
 use crate::person::normalize_name;
+use crate::timezone::TimeZone;
 
 /// An ACCloud object named by its id or by its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +145,36 @@ impl Limits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalInput {
+    /// Corrections to the client's demographics as the agency sent them.
+    pub client: Option<ClientInput>,
     pub service: Option<ServiceInput>,
     /// One or more authorizations; by default one derived from the form's dates, frequency
     /// and authorization text.
     pub authorizations: Option<Vec<AuthorizationInput>>,
     pub referral: Option<ReferralInput>,
+    /// With a change of terms (PUT): a comment sent with the referral revision.
+    pub revision_comment: Option<String>,
+}
+
+/// The client's demographics, each field replacing what the agency sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// YYYY-MM-DD.
+    pub birthday: Option<String>,
+    pub gender: Option<String>,
+    pub email: Option<String>,
+    pub phone_main: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+    /// IANA time zone.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,9 +230,29 @@ pub struct ReferralInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalTerms {
+    pub client: ClientTerms,
     pub service: ServiceTerms,
     pub authorizations: Vec<AuthorizationTerms>,
     pub referral: ReferralTerms,
+}
+
+/// The client as ACCloud will know it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientTerms {
+    pub first_name: String,
+    pub last_name: String,
+    pub birthday: Option<NaiveDate>,
+    pub gender: Option<String>,
+    pub email: Option<String>,
+    pub phone_main: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+    /// IANA time zone: the referral's dates are local midnights in it.
+    pub timezone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,6 +352,20 @@ impl Defaults {
     }
 }
 
+/// The reasons a referral approval can be cancelled for (ACCloud's seven `reason_code`s).
+pub const CANCEL_REASONS: [&str; 7] = [
+    "datetime_change",
+    "client_request",
+    "client_hospitalization",
+    "client_passed_away",
+    "client_refused_service",
+    "processing_error",
+    "other",
+];
+
+/// The longest cancellation comment ACCloud keeps.
+pub const MAX_CANCEL_COMMENT_CHARS: usize = 1000;
+
 /// ACCloud rejects authorizations that start more than this long ago.
 pub const MAX_START_AGE_DAYS: i64 = 365;
 
@@ -312,10 +373,12 @@ pub const MAX_START_AGE_DAYS: i64 = 365;
 pub fn resolve(
     input: &ApprovalInput,
     form: &StructuredReferral,
+    client: &ClientMeta,
     defaults: &Defaults,
     today: NaiveDate,
 ) -> Result<ApprovalTerms, Violations> {
     let mut v = Violations::default();
+    let client_terms = resolve_client(input.client.as_ref(), client, &mut v);
     let svc_in = input.service.clone().unwrap_or_default();
     let mapped = form
         .service
@@ -498,6 +561,17 @@ pub fn resolve(
             });
         }
     }
+    // ACCloud requires each authorization of a referral to have the referral's own dates.
+    if let Some(first) = auths.first() {
+        for (i, a) in auths.iter().enumerate().skip(1) {
+            if (a.start_date, a.end_date) != (first.start_date, first.end_date) {
+                v.push(
+                    format!("authorizations[{i}]"),
+                    "must have the same start and end dates as authorizations[0]: ACCloud requires every authorization of a referral to match the referral's dates",
+                );
+            }
+        }
+    }
     for i in 0..auths.len() {
         for j in 0..i {
             if same_natural_key(&auths[i], &auths[j]) {
@@ -531,30 +605,253 @@ pub fn resolve(
         }
     };
 
-    match (name, service_code, funder, care_type, referral_type) {
-        (Some(name), Some(service_code), Some(funder), Some(care_type), Some(referral_type))
-            if v.is_empty() =>
-        {
-            Ok(ApprovalTerms {
-                service: ServiceTerms {
-                    name: name.trim().to_owned(),
-                    service_code,
-                    funder,
-                    instructions: nonblank(&svc_in.instructions),
-                    start_date: svc_start,
-                    end_date: svc_end,
-                },
-                authorizations: auths,
-                referral: ReferralTerms {
-                    care_type,
-                    referral_type,
-                    comment: nonblank(&ref_in.comment),
-                    case_manager: ref_in.case_manager,
-                },
-            })
-        }
+    match (
+        name,
+        service_code,
+        funder,
+        care_type,
+        referral_type,
+        client_terms,
+    ) {
+        (
+            Some(name),
+            Some(service_code),
+            Some(funder),
+            Some(care_type),
+            Some(referral_type),
+            Some(client),
+        ) if v.is_empty() => Ok(ApprovalTerms {
+            client,
+            service: ServiceTerms {
+                name: name.trim().to_owned(),
+                service_code,
+                funder,
+                instructions: nonblank(&svc_in.instructions),
+                start_date: svc_start,
+                end_date: svc_end,
+            },
+            authorizations: auths,
+            referral: ReferralTerms {
+                care_type,
+                referral_type,
+                comment: nonblank(&ref_in.comment),
+                case_manager: ref_in.case_manager,
+            },
+        }),
         _ => Err(v),
     }
+}
+
+fn resolve_client(
+    input: Option<&ClientInput>,
+    meta: &ClientMeta,
+    v: &mut Violations,
+) -> Option<ClientTerms> {
+    let empty = ClientInput::default();
+    let i = input.unwrap_or(&empty);
+    let pick = |new: &Option<String>, old: &Option<String>| nonblank(new).or_else(|| old.clone());
+    let first_name = nonblank(&i.first_name).unwrap_or_else(|| meta.first_name.clone());
+    let last_name = nonblank(&i.last_name).unwrap_or_else(|| meta.last_name.clone());
+    let birthday = match i.birthday.as_deref() {
+        Some(b) => opt_date(v, "client.birthday", Some(b)),
+        None => meta.birthday,
+    };
+    let timezone = match nonblank(&i.timezone) {
+        Some(tz) => match TimeZone::parse(&tz) {
+            Ok(tz) => tz.name().to_owned(),
+            Err(e) => {
+                v.push("client.timezone", e.to_string());
+                return None;
+            }
+        },
+        None => meta.timezone.name().to_owned(),
+    };
+    Some(ClientTerms {
+        first_name,
+        last_name,
+        birthday,
+        gender: pick(&i.gender, &meta.gender),
+        email: pick(&i.email, &meta.email),
+        phone_main: pick(&i.phone_main, &meta.phone_main),
+        address: pick(&i.address, &meta.address),
+        city: pick(&i.city, &meta.city),
+        state: pick(&i.state, &meta.state),
+        zip: pick(&i.zip, &meta.zip),
+        country: pick(&i.country, &meta.country),
+        timezone,
+    })
+}
+
+// ---- changes after the send ----
+
+/// What a change to one authorization takes in ACCloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", content = "index", rename_all = "snake_case")]
+pub enum AuthorizationChange {
+    /// Only fields ACCloud lets us update changed (end date, numbers, notes, case manager).
+    Update(usize),
+    /// The start date, rule type, a limit or the first day of the week changed: delete the
+    /// old one and create a new one.
+    Replace(usize),
+    Create(usize),
+    Delete(usize),
+}
+
+/// The calls a change of terms needs, in order, and its reasons in plain words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChangePlan {
+    pub client: bool,
+    pub service: bool,
+    pub authorizations: Vec<AuthorizationChange>,
+    /// Whether a referral revision is needed (whenever anything changed).
+    pub revision: bool,
+    pub reasons: Vec<String>,
+}
+
+impl ChangePlan {
+    pub fn is_empty(&self) -> bool {
+        !self.revision
+    }
+}
+
+fn describe_date(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_else(|| "none".into())
+}
+
+/// The difference between the terms in force and new ones. Fields ACCloud cannot change on
+/// an existing service or referral are violations.
+pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Violations> {
+    let mut v = Violations::default();
+    let mut plan = ChangePlan::default();
+    let (os, ns) = (&old.service, &new.service);
+    if os.name != ns.name {
+        v.push(
+            "service.name",
+            "cannot change once the service exists in ACCloud",
+        );
+    }
+    if os.service_code != ns.service_code {
+        v.push(
+            "service.service_code",
+            "cannot change once the service exists in ACCloud",
+        );
+    }
+    if os.funder != ns.funder {
+        v.push(
+            "service.funder",
+            "cannot change once the service exists in ACCloud",
+        );
+    }
+    if (os.start_date, os.end_date) != (ns.start_date, ns.end_date) {
+        v.push("service.start_date", "the service's dates cannot change once it exists in ACCloud (the authorizations' dates can)");
+    }
+    if old.referral.care_type != new.referral.care_type {
+        v.push(
+            "referral.care_type",
+            "cannot change once the referral is sent",
+        );
+    }
+    if old.referral.referral_type != new.referral.referral_type {
+        v.push(
+            "referral.referral_type",
+            "cannot change once the referral is sent",
+        );
+    }
+    if old.client != new.client {
+        plan.client = true;
+        if old.client.timezone != new.client.timezone {
+            plan.reasons.push(format!(
+                "Client time zone changed from {} to {}",
+                old.client.timezone, new.client.timezone
+            ));
+        } else {
+            plan.reasons.push("Client demographics changed".into());
+        }
+    }
+    if os.instructions != ns.instructions {
+        plan.service = true;
+        plan.reasons.push("Service instructions changed".into());
+    }
+    let n = old.authorizations.len().max(new.authorizations.len());
+    for i in 0..n {
+        let label = if n > 1 {
+            format!("Authorization {}", i + 1)
+        } else {
+            "Authorization".into()
+        };
+        match (old.authorizations.get(i), new.authorizations.get(i)) {
+            (Some(a), Some(b)) => {
+                let immutable = a.start_date != b.start_date
+                    || a.rule_type != b.rule_type
+                    || a.limits != b.limits
+                    || a.first_day_of_week != b.first_day_of_week;
+                if immutable {
+                    plan.authorizations.push(AuthorizationChange::Replace(i));
+                    if a.start_date != b.start_date {
+                        plan.reasons.push(format!(
+                            "{label} start date changed from {} to {}",
+                            a.start_date, b.start_date
+                        ));
+                    }
+                    if a.rule_type != b.rule_type {
+                        plan.reasons.push(format!(
+                            "{label} rule type changed from {} to {}",
+                            a.rule_type.as_str(),
+                            b.rule_type.as_str()
+                        ));
+                    }
+                    if a.limits != b.limits || a.first_day_of_week != b.first_day_of_week {
+                        plan.reasons.push(format!("{label} frequency changed"));
+                    }
+                } else if a != b {
+                    plan.authorizations.push(AuthorizationChange::Update(i));
+                }
+                if a.end_date != b.end_date {
+                    plan.reasons.push(format!(
+                        "{label} end date changed from {} to {}",
+                        a.end_date, b.end_date
+                    ));
+                }
+                if !immutable && a != b && a.end_date == b.end_date {
+                    plan.reasons.push(format!("{label} details changed"));
+                }
+            }
+            (None, Some(b)) => {
+                plan.authorizations.push(AuthorizationChange::Create(i));
+                plan.reasons.push(format!(
+                    "{label} added ({} to {})",
+                    b.start_date, b.end_date
+                ));
+            }
+            (Some(a), None) => {
+                plan.authorizations.push(AuthorizationChange::Delete(i));
+                plan.reasons.push(format!(
+                    "{label} removed ({} to {})",
+                    a.start_date, a.end_date
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+    let (od, nd) = (old.referral_dates(), new.referral_dates());
+    if od != nd {
+        plan.reasons.push(format!(
+            "Referral dates changed from {} – {} to {} – {}",
+            describe_date(od.map(|d| d.0)),
+            describe_date(od.map(|d| d.1)),
+            describe_date(nd.map(|d| d.0)),
+            describe_date(nd.map(|d| d.1)),
+        ));
+    }
+    if old.referral.case_manager != new.referral.case_manager {
+        plan.reasons.push("Case manager changed".into());
+    }
+    if old.referral.comment != new.referral.comment {
+        plan.reasons.push("Referral comment changed".into());
+    }
+    plan.revision =
+        plan.client || plan.service || !plan.authorizations.is_empty() || !plan.reasons.is_empty();
+    v.into_result(plan)
 }
 
 /// Two authorizations of one service that ACCloud could not tell apart: the lookup after an
@@ -702,13 +999,127 @@ mod tests {
         }
     }
 
+    fn meta() -> ClientMeta {
+        ClientMeta {
+            id: 1094,
+            first_name: "Jane".into(),
+            last_name: "Smithers".into(),
+            email: None,
+            phone_main: None,
+            birthday: NaiveDate::from_ymd_opt(1998, 5, 7),
+            gender: Some("F".into()),
+            address: None,
+            city: Some("Dayton".into()),
+            state: None,
+            zip: None,
+            country: None,
+            timezone: TimeZone::parse("America/Denver").unwrap(),
+        }
+    }
+
+    fn terms() -> ApprovalTerms {
+        resolve(
+            &ApprovalInput::default(),
+            &form(),
+            &meta(),
+            &defaults(),
+            today(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn unchanged_terms_plan_nothing() {
+        let plan = diff(&terms(), &terms()).unwrap();
+        assert!(plan.is_empty());
+        assert_eq!(plan, ChangePlan::default());
+    }
+
+    #[test]
+    fn an_end_date_change_is_an_update_with_a_plain_reason() {
+        let old = terms();
+        let mut new = old.clone();
+        new.authorizations[0].end_date = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
+        let plan = diff(&old, &new).unwrap();
+        assert_eq!(plan.authorizations, vec![AuthorizationChange::Update(0)]);
+        assert_eq!(
+            plan.reasons,
+            vec![
+                "Authorization end date changed from 2027-01-31 to 2027-02-28",
+                "Referral dates changed from 2026-12-01 – 2027-01-31 to 2026-12-01 – 2027-02-28",
+            ]
+        );
+        assert!(plan.revision && !plan.client && !plan.service);
+    }
+
+    #[test]
+    fn start_rule_type_and_frequency_changes_replace_the_authorization() {
+        let old = terms();
+        for change in 0..3 {
+            let mut new = old.clone();
+            match change {
+                0 => {
+                    new.authorizations[0].start_date = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap()
+                }
+                1 => new.authorizations[0].rule_type = RuleType::Hours,
+                _ => new.authorizations[0].limits.rule_weekly = Some(3.0),
+            }
+            let plan = diff(&old, &new).unwrap();
+            assert_eq!(
+                plan.authorizations,
+                vec![AuthorizationChange::Replace(0)],
+                "{change}"
+            );
+        }
+    }
+
+    #[test]
+    fn added_and_removed_authorizations_and_client_changes() {
+        let old = terms();
+        let mut new = old.clone();
+        let mut extra = old.authorizations[0].clone();
+        extra.start_date = NaiveDate::from_ymd_opt(2027, 2, 1).unwrap();
+        extra.end_date = NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
+        new.authorizations.push(extra);
+        new.client.city = Some("Kettering".into());
+        let plan = diff(&old, &new).unwrap();
+        assert!(plan.client);
+        assert_eq!(plan.authorizations, vec![AuthorizationChange::Create(1)]);
+        assert_eq!(plan.reasons[0], "Client demographics changed");
+        assert_eq!(
+            plan.reasons[1],
+            "Authorization 2 added (2027-02-01 to 2027-03-01)"
+        );
+
+        let back = diff(&new, &old).unwrap();
+        assert_eq!(back.authorizations, vec![AuthorizationChange::Delete(1)]);
+    }
+
+    #[test]
+    fn fields_acloud_cannot_change_are_refused() {
+        let old = terms();
+        let mut new = old.clone();
+        new.service.funder = Ref::Id(9);
+        new.referral.care_type = CareType::Psw;
+        let err = diff(&old, &new).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, vec!["service.funder", "referral.care_type"]);
+    }
+
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
     }
 
     #[test]
     fn everything_derivable_is_derived_from_the_form_and_defaults() {
-        let t = resolve(&ApprovalInput::default(), &form(), &defaults(), today()).unwrap();
+        let t = resolve(
+            &ApprovalInput::default(),
+            &form(),
+            &meta(),
+            &defaults(),
+            today(),
+        )
+        .unwrap();
         assert_eq!(t.service.name, "Physical Therapy");
         assert_eq!(t.service.service_code, Ref::Name("Physical Therapy".into()));
         assert_eq!(t.service.funder, Ref::Name("Blue Cross Blue Shield".into()));
@@ -756,8 +1167,10 @@ mod tests {
                 referral_type: Some("offer".into()),
                 ..ReferralInput::default()
             }),
+            client: None,
+            revision_comment: None,
         };
-        let err = resolve(&input, &form(), &Defaults::default(), today()).unwrap_err();
+        let err = resolve(&input, &form(), &meta(), &Defaults::default(), today()).unwrap_err();
         let paths: Vec<&str> = err.0.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -778,6 +1191,30 @@ mod tests {
     }
 
     #[test]
+    fn authorizations_of_one_referral_share_its_dates() {
+        let a = AuthorizationInput {
+            rule_type: Some("HOURS".into()),
+            limits: Limits {
+                rule_weekly: Some(3.0),
+                ..Limits::default()
+            },
+            ..AuthorizationInput::default()
+        };
+        let b = AuthorizationInput {
+            end_date: Some("2027-01-15".into()),
+            rule_type: Some("VISITS".into()),
+            ..a.clone()
+        };
+        let input = ApprovalInput {
+            authorizations: Some(vec![a, b]),
+            ..ApprovalInput::default()
+        };
+        let err = resolve(&input, &form(), &meta(), &defaults(), today()).unwrap_err();
+        assert_eq!(err.0[0].path, "authorizations[1]");
+        assert!(err.0[0].problem.contains("same start and end dates"));
+    }
+
+    #[test]
     fn identical_authorizations_are_rejected() {
         let a = AuthorizationInput {
             rule_type: Some("HOURS".into()),
@@ -791,7 +1228,7 @@ mod tests {
             authorizations: Some(vec![a.clone(), a]),
             ..ApprovalInput::default()
         };
-        let err = resolve(&input, &form(), &defaults(), today()).unwrap_err();
+        let err = resolve(&input, &form(), &meta(), &defaults(), today()).unwrap_err();
         assert_eq!(err.0[0].path, "authorizations[1]");
     }
 
@@ -815,7 +1252,8 @@ mod tests {
         let mut f = form();
         f.service.frequency = Some("as needed".into());
         f.service.authorizations = None;
-        let err = resolve(&ApprovalInput::default(), &f, &defaults(), today()).unwrap_err();
+        let err =
+            resolve(&ApprovalInput::default(), &f, &meta(), &defaults(), today()).unwrap_err();
         assert_eq!(err.0[0].path, "authorizations");
     }
 }

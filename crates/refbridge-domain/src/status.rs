@@ -18,16 +18,19 @@ pub enum ReferralStatus {
     NeedsAttention,
     /// Denied by a reviewer. Terminal.
     Denied,
+    /// The referral approval was cancelled in ACCloud. Terminal.
+    Cancelled,
 }
 
 impl ReferralStatus {
-    pub const ALL: [ReferralStatus; 6] = [
+    pub const ALL: [ReferralStatus; 7] = [
         Self::Received,
         Self::Approved,
         Self::Sending,
         Self::Sent,
         Self::NeedsAttention,
         Self::Denied,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl ReferralStatus {
             Self::Sent => "sent",
             Self::NeedsAttention => "needs_attention",
             Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -56,11 +60,14 @@ impl ReferralStatus {
                 | (Sending, Sent)
                 | (Sending, NeedsAttention)
                 | (NeedsAttention, Sending)
+                // A change, a cancellation or more documents after the send.
+                | (Sent, Sending)
+                | (Sending, Cancelled)
         )
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Denied)
+        matches!(self, Self::Denied | Self::Cancelled)
     }
 }
 

@@ -223,8 +223,11 @@ impl Engine {
         let terms: ApprovalTerms = serde_json::from_value(approval.terms)
             .map_err(|e| EngineError::Terms(e.to_string()))?;
         self.store.mark_sending(&lease, ACTOR).await?;
-        let input = Input {
+        let changes = self.store.send_changes(id).await?;
+        let base = Input {
             rec: &rec,
+            changes: &changes,
+            current_change: 0,
             terms: &terms,
             hq_branch: BranchId(self.cfg.hq_branch_id),
             csi_group: &self.cfg.csi_group,
@@ -241,7 +244,7 @@ impl Engine {
             };
             match record.state {
                 StepState::Done => {
-                    ctx.absorb(&step, &record);
+                    ctx.absorb(&step, record.remote_id.as_deref(), record.result.as_ref());
                     continue;
                 }
                 StepState::Failed => return Ok(()),
@@ -258,6 +261,10 @@ impl Engine {
             if left < self.cfg.request_timeout * 2 {
                 lease = self.store.renew_lease(&lease, self.cfg.lease).await?;
             }
+            let input = Input {
+                current_change: record.change_no,
+                ..base
+            };
             let outcome = self.run_step(&lease, &step, &record, &input, &ctx).await?;
             let span_fields = (id, step.kind(), record.position);
             match outcome {
@@ -267,9 +274,7 @@ impl Engine {
                     self.store
                         .step_done(&lease, record.position, &remote_id, &result)
                         .await?;
-                    let mut updated = record.clone();
-                    updated.remote_id = Some(remote_id);
-                    ctx.absorb(&step, &updated);
+                    ctx.absorb(&step, Some(&remote_id), Some(&result));
                 }
                 Outcome::Retry {
                     state,
@@ -344,8 +349,10 @@ impl Engine {
         let ac = ac.as_ref();
         let attempt = record.attempts as u32 + 1;
 
-        // An earlier attempt may have landed: look before creating again.
-        if matches!(record.state, StepState::InFlight | StepState::Unknown) {
+        // An earlier attempt may have landed: look before creating again. (A repeatable call
+        // is simply sent again.)
+        if matches!(record.state, StepState::InFlight | StepState::Unknown) && !step.is_idempotent()
+        {
             let group = if *step == Step::Client {
                 match self.csi_group(ac).await {
                     Ok(g) => g,
@@ -354,7 +361,7 @@ impl Engine {
             } else {
                 None
             };
-            match steps::find(ac, step, input, ctx, group).await {
+            match steps::find(ac, step, input, ctx, group, record.natural_key.as_ref()).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {
                     if let Some(last) = record.last_attempt_at {
@@ -379,7 +386,7 @@ impl Engine {
             Ok(Err(outcome)) => return Ok(outcome),
             Err(e) => return Ok(self.lookup_failed(e, attempt)),
         };
-        let key = steps::natural_key(step, input, ctx);
+        let key = steps::natural_key(step, input, ctx, &prepared);
         self.store.step_intent(lease, record.position, &key).await?;
         let result = steps::create(ac, &prepared).await;
         if self.crash_points.take(step.kind()) {
@@ -391,7 +398,7 @@ impl Engine {
                 // The client exists already (an earlier attempt, or another referral of this
                 // patient): find it by its external id and reuse it.
                 let group = self.csi_group(ac).await.ok().flatten();
-                match steps::find(ac, step, input, ctx, group).await {
+                match steps::find(ac, step, input, ctx, group, Some(&key)).await {
                     Ok(Some(found)) => found,
                     Ok(None) => Outcome::Retry {
                         state: StepState::Unknown,
@@ -446,7 +453,22 @@ impl Engine {
                 error: e.to_string(),
                 count: false,
             },
-            _ => Outcome::Fail(describe(&e, &format!("creating the {}", step.kind()))),
+            // A revision refused because another revision became the latest in between:
+            // read the latest again and revise that (a few times at most).
+            AcCloudError::Rejected { .. } | AcCloudError::Conflict { .. }
+                if *step == Step::ReferralUpdate && attempt < 3 =>
+            {
+                Outcome::Retry {
+                    state: StepState::Pending,
+                    after: self.cfg.retry.backoff(attempt),
+                    error: e.to_string(),
+                    count: false,
+                }
+            }
+            _ => Outcome::Fail(describe(
+                &e,
+                &format!("sending the {}", step.kind().replace('_', " ")),
+            )),
         }
     }
 }

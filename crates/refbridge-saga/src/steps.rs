@@ -21,8 +21,12 @@ use refbridge_accloud::{
     ReferralId, ReferralStatus, Revisions, RuleType, ServiceClientRef, ServiceCodeId,
     ServiceCodeRef, ServiceId, SupplyPersonaId,
 };
-use refbridge_domain::approval::{self, ApprovalTerms, AuthorizationTerms, Limits};
-use refbridge_storage::{FileRecord, ReferralRecord, StepRecord, StepState};
+use refbridge_accloud::{
+    AuthorizationUpdate, CancelReason, CancelReferral, ReferralUpdate as RefUpdate,
+    RevisionGroupId, RevisionRequest, ServiceUpdate,
+};
+use refbridge_domain::approval::{self, ApprovalTerms, AuthorizationTerms, ClientTerms, Limits};
+use refbridge_storage::{ChangeRecord, FileRecord, ReferralRecord, StepState};
 use serde_json::{Value, json};
 
 use crate::resolve::Resolved;
@@ -37,6 +41,18 @@ pub enum Step {
     Referral,
     /// The referral request file's id.
     Attachment(String),
+    /// After the send: the client's demographics changed.
+    ClientUpdate,
+    /// After the send: the service's instructions changed.
+    ServiceUpdate,
+    /// After the send: fields ACCloud lets us update changed.
+    AuthorizationUpdate(usize),
+    /// After the send: the authorization at this index goes (replaced or removed).
+    AuthorizationDelete(usize),
+    /// A new revision of the referral, with the current authorizations, dates and reasons.
+    ReferralUpdate,
+    /// Cancel the latest revision, with this reason code.
+    ReferralCancel(String),
 }
 
 impl Step {
@@ -47,15 +63,35 @@ impl Step {
             Step::Authorization(_) => "authorization",
             Step::Referral => "referral",
             Step::Attachment(_) => "attachment",
+            Step::ClientUpdate => "client_update",
+            Step::ServiceUpdate => "service_update",
+            Step::AuthorizationUpdate(_) => "authorization_update",
+            Step::AuthorizationDelete(_) => "authorization_delete",
+            Step::ReferralUpdate => "referral_update",
+            Step::ReferralCancel(_) => "referral_cancel",
         }
     }
 
     pub fn item(&self) -> String {
         match self {
-            Step::Authorization(i) => i.to_string(),
-            Step::Attachment(f) => f.clone(),
+            Step::Authorization(i)
+            | Step::AuthorizationUpdate(i)
+            | Step::AuthorizationDelete(i) => i.to_string(),
+            Step::Attachment(f) | Step::ReferralCancel(f) => f.clone(),
             _ => String::new(),
         }
+    }
+
+    /// Calls that give the same result when repeated (PUT, DELETE): after an unknown outcome
+    /// they are simply sent again.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self,
+            Step::ClientUpdate
+                | Step::ServiceUpdate
+                | Step::AuthorizationUpdate(_)
+                | Step::AuthorizationDelete(_)
+        )
     }
 
     pub fn parse(kind: &str, item: &str) -> Option<Step> {
@@ -65,6 +101,12 @@ impl Step {
             "authorization" => Step::Authorization(item.parse().ok()?),
             "referral" => Step::Referral,
             "attachment" => Step::Attachment(item.to_owned()),
+            "client_update" => Step::ClientUpdate,
+            "service_update" => Step::ServiceUpdate,
+            "authorization_update" => Step::AuthorizationUpdate(item.parse().ok()?),
+            "authorization_delete" => Step::AuthorizationDelete(item.parse().ok()?),
+            "referral_update" => Step::ReferralUpdate,
+            "referral_cancel" => Step::ReferralCancel(item.to_owned()),
             _ => return None,
         })
     }
@@ -84,13 +126,17 @@ impl Step {
 pub struct Ctx {
     pub client: Option<ClientId>,
     pub service: Option<ServiceId>,
+    /// The live authorization for each index of the current terms.
     pub authorizations: BTreeMap<usize, AuthorizationId>,
+    /// The latest revision we know of.
     pub referral: Option<ReferralId>,
+    pub revision_group: Option<RevisionGroupId>,
 }
 
 impl Ctx {
-    pub fn absorb(&mut self, step: &Step, rec: &StepRecord) {
-        let Some(remote) = rec.remote_id.as_deref() else {
+    /// Replays one done step, in order.
+    pub fn absorb(&mut self, step: &Step, remote_id: Option<&str>, result: Option<&Value>) {
+        let Some(remote) = remote_id else {
             return;
         };
         match step {
@@ -101,8 +147,20 @@ impl Ctx {
                     self.authorizations.insert(*i, AuthorizationId(id));
                 }
             }
-            Step::Referral => self.referral = remote.parse().ok().map(ReferralId),
-            Step::Attachment(_) => {}
+            Step::AuthorizationDelete(i) => {
+                self.authorizations.remove(i);
+            }
+            Step::Referral | Step::ReferralUpdate => {
+                self.referral = remote.parse().ok().map(ReferralId);
+                if let Some(g) = result
+                    .and_then(|r| r.get("revision_group_id"))
+                    .and_then(Value::as_str)
+                    .and_then(|g| g.parse().ok())
+                {
+                    self.revision_group = Some(RevisionGroupId(g));
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -132,11 +190,29 @@ pub enum Prepared {
     Authorization(Box<NewAuthorization>),
     Referral(ServiceId, NewReferral),
     Attachment(ReferralId, AttachmentUpload),
+    ClientUpdate(ClientId, ClientUpdate),
+    ServiceUpdate(ServiceId, ServiceUpdate),
+    AuthorizationUpdate(AuthorizationId, AuthorizationUpdate),
+    AuthorizationDelete(AuthorizationId),
+    /// A revision of `base`, the latest revision when the step was prepared.
+    ReferralUpdate {
+        service: ServiceId,
+        base: ReferralId,
+        base_number: u32,
+        /// The agency's status of the revision we revise (assigned, processed).
+        base_status: String,
+        body: RefUpdate,
+    },
+    ReferralCancel(ReferralId, CancelReferral),
 }
 
 /// Everything a step reads.
 pub struct Input<'a> {
     pub rec: &'a ReferralRecord,
+    /// Everything asked of this send (the reasons and comments of each change).
+    pub changes: &'a [ChangeRecord],
+    /// The change the running step belongs to.
+    pub current_change: i64,
     pub terms: &'a ApprovalTerms,
     pub hq_branch: BranchId,
     pub csi_group: &'a str,
@@ -154,8 +230,44 @@ impl Input<'_> {
     }
 
     fn tz(&self) -> chrono_tz::Tz {
-        self.rec.request.client.timezone.tz()
+        self.terms
+            .client
+            .timezone
+            .parse()
+            .unwrap_or_else(|_| self.rec.request.client.timezone.tz())
     }
+
+    fn change(&self, change_no: i64) -> Option<&ChangeRecord> {
+        self.changes.iter().find(|c| c.change_no == change_no)
+    }
+}
+
+fn demographics(c: &ClientTerms) -> Demographics {
+    let mut demo = Demographics::new(c.first_name.clone(), c.last_name.clone());
+    let gender = c
+        .gender
+        .as_deref()
+        .map(|g| match g.to_ascii_uppercase().as_str() {
+            "F" | "FEMALE" => "F",
+            "M" | "MALE" => "M",
+            _ => "O",
+        });
+    for (k, v) in [
+        ("birthday", c.birthday.map(|b| b.to_string())),
+        ("gender", gender.map(str::to_owned)),
+        ("email", c.email.clone()),
+        ("phone_main", c.phone_main.clone()),
+        ("address", c.address.clone()),
+        ("city", c.city.clone()),
+        ("state", c.state.clone()),
+        ("zip", c.zip.clone()),
+        ("country", c.country.clone()),
+    ] {
+        if let Some(v) = v {
+            demo = demo.with(k, v);
+        }
+    }
+    demo
 }
 
 /// The attachment's name in ACCloud: unique per document (the request id's first block and
@@ -213,7 +325,7 @@ fn case_manager(c: &Option<approval::CaseManager>) -> AuthorizationCaseManager {
 }
 
 /// The natural key committed with a step's intent: what its lookup matches on.
-pub fn natural_key(step: &Step, input: &Input<'_>, ctx: &Ctx) -> Value {
+pub fn natural_key(step: &Step, input: &Input<'_>, ctx: &Ctx, prepared: &Prepared) -> Value {
     match step {
         Step::Client => json!({ "external_id": input.rec.patient_id.to_string() }),
         Step::Service => json!({ "service_id": input.rec.request_id.to_string() }),
@@ -245,6 +357,31 @@ pub fn natural_key(step: &Step, input: &Input<'_>, ctx: &Ctx) -> Value {
                 "sha256": f.map(|f| f.sha256.to_string()),
             })
         }
+        Step::ReferralUpdate => match prepared {
+            Prepared::ReferralUpdate {
+                base,
+                base_number,
+                body,
+                ..
+            } => json!({
+                "revision_group_id": ctx.revision_group.map(|g| g.to_string()),
+                "base_referral_id": base.to_string(),
+                "base_revision_number": base_number,
+                "reasons": body.revision.reasons,
+                "start_at": body.start_at,
+                "end_at": body.end_at,
+            }),
+            _ => Value::Null,
+        },
+        Step::ReferralCancel(reason) => json!({
+            "revision_group_id": ctx.revision_group.map(|g| g.to_string()),
+            "reason_code": reason,
+        }),
+        Step::ClientUpdate => json!({ "client_id": ctx.client.map(|c| c.get()) }),
+        Step::ServiceUpdate => json!({ "service_id": ctx.service.map(|s| s.get()) }),
+        Step::AuthorizationUpdate(i) | Step::AuthorizationDelete(i) => {
+            json!({ "authorization_id": ctx.authorizations.get(i).map(|a| a.get()) })
+        }
     }
 }
 
@@ -259,6 +396,7 @@ pub async fn find(
     input: &Input<'_>,
     ctx: &Ctx,
     csi_group: Option<GroupId>,
+    key: Option<&Value>,
 ) -> Result<Option<Outcome>, AcCloudError> {
     match step {
         Step::Client => {
@@ -337,6 +475,70 @@ pub async fn find(
                     })
             }))
         }
+        Step::ReferralUpdate => {
+            // Landed if the group has a revision newer than the one we revised, with our
+            // reasons and dates.
+            let (Some(group), Some(key)) = (ctx.revision_group, key) else {
+                return Ok(None);
+            };
+            let base_number = key
+                .get("base_revision_number")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let reasons: Vec<String> = key
+                .get("reasons")
+                .and_then(|r| serde_json::from_value(r.clone()).ok())
+                .unwrap_or_default();
+            let all = revisions(ac, group, Revisions::All).await?;
+            Ok(all
+                .iter()
+                .find(|r| {
+                    r.revision.as_ref().is_some_and(|v| {
+                        u64::from(v.revision_number) > base_number && v.revision_reasons == reasons
+                    })
+                })
+                .map(referral_done))
+        }
+        Step::ReferralCancel(_) => {
+            let Some(group) = ctx.revision_group else {
+                return Ok(Some(missing("the referral")));
+            };
+            let latest = revisions(ac, group, Revisions::Latest).await?;
+            Ok(latest
+                .first()
+                .filter(|r| r.referral.status == ReferralStatus::Cancelled)
+                .map(referral_done))
+        }
+        // Repeatable calls have nothing to find: they are sent again.
+        Step::ClientUpdate
+        | Step::ServiceUpdate
+        | Step::AuthorizationUpdate(_)
+        | Step::AuthorizationDelete(_) => Ok(None),
+    }
+}
+
+/// The revisions of a group: all of them, or the latest only.
+async fn revisions(
+    ac: &dyn AcCloud,
+    group: RevisionGroupId,
+    which: Revisions,
+) -> Result<Vec<refbridge_accloud::Referral>, AcCloudError> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(100);
+    loop {
+        let filter = ReferralFilter {
+            revision_group_id: Some(group),
+            revisions: Some(which),
+            page: Some(page),
+            ..ReferralFilter::default()
+        };
+        let list = ac.list_referrals(&filter).await?;
+        let more = list.has_next();
+        out.extend(list.items);
+        if !more {
+            return Ok(out);
+        }
+        page = page.next();
     }
 }
 
@@ -416,6 +618,47 @@ async fn find_authorization(
     }
 }
 
+/// The referral's dates, authorizations and case manager from the current terms.
+#[allow(clippy::type_complexity)]
+fn referral_parts(
+    input: &Input<'_>,
+    ctx: &Ctx,
+) -> Result<
+    (
+        chrono::DateTime<chrono::FixedOffset>,
+        chrono::DateTime<chrono::FixedOffset>,
+        Vec<AuthorizationId>,
+        Option<CaseManager>,
+    ),
+    Outcome,
+> {
+    let t = input.terms;
+    let ids: Vec<AuthorizationId> = (0..t.authorizations.len())
+        .filter_map(|i| ctx.authorizations.get(&i).copied())
+        .collect();
+    if ids.len() != t.authorizations.len() {
+        return Err(missing("an authorization"));
+    }
+    let Some((start, end)) = t.referral_dates() else {
+        return Err(missing("the authorization dates"));
+    };
+    let (Some(start_at), Some(end_at)) = (
+        local_midnight(start, input.tz()),
+        local_midnight(end, input.tz()),
+    ) else {
+        return Err(Outcome::Fail(
+            "the referral dates do not exist in the client's time zone".into(),
+        ));
+    };
+    let cm = t.referral.case_manager.clone().map(|c| CaseManager {
+        name: c.name,
+        phone_number: c.phone,
+        fax_number: c.fax,
+        email: c.email,
+    });
+    Ok((start_at, end_at, ids, cm))
+}
+
 /// Resolves what the step needs and builds its request. `Err(Outcome)` when the step cannot
 /// go on (a name ACCloud does not know, an untrusted agency).
 pub async fn prepare(
@@ -432,38 +675,14 @@ pub async fn prepare(
                 Resolved::Found(id) => GroupId(id),
                 Resolved::Missing(m) => return Ok(Err(Outcome::Fail(m))),
             };
-            let c = &input.rec.request.client;
-            let mut demo = Demographics::new(c.first_name.clone(), c.last_name.clone());
-            let gender = c
-                .gender
-                .as_deref()
-                .map(|g| match g.to_ascii_uppercase().as_str() {
-                    "F" | "FEMALE" => "F",
-                    "M" | "MALE" => "M",
-                    _ => "O",
-                });
-            for (k, v) in [
-                ("birthday", c.birthday.map(|b| b.to_string())),
-                ("gender", gender.map(str::to_owned)),
-                ("email", c.email.clone()),
-                ("phone_main", c.phone_main.clone()),
-                ("address", c.address.clone()),
-                ("city", c.city.clone()),
-                ("state", c.state.clone()),
-                ("zip", c.zip.clone()),
-                ("country", c.country.clone()),
-            ] {
-                if let Some(v) = v {
-                    demo = demo.with(k, v);
-                }
-            }
+            let c = &t.client;
             Prepared::Client(NewClient {
                 external_id: input.rec.patient_id.to_string(),
                 branch_id: Some(input.hq_branch),
-                demographics: demo,
+                demographics: demographics(c),
                 language: None,
                 groups: vec![group],
-                timezone: Some(c.timezone.name().to_owned()),
+                timezone: Some(c.timezone.clone()),
             })
         }
         Step::Service => {
@@ -534,29 +753,10 @@ pub async fn prepare(
                     input.supplier()
                 ))));
             }
-            let ids: Vec<AuthorizationId> = (0..t.authorizations.len())
-                .filter_map(|i| ctx.authorizations.get(&i).copied())
-                .collect();
-            if ids.len() != t.authorizations.len() {
-                return Ok(Err(missing("an authorization")));
-            }
-            let Some((start, end)) = t.referral_dates() else {
-                return Ok(Err(missing("the authorization dates")));
+            let (start_at, end_at, ids, cm) = match referral_parts(input, ctx) {
+                Ok(p) => p,
+                Err(o) => return Ok(Err(o)),
             };
-            let (Some(start_at), Some(end_at)) = (
-                local_midnight(start, input.tz()),
-                local_midnight(end, input.tz()),
-            ) else {
-                return Ok(Err(Outcome::Fail(
-                    "the referral dates do not exist in the client's time zone".into(),
-                )));
-            };
-            let cm = t.referral.case_manager.clone().map(|c| CaseManager {
-                name: c.name,
-                phone_number: c.phone,
-                fax_number: c.fax,
-                email: c.email,
-            });
             Prepared::Referral(
                 service,
                 NewReferral {
@@ -590,9 +790,131 @@ pub async fn prepare(
                 },
             )
         }
+        Step::ClientUpdate => {
+            let Some(client) = ctx.client else {
+                return Ok(Err(missing("the client")));
+            };
+            let c = &t.client;
+            Prepared::ClientUpdate(
+                client,
+                ClientUpdate {
+                    demographics: Some(demographics(c)),
+                    timezone: Some(c.timezone.clone()),
+                    ..ClientUpdate::default()
+                },
+            )
+        }
+        Step::ServiceUpdate => {
+            let Some(service) = ctx.service else {
+                return Ok(Err(missing("the service")));
+            };
+            let mut profile = BTreeMap::new();
+            profile.insert(
+                "target_agency".to_owned(),
+                Value::String(input.rec.request.agency.name.clone()),
+            );
+            Prepared::ServiceUpdate(
+                service,
+                ServiceUpdate {
+                    service_instructions: t.service.instructions.clone(),
+                    profile: Some(profile),
+                    ..ServiceUpdate::default()
+                },
+            )
+        }
+        Step::AuthorizationUpdate(i) => {
+            let (Some(id), Some(a)) = (ctx.authorizations.get(i), t.authorizations.get(*i)) else {
+                return Ok(Err(missing("the authorization")));
+            };
+            Prepared::AuthorizationUpdate(
+                *id,
+                AuthorizationUpdate {
+                    end_at: Some(a.end_date),
+                    authorization_number: a.authorization_number.clone(),
+                    member_number: a.member_number.clone(),
+                    program_id: a.program_id.clone(),
+                    notes: a.notes.clone(),
+                    case_manager: case_manager(&a.case_manager),
+                },
+            )
+        }
+        Step::AuthorizationDelete(i) => match ctx.authorizations.get(i) {
+            Some(id) => Prepared::AuthorizationDelete(*id),
+            // Never created: nothing to delete.
+            None => return Ok(Err(done(String::new(), json!({ "deleted": null })))),
+        },
+        Step::ReferralUpdate | Step::ReferralCancel(_) => {
+            let (Some(service), Some(group)) = (ctx.service, ctx.revision_group) else {
+                return Ok(Err(missing("the referral")));
+            };
+            // Always the latest revision, read fresh: the agency or another change may have
+            // moved it on.
+            let latest = revisions(ac, group, Revisions::Latest).await?;
+            let Some(latest) = latest.into_iter().next() else {
+                return Ok(Err(Outcome::Fail(
+                    "ACCloud lists no revision of this referral".into(),
+                )));
+            };
+            if let Step::ReferralCancel(reason) = step {
+                if latest.referral.status == ReferralStatus::Cancelled {
+                    return Ok(Err(referral_done(&latest)));
+                }
+                let Some(reason_code) = CancelReason::parse(reason) else {
+                    return Ok(Err(Outcome::Fail(format!(
+                        "unknown cancel reason {reason}"
+                    ))));
+                };
+                let comment = input
+                    .change(record_change_no(input, step))
+                    .and_then(|c| c.comment.clone());
+                Prepared::ReferralCancel(
+                    latest.id(),
+                    CancelReferral {
+                        reason_code,
+                        comment,
+                    },
+                )
+            } else {
+                if latest.referral.status == ReferralStatus::Cancelled {
+                    return Ok(Err(Outcome::Fail(
+                        "the referral was cancelled in ACCloud".into(),
+                    )));
+                }
+                let (start_at, end_at, ids, cm) = match referral_parts(input, ctx) {
+                    Ok(p) => p,
+                    Err(o) => return Ok(Err(o)),
+                };
+                let change = input.change(record_change_no(input, step));
+                let reasons = change.map(|c| c.reasons.clone()).unwrap_or_default();
+                Prepared::ReferralUpdate {
+                    service,
+                    base: latest.id(),
+                    base_number: latest
+                        .revision
+                        .as_ref()
+                        .map(|r| r.revision_number)
+                        .unwrap_or(1),
+                    base_status: latest.referral.status.as_str().to_owned(),
+                    body: RefUpdate {
+                        start_at,
+                        end_at,
+                        authorization_ids: ids,
+                        comment: t.referral.comment.clone(),
+                        case_manager: cm,
+                        revision: RevisionRequest {
+                            reasons: if reasons.is_empty() {
+                                vec!["Referral updated".into()]
+                            } else {
+                                reasons
+                            },
+                            comment: change.and_then(|c| c.comment.clone()),
+                        },
+                    },
+                }
+            }
+        }
     }))
 }
-
 /// Sends the prepared request.
 pub async fn create(ac: &dyn AcCloud, prepared: &Prepared) -> Result<Outcome, AcCloudError> {
     Ok(match prepared {
@@ -619,7 +941,62 @@ pub async fn create(ac: &dyn AcCloud, prepared: &Prepared) -> Result<Outcome, Ac
                 json!({ "filepath": r.filepath, "file_name": upload.file_name, "size": r.size }),
             )
         }
+        Prepared::ClientUpdate(id, u) => {
+            ac.update_client(*id, u).await?;
+            done(
+                id.get().to_string(),
+                json!({ "client_id": id.get(), "updated": true }),
+            )
+        }
+        Prepared::ServiceUpdate(id, u) => {
+            ac.update_service(*id, u).await?;
+            done(
+                id.get().to_string(),
+                json!({ "service_id": id.get(), "updated": true }),
+            )
+        }
+        Prepared::AuthorizationUpdate(id, u) => {
+            ac.update_authorization(*id, u).await?;
+            done(
+                id.get().to_string(),
+                json!({ "authorization_id": id.get(), "updated": true }),
+            )
+        }
+        Prepared::AuthorizationDelete(id) => match ac.delete_authorization(*id).await {
+            // Already gone (an earlier attempt landed): the goal is met.
+            Ok(()) | Err(AcCloudError::NotFound { .. }) => done(
+                id.get().to_string(),
+                json!({ "authorization_id": id.get(), "deleted": true }),
+            ),
+            Err(e) => return Err(e),
+        },
+        Prepared::ReferralUpdate {
+            service,
+            base,
+            body,
+            base_status,
+            ..
+        } => {
+            let mut out = referral_done(&ac.update_referral(*service, *base, body).await?);
+            if let Outcome::Done { result, .. } = &mut out {
+                result["base_status"] = Value::String(base_status.clone());
+                result["reasons"] = json!(body.revision.reasons);
+            }
+            out
+        }
+        Prepared::ReferralCancel(id, c) => {
+            ac.cancel_referral(*id, c).await?;
+            done(
+                id.to_string(),
+                json!({ "referral_id": id.to_string(), "status": "cancelled", "reason_code": c.reason_code.as_str() }),
+            )
+        }
     })
+}
+
+/// The change a step belongs to, for its reasons and comment.
+fn record_change_no(input: &Input<'_>, _step: &Step) -> i64 {
+    input.current_change
 }
 
 #[cfg(test)]

@@ -92,11 +92,34 @@ impl FileStore {
         sink.finish()
     }
 
+    /// A writer that streams a body into the store chunk by chunk (an upload), never holding
+    /// it whole in memory.
+    pub fn writer(&self, max_size: u64) -> io::Result<BlobWriter<'_>> {
+        Ok(BlobWriter {
+            sink: Sink::new(self, max_size)?,
+        })
+    }
+
     /// Stores bytes already in memory.
     pub fn put_bytes(&self, bytes: &[u8], max_size: u64) -> Result<StoredBlob, PutError> {
         let mut sink = Sink::new(self, max_size)?;
         sink.write(bytes)?;
         sink.finish()
+    }
+}
+
+/// A body being streamed into the store; dropped unfinished, it leaves nothing behind.
+pub struct BlobWriter<'a> {
+    sink: Sink<'a>,
+}
+
+impl BlobWriter<'_> {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), PutError> {
+        self.sink.write(bytes)
+    }
+
+    pub fn finish(self) -> Result<StoredBlob, PutError> {
+        self.sink.finish()
     }
 }
 

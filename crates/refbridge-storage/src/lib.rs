@@ -20,7 +20,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audit::AuditEvent;
 pub use error::StorageError;
-pub use files::{FileStore, StoredBlob};
+pub use files::{BlobWriter, FileStore, StoredBlob};
 pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
 pub use payors::PayorRecord;
@@ -30,7 +30,8 @@ pub use referrals::{
     ReferralSummary, StatusChange,
 };
 pub use sends::{
-    ApprovalRecord, ApproveOutcome, JobRecord, Lease, NewStep, SendError, StepRecord, StepState,
+    ApprovalRecord, ApproveOutcome, ChangeKind, ChangeRecord, JobRecord, Lease, NewChange, NewStep,
+    SendError, StepRecord, StepState,
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;

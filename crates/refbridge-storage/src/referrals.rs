@@ -210,29 +210,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
-        for (position, file) in new.files.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO blobs (sha256, size, media_type, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(file.blob.hash.as_str())
-            .bind(file.blob.size as i64)
-            .bind(&file.blob.media_type)
-            .bind(&ts)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO referral_files (id, request_id, position, file_name, sha256) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(FileId::new().to_string())
-            .bind(id.to_string())
-            .bind(position as i64)
-            .bind(&file.name)
-            .bind(file.blob.hash.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_files(&mut tx, id, &new.files, &ts).await?;
 
         insert_status(&mut tx, id, ReferralStatus::Received, at, &new.actor, None).await?;
         audit::record(
@@ -458,6 +436,49 @@ fn file_from_row(r: &AnyRow) -> Result<FileRecord, StorageError> {
         size: r.try_get("size")?,
         media_type: r.try_get("media_type")?,
     })
+}
+
+/// Records files of a referral request (after any it has), their bodies being in the file
+/// store already.
+pub(crate) async fn insert_files(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    files: &[NewFile],
+    ts: &str,
+) -> Result<Vec<FileId>, StorageError> {
+    let first: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(position), -1) + 1 FROM referral_files WHERE request_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut ids = Vec::with_capacity(files.len());
+    for (i, file) in files.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO blobs (sha256, size, media_type, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(file.blob.hash.as_str())
+        .bind(file.blob.size as i64)
+        .bind(&file.blob.media_type)
+        .bind(ts)
+        .execute(&mut **tx)
+        .await?;
+        let file_id = FileId::new();
+        sqlx::query(
+            "INSERT INTO referral_files (id, request_id, position, file_name, sha256) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(file_id.to_string())
+        .bind(id.to_string())
+        .bind(first + i as i64)
+        .bind(&file.name)
+        .bind(file.blob.hash.as_str())
+        .execute(&mut **tx)
+        .await?;
+        ids.push(file_id);
+    }
+    Ok(ids)
 }
 
 pub(crate) async fn insert_status(

@@ -63,6 +63,8 @@ pub struct NewStep {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRecord {
     pub position: i64,
+    /// 0 for the first send; then the change that added the step.
+    pub change_no: i64,
     pub kind: String,
     pub item: String,
     pub state: StepState,
@@ -115,6 +117,10 @@ pub enum SendError {
     NotResumable(ReferralStatus),
     #[error("the lease on this send was lost")]
     LeaseLost,
+    #[error("a change is still being sent (change {0}); try again when it is done")]
+    ChangeInProgress(i64),
+    #[error("the referral request is {} and cannot be changed", .0.as_str())]
+    NotChangeable(ReferralStatus),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -180,6 +186,100 @@ async fn check_fence(tx: &mut Transaction<'static, Any>, lease: &Lease) -> Resul
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn insert_change(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    change_no: i64,
+    kind: &str,
+    actor: &str,
+    ts: &str,
+    reasons: &[String],
+    comment: Option<&str>,
+) -> Result<(), SendError> {
+    sqlx::query(
+        "INSERT INTO send_changes (request_id, change_no, kind, requested_by, requested_at, reasons_json, comment) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.to_string())
+    .bind(change_no)
+    .bind(kind)
+    .bind(actor)
+    .bind(ts)
+    .bind(serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into()))
+    .bind(comment)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_steps(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    change_no: i64,
+    first_position: i64,
+    steps: &[NewStep],
+    ts: &str,
+) -> Result<(), SendError> {
+    for (i, step) in steps.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)",
+        )
+        .bind(id.to_string())
+        .bind(first_position + i as i64)
+        .bind(change_no)
+        .bind(&step.kind)
+        .bind(&step.item)
+        .bind(ts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// What kind of change is asked after the first send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// New terms.
+    Terms,
+    Cancel,
+    Documents,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Terms => "change",
+            ChangeKind::Cancel => "cancel",
+            ChangeKind::Documents => "documents",
+        }
+    }
+}
+
+/// One thing asked of a send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeRecord {
+    pub change_no: i64,
+    pub kind: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub reasons: Vec<String>,
+    pub comment: Option<String>,
+}
+
+/// A change to record: its kind, the steps it needs, and (for new terms) the terms and the
+/// reasons; for new documents, the files (an upload step is added for each).
+#[derive(Debug, Clone)]
+pub struct NewChange<'a> {
+    pub kind: ChangeKind,
+    pub steps: Vec<NewStep>,
+    pub terms: Option<(&'a Value, &'a str)>,
+    pub reasons: Vec<String>,
+    pub comment: Option<&'a str>,
+    pub files: Vec<crate::NewFile>,
+}
+
 fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
     let opt_ts = |c: &str| -> Result<Option<DateTime<Utc>>, StorageError> {
         let v: Option<String> = r.try_get(c)?;
@@ -194,6 +294,7 @@ fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
     let updated: String = r.try_get("updated_at")?;
     Ok(StepRecord {
         position: r.try_get("position")?,
+        change_no: r.try_get("change_no")?,
         kind: r.try_get("kind")?,
         item: r.try_get("item")?,
         state: StepState::parse(&state)?,
@@ -250,19 +351,8 @@ impl Store {
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
-        for (position, step) in steps.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO send_steps (request_id, position, kind, item, state, attempts, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5)",
-            )
-            .bind(id.to_string())
-            .bind(position as i64)
-            .bind(&step.kind)
-            .bind(&step.item)
-            .bind(&ts)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_change(&mut tx, id, 0, "approval", actor, &ts, &[], None).await?;
+        insert_steps(&mut tx, id, 0, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
              VALUES ($1, 'ready', $2, 0, $2, $2)",
@@ -307,7 +397,7 @@ impl Store {
 
     pub async fn send_steps(&self, id: RequestId) -> Result<Vec<StepRecord>, StorageError> {
         let rows = sqlx::query(
-            "SELECT position, kind, item, state, attempts, natural_key, remote_id, result_json, last_error, \
+            "SELECT position, change_no, kind, item, state, attempts, natural_key, remote_id, result_json, last_error, \
              last_attempt_at, not_before, updated_at FROM send_steps WHERE request_id = $1 ORDER BY position",
         )
         .bind(id.to_string())
@@ -595,20 +685,27 @@ impl Store {
         .bind(lease.request_id.to_string())
         .execute(&mut *tx)
         .await?;
-        set_status(
-            &mut tx,
-            lease.request_id,
-            ReferralStatus::Sent,
-            at,
-            actor,
-            None,
+        let last_kind: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM send_changes WHERE request_id = $1 ORDER BY change_no DESC LIMIT 1",
         )
+        .bind(lease.request_id.to_string())
+        .fetch_optional(&mut *tx)
         .await?;
+        let done = if last_kind.as_deref() == Some("cancel") {
+            ReferralStatus::Cancelled
+        } else {
+            ReferralStatus::Sent
+        };
+        set_status(&mut tx, lease.request_id, done, at, actor, None).await?;
         audit::record(
             &mut tx,
             at,
             actor,
-            "send.completed",
+            if done == ReferralStatus::Cancelled {
+                "send.cancelled"
+            } else {
+                "send.completed"
+            },
             ("referral_request", &lease.request_id.to_string()),
             &json!({}),
         )
@@ -676,6 +773,133 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a change asked after the send (new terms, a cancellation, new documents): the
+    /// change, its steps after the existing ones, the new terms or files, the queued send,
+    /// the status and the audit entry, in one transaction. Refused while another change (or
+    /// the first send) is under way, and once the referral is cancelled or denied.
+    pub async fn record_change(
+        &self,
+        id: RequestId,
+        change: &NewChange<'_>,
+        actor: &str,
+    ) -> Result<i64, SendError> {
+        let mut tx = self.begin_write().await?;
+        let status = current_status(&mut tx, id).await?;
+        let job_state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM send_jobs WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let last_change: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(change_no), 0) FROM send_changes WHERE request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        match (status, job_state.as_deref()) {
+            (ReferralStatus::Sent, Some("done")) => {}
+            (
+                ReferralStatus::Approved | ReferralStatus::Sending | ReferralStatus::NeedsAttention,
+                _,
+            ) => {
+                return Err(SendError::ChangeInProgress(last_change));
+            }
+            (other, _) => return Err(SendError::NotChangeable(other)),
+        }
+        let at = now();
+        let ts = format_ts(at);
+        let change_no = last_change + 1;
+        let next_position: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_change(
+            &mut tx,
+            id,
+            change_no,
+            change.kind.as_str(),
+            actor,
+            &ts,
+            &change.reasons,
+            change.comment,
+        )
+        .await?;
+        let mut steps = change.steps.clone();
+        if !change.files.is_empty() {
+            // Each new file is uploaded by a step of its own, keyed by the file's new id.
+            let ids = crate::referrals::insert_files(&mut tx, id, &change.files, &ts).await?;
+            steps.extend(ids.into_iter().map(|f| NewStep {
+                kind: "attachment".into(),
+                item: f.to_string(),
+            }));
+        }
+        insert_steps(&mut tx, id, change_no, next_position, &steps, &ts).await?;
+        if let Some((terms, hash)) = change.terms {
+            sqlx::query(
+                "UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4",
+            )
+            .bind(terms.to_string())
+            .bind(hash)
+            .bind(&ts)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
+        )
+        .bind(&ts)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        set_status(
+            &mut tx,
+            id,
+            ReferralStatus::Sending,
+            at,
+            actor,
+            Some(change.kind.as_str()),
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            &format!("send.{}", change.kind.as_str()),
+            ("referral_request", &id.to_string()),
+            &json!({ "change_no": change_no, "steps": change.steps.len(), "files": change.files.len() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(change_no)
+    }
+
+    pub async fn send_changes(&self, id: RequestId) -> Result<Vec<ChangeRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT change_no, kind, requested_by, requested_at, reasons_json, comment FROM send_changes \
+             WHERE request_id = $1 ORDER BY change_no",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let at: String = r.try_get("requested_at")?;
+                let reasons: String = r.try_get("reasons_json")?;
+                Ok(ChangeRecord {
+                    change_no: r.try_get("change_no")?,
+                    kind: r.try_get("kind")?,
+                    requested_by: r.try_get("requested_by")?,
+                    requested_at: parse_ts(&at)?,
+                    reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("reasons", e))?,
+                    comment: r.try_get("comment")?,
+                })
+            })
+            .collect()
     }
 
     /// Send jobs not finished: ready or paused, for operators and tests.

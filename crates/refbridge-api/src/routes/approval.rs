@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
-use refbridge_storage::{ApproveOutcome, NewStep, SendError};
+use refbridge_storage::{ApproveOutcome, ChangeKind, NewChange, NewStep, SendError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -19,11 +19,23 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router(max_file_bytes: u64) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(approve))
+        .routes(routes!(approve, change))
         .routes(routes!(resume))
+        .routes(routes!(cancel))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(documents))
+                // Several 50 MB files in one request, streamed to disk as they arrive.
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    (max_file_bytes as usize).saturating_mul(MAX_DOCUMENTS) + (1 << 20),
+                )),
+        )
 }
+
+/// Files in one `documents` request.
+const MAX_DOCUMENTS: usize = 10;
 
 /// The answer to an approval.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -85,7 +97,13 @@ async fn resolve_terms(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no referral request {id}")))?;
     let today = chrono::Utc::now().date_naive();
-    let terms = approval::resolve(input, &rec.referral, &state.config.approval, today)?;
+    let terms = approval::resolve(
+        input,
+        &rec.referral,
+        &rec.request.client,
+        &state.config.approval,
+        today,
+    )?;
     Ok((rec, terms))
 }
 
@@ -186,6 +204,13 @@ fn send_error(id: RequestId, e: SendError) -> ApiError {
         SendError::LeaseLost => {
             ApiError::Conflict(format!("referral request {id} is being changed"))
         }
+        SendError::ChangeInProgress(_) => ApiError::Conflict(format!(
+            "referral request {id} is still being sent; this request was rejected, not queued: send it again once the referral is sent"
+        )),
+        SendError::NotChangeable(st) => ApiError::Conflict(format!(
+            "referral request {id} is {} and cannot be changed",
+            st.as_str()
+        )),
         SendError::Storage(s) => s.into(),
     }
 }
@@ -253,4 +278,430 @@ async fn resume(
             changed: true,
         }),
     ))
+}
+
+// ---- after the send ----
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DryRun {
+    /// Only compute the plan; change nothing.
+    dry_run: Option<bool>,
+}
+
+/// One call a change makes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlannedCall {
+    /// The send step: client_update, service_update, authorization_update,
+    /// authorization_delete, authorization, referral_update, referral_cancel, attachment.
+    pub step: String,
+    /// Which authorization (its index) or file.
+    pub item: String,
+    /// The ACCloud call.
+    pub call: String,
+}
+
+/// The answer to a change.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeResponse {
+    #[schema(value_type = String, format = Uuid)]
+    pub request_id: RequestId,
+    pub status: ReferralStatus,
+    /// False when nothing needed to change (no call is made).
+    pub changed: bool,
+    pub dry_run: bool,
+    /// The change's number in the send's timeline (absent for a dry run or no change).
+    pub change_no: Option<i64>,
+    /// The reasons sent to the agency with the referral revision.
+    pub reasons: Vec<String>,
+    pub planned_calls: Vec<PlannedCall>,
+    pub terms: Option<ApprovalTerms>,
+}
+
+fn call_of(kind: &str) -> &'static str {
+    match kind {
+        "client_update" => "PUT /ext/api/v2/patients/clients/{id}",
+        "service_update" => "PUT /ext/api/v2/scheduler/services/{id}",
+        "authorization_update" => "PUT /ext/api/v2/scheduler/authorizations/{id}",
+        "authorization_delete" => "DELETE /ext/api/v2/scheduler/authorizations/{id}",
+        "authorization" => "POST /ext/api/v2/scheduler/authorizations",
+        "referral_update" => {
+            "POST /api/v1/alayamarket/outbox/referrals/from_service/{service_id}/update/{latest_referral_id}"
+        }
+        "referral_cancel" => {
+            "POST /api/v1/alayamarket/outbox/referrals/{latest_referral_id}/cancel"
+        }
+        "attachment" => "POST /api/v1/alayamarket/outbox/referrals/{referral_id}/client_attachment",
+        _ => "",
+    }
+}
+
+fn planned(steps: &[NewStep]) -> Vec<PlannedCall> {
+    steps
+        .iter()
+        .map(|s| PlannedCall {
+            step: s.kind.clone(),
+            item: s.item.clone(),
+            call: call_of(&s.kind).to_owned(),
+        })
+        .collect()
+}
+
+fn step(kind: &str, item: impl Into<String>) -> NewStep {
+    NewStep {
+        kind: kind.into(),
+        item: item.into(),
+    }
+}
+
+/// Change the terms of a sent referral. Only what changed is sent, in order: client,
+/// service, authorizations (updated in place when ACCloud allows it, else deleted and
+/// created again), then a referral revision with reasons in plain words. Unchanged terms make
+/// no call. One change at a time: while one is being sent, another is rejected with 409.
+#[utoipa::path(put, path = "/v1/referral-requests/{request_id}/approval", tag = "review",
+    params(("request_id" = String, Path, format = Uuid), DryRun),
+    request_body = ApprovalInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, body = ChangeResponse, description = "the change is queued"),
+        (status = 200, body = ChangeResponse, description = "a dry run, or nothing to change"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not sent yet, a change under way, or cancelled"),
+    ))]
+async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(request_id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DryRun>,
+    input: Result<Json<ApprovalInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_id(&request_id)?;
+    let input = body(input)?;
+    let (rec, new_terms) = resolve_terms(&state, id, &input).await?;
+    let Some(current) = state.store.approval(id).await? else {
+        return Err(ApiError::Conflict(format!(
+            "referral request {id} is not approved yet: approve it with POST first"
+        )));
+    };
+    let old_terms: ApprovalTerms =
+        serde_json::from_value(current.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let plan = approval::diff(&old_terms, &new_terms)?;
+    let mut steps = Vec::new();
+    if plan.client {
+        steps.push(step("client_update", ""));
+    }
+    if plan.service {
+        steps.push(step("service_update", ""));
+    }
+    for op in &plan.authorizations {
+        match *op {
+            approval::AuthorizationChange::Update(i) => {
+                steps.push(step("authorization_update", i.to_string()))
+            }
+            approval::AuthorizationChange::Replace(i) => {
+                steps.push(step("authorization_delete", i.to_string()));
+                steps.push(step("authorization", i.to_string()));
+            }
+            approval::AuthorizationChange::Create(i) => {
+                steps.push(step("authorization", i.to_string()))
+            }
+            approval::AuthorizationChange::Delete(i) => {
+                steps.push(step("authorization_delete", i.to_string()))
+            }
+        }
+    }
+    if plan.revision {
+        steps.push(step("referral_update", ""));
+    }
+    let dry_run = q.dry_run.unwrap_or(false);
+    let mut response = ChangeResponse {
+        request_id: id,
+        status: rec.status,
+        changed: !plan.is_empty(),
+        dry_run,
+        change_no: None,
+        reasons: plan.reasons.clone(),
+        planned_calls: planned(&steps),
+        terms: Some(new_terms.clone()),
+    };
+    if dry_run || plan.is_empty() {
+        if !matches!(
+            rec.status,
+            ReferralStatus::Sent
+                | ReferralStatus::Sending
+                | ReferralStatus::NeedsAttention
+                | ReferralStatus::Approved
+        ) {
+            return Err(send_error(id, SendError::NotChangeable(rec.status)));
+        }
+        return Ok((StatusCode::OK, Json(response)));
+    }
+    let hash = terms_hash(&new_terms)?;
+    let terms_json =
+        serde_json::to_value(&new_terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let comment = input
+        .revision_comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let change = NewChange {
+        kind: ChangeKind::Terms,
+        steps,
+        terms: Some((&terms_json, &hash)),
+        reasons: plan.reasons,
+        comment,
+        files: Vec::new(),
+    };
+    let change_no = state
+        .store
+        .record_change(id, &change, &caller.name)
+        .await
+        .map_err(|e| send_error(id, e))?;
+    state.wake.notify_waiters();
+    tracing::info!(request_id = %id, change_no, steps = change.steps.len(), "change of terms queued");
+    response.change_no = Some(change_no);
+    response.status = ReferralStatus::Sending;
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CancelRequest {
+    /// One of datetime_change, client_request, client_hospitalization, client_passed_away,
+    /// client_refused_service, processing_error, other.
+    reason_code: Option<String>,
+    /// At most 1,000 characters.
+    comment: Option<String>,
+}
+
+/// Cancel the referral approval in ACCloud (its latest revision). Cancelling a cancelled
+/// referral succeeds without a call; a cancelled referral rejects further changes.
+#[utoipa::path(post, path = "/v1/referral-requests/{request_id}/cancel", tag = "review",
+    params(("request_id" = String, Path, format = Uuid)),
+    request_body = CancelRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
+        (status = 200, body = ChangeResponse, description = "already cancelled"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+    ))]
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(request_id): Path<String>,
+    input: Result<Json<CancelRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_id(&request_id)?;
+    let Json(input) = input.map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "the body must be a JSON object with a reason_code ({})",
+            e.status()
+        ))
+    })?;
+    let mut v = refbridge_domain::Violations::default();
+    let reason = input
+        .reason_code
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    if !approval::CANCEL_REASONS.contains(&reason.as_str()) {
+        v.push(
+            "reason_code",
+            format!("must be one of {}", approval::CANCEL_REASONS.join(", ")),
+        );
+    }
+    let comment = input
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > approval::MAX_CANCEL_COMMENT_CHARS) {
+        v.push("comment", "must be at most 1000 characters");
+    }
+    if !v.is_empty() {
+        return Err(v.into());
+    }
+    let rec = state
+        .store
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no referral request {id}")))?;
+    let mut response = ChangeResponse {
+        request_id: id,
+        status: rec.status,
+        changed: false,
+        dry_run: false,
+        change_no: None,
+        reasons: Vec::new(),
+        planned_calls: Vec::new(),
+        terms: None,
+    };
+    if rec.status == ReferralStatus::Cancelled {
+        return Ok((StatusCode::OK, Json(response)));
+    }
+    let steps = vec![step("referral_cancel", reason.clone())];
+    response.planned_calls = planned(&steps);
+    let change = NewChange {
+        kind: ChangeKind::Cancel,
+        steps,
+        terms: None,
+        reasons: vec![format!("Cancelled: {reason}")],
+        comment,
+        files: Vec::new(),
+    };
+    let change_no = state
+        .store
+        .record_change(id, &change, &caller.name)
+        .await
+        .map_err(|e| send_error(id, e))?;
+    state.wake.notify_waiters();
+    tracing::info!(request_id = %id, change_no, "cancellation queued");
+    response.changed = true;
+    response.change_no = Some(change_no);
+    response.status = ReferralStatus::Sending;
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// Upload more documents to the sent referral: multipart, one or more file parts (each with a
+/// filename, at most 50 MB), streamed to storage, each uploaded to ACCloud exactly once.
+#[utoipa::path(post, path = "/v1/referral-requests/{request_id}/documents", tag = "review",
+    params(("request_id" = String, Path, format = Uuid)),
+    request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, body = ChangeResponse, description = "the uploads are queued"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+    ))]
+async fn documents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(request_id): Path<String>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = parse_id(&request_id)?;
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "the body must be multipart/form-data with file parts ({})",
+            e.status()
+        ))
+    })?;
+    let rec = state
+        .store
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no referral request {id}")))?;
+    if rec.status != ReferralStatus::Sent {
+        return Err(send_error(
+            id,
+            if matches!(
+                rec.status,
+                ReferralStatus::Sending | ReferralStatus::Approved | ReferralStatus::NeedsAttention
+            ) {
+                SendError::ChangeInProgress(0)
+            } else {
+                SendError::NotChangeable(rec.status)
+            },
+        ));
+    }
+    let max = state.config.max_file_bytes;
+    let mut files = Vec::new();
+    let mut index = 0usize;
+    loop {
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(&e))?;
+        let Some(mut field) = field else { break };
+        let Some(name) = field
+            .file_name()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+        else {
+            // Parts without a file name are not documents.
+            continue;
+        };
+        if files.len() == MAX_DOCUMENTS {
+            return Err(ApiError::field(
+                "files",
+                &format!("at most {MAX_DOCUMENTS} files per request"),
+            ));
+        }
+        let mut writer = state
+            .files
+            .writer(max)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+            writer.write(&chunk).map_err(|e| match e {
+                refbridge_storage::files::PutError::TooLarge { limit } => {
+                    ApiError::PayloadTooLarge(format!(
+                        "file {index} (\"{name}\") is larger than {limit} bytes"
+                    ))
+                }
+                other => ApiError::Internal(Box::new(other)),
+            })?;
+        }
+        let blob = writer
+            .finish()
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        files.push(refbridge_storage::NewFile { name, blob });
+        index += 1;
+    }
+    if files.is_empty() {
+        return Err(ApiError::field(
+            "files",
+            "at least one file part with a filename is required",
+        ));
+    }
+    let change = NewChange {
+        kind: ChangeKind::Documents,
+        steps: Vec::new(),
+        terms: None,
+        reasons: vec![format!("{} document(s) added", files.len())],
+        comment: None,
+        files,
+    };
+    let change_no = state
+        .store
+        .record_change(id, &change, &caller.name)
+        .await
+        .map_err(|e| send_error(id, e))?;
+    state.wake.notify_waiters();
+    tracing::info!(request_id = %id, change_no, files = change.files.len(), "documents queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ChangeResponse {
+            request_id: id,
+            status: ReferralStatus::Sending,
+            changed: true,
+            dry_run: false,
+            change_no: Some(change_no),
+            reasons: change.reasons.clone(),
+            planned_calls: change
+                .files
+                .iter()
+                .map(|f| PlannedCall {
+                    step: "attachment".into(),
+                    item: f.name.clone(),
+                    call: call_of("attachment").to_owned(),
+                })
+                .collect(),
+            terms: None,
+        }),
+    ))
+}
+
+fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the request body is too large".into())
+    } else {
+        ApiError::InvalidJson(format!(
+            "the multipart body cannot be read ({})",
+            e.status()
+        ))
+    }
 }

@@ -261,7 +261,25 @@ pub struct SendView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the send stopped (while paused).
     pub pause_reason: Option<String>,
+    /// What the agency last showed of the referral, as read on the last send step that
+    /// looked at it: assigned, processed or cancelled. refbridge reads it on each change
+    /// (it does not poll).
+    pub agency_status: Option<String>,
+    /// Everything asked of this send, in order: the approval (0), then each change.
+    pub changes: Vec<ChangeView>,
     pub steps: Vec<StepView>,
+}
+
+/// One thing asked of the send: who asked, when, and the reasons sent to the agency.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeView {
+    pub change_no: i64,
+    /// approval, change, cancel or documents.
+    pub kind: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub reasons: Vec<String>,
+    pub comment: Option<String>,
 }
 
 /// One step of the send.
@@ -273,6 +291,8 @@ pub struct StepView {
     pub item: String,
     /// pending, in_flight, unknown, done or failed.
     pub state: String,
+    /// 0 for the first send, then the change that added the step (see `changes`).
+    pub change_no: i64,
     pub attempts: i64,
     /// The ACCloud id of the object, once it exists.
     pub accloud_id: Option<String>,
@@ -290,6 +310,18 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
     };
     let job = state.store.send_job(id).await?;
     let steps = state.store.send_steps(id).await?;
+    let changes = state.store.send_changes(id).await?;
+    let agency_status = steps
+        .iter()
+        .rev()
+        .filter(|s| s.state == refbridge_storage::StepState::Done)
+        .find_map(|s| {
+            let st = s.result.as_ref()?.get(match s.kind.as_str() {
+                "referral_update" => "base_status",
+                _ => "status",
+            });
+            st.and_then(|v| v.as_str()).map(str::to_owned)
+        });
     let terms =
         serde_json::from_value(approval.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Some(SendView {
@@ -302,12 +334,25 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
             .filter(|j| j.state == "ready")
             .map(|j| j.run_at),
         pause_reason: job.and_then(|j| j.pause_reason),
+        agency_status,
+        changes: changes
+            .into_iter()
+            .map(|c| ChangeView {
+                change_no: c.change_no,
+                kind: c.kind,
+                requested_by: c.requested_by,
+                requested_at: c.requested_at,
+                reasons: c.reasons,
+                comment: c.comment,
+            })
+            .collect(),
         steps: steps
             .into_iter()
             .map(|s| StepView {
                 kind: s.kind,
                 item: s.item,
                 state: s.state.as_str().to_owned(),
+                change_no: s.change_no,
                 attempts: s.attempts,
                 accloud_id: s.remote_id,
                 result: s.result,

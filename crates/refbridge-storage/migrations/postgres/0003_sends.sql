@@ -30,7 +30,8 @@ CREATE INDEX send_jobs_due ON send_jobs (state, run_at);
 CREATE TABLE send_steps (
     request_id       TEXT NOT NULL REFERENCES referral_requests (request_id),
     position         BIGINT NOT NULL,
-    kind             TEXT NOT NULL,          -- client | service | authorization | referral | attachment
+    change_no        BIGINT NOT NULL,            -- 0: the first send; then each change
+    kind             TEXT NOT NULL,          -- client | service | authorization | referral | attachment | *_update | authorization_delete | referral_cancel
     item             TEXT NOT NULL,          -- which authorization or file; '' otherwise
     state            TEXT NOT NULL,          -- pending | in_flight | unknown | done | failed
     attempts         BIGINT NOT NULL,
@@ -42,4 +43,17 @@ CREATE TABLE send_steps (
     not_before       TEXT,
     updated_at       TEXT NOT NULL,
     PRIMARY KEY (request_id, position)
+);
+
+-- What was asked of a send, in order: the approval (change 0), then each change of terms,
+-- cancellation or new documents, with who asked and the reasons sent to the agency.
+CREATE TABLE send_changes (
+    request_id    TEXT NOT NULL REFERENCES referral_requests (request_id),
+    change_no     BIGINT NOT NULL,
+    kind          TEXT NOT NULL,            -- approval | change | cancel | documents
+    requested_by  TEXT NOT NULL,
+    requested_at  TEXT NOT NULL,
+    reasons_json  TEXT NOT NULL,
+    comment       TEXT,
+    PRIMARY KEY (request_id, change_no)
 );
