@@ -210,6 +210,9 @@ pub struct AuthorizationInput {
     pub program_id: Option<String>,
     pub notes: Option<String>,
     pub case_manager: Option<CaseManager>,
+    /// The patient plan the authorization belongs to (default: the patient's active plan of
+    /// order 1). Its member number and payor's funder become the defaults.
+    pub plan_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -279,6 +282,9 @@ pub struct AuthorizationTerms {
     pub program_id: Option<String>,
     pub notes: Option<String>,
     pub case_manager: Option<CaseManager>,
+    /// The patient plan it belongs to, when the patient has one.
+    #[serde(default)]
+    pub plan_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +372,16 @@ pub const CANCEL_REASONS: [&str; 7] = [
 /// The longest cancellation comment ACCloud keeps.
 pub const MAX_CANCEL_COMMENT_CHARS: usize = 1000;
 
+/// An active plan of the patient, as an approval sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanContext {
+    pub id: String,
+    pub order: i64,
+    pub member_number: String,
+    /// The ACCloud funder the plan's payor maps to, when mapped.
+    pub funder: Option<Ref>,
+}
+
 /// ACCloud rejects authorizations that start more than this long ago.
 pub const MAX_START_AGE_DAYS: i64 = 365;
 
@@ -374,9 +390,11 @@ pub fn resolve(
     input: &ApprovalInput,
     form: &StructuredReferral,
     client: &ClientMeta,
+    plans: &[PlanContext],
     defaults: &Defaults,
     today: NaiveDate,
 ) -> Result<ApprovalTerms, Violations> {
+    let primary_plan = plans.iter().find(|p| p.order == 1);
     let mut v = Violations::default();
     let client_terms = resolve_client(input.client.as_ref(), client, &mut v);
     let svc_in = input.service.clone().unwrap_or_default();
@@ -437,11 +455,13 @@ pub fn resolve(
             None
         }
         (None, Some(n)) if !n.trim().is_empty() => Some(Ref::Name(n.trim().to_owned())),
-        _ => match insurance
-            .and_then(|i| i.name.as_deref())
-            .and_then(|n| defaults.funder_for(n))
-        {
-            Some(f) => Some(Ref::Name(f.clone())),
+        _ => match primary_plan.and_then(|p| p.funder.clone()).or_else(|| {
+            insurance
+                .and_then(|i| i.name.as_deref())
+                .and_then(|n| defaults.funder_for(n))
+                .map(|f| Ref::Name(f.clone()))
+        }) {
+            Some(f) => Some(f),
             None => {
                 v.push(
                     "service.funder_name",
@@ -544,6 +564,16 @@ pub fn resolve(
                 None
             }
         };
+        let plan = match a.plan_id.as_deref().map(str::trim) {
+            None | Some("") => primary_plan,
+            Some(id) => {
+                let p = plans.iter().find(|p| p.id.eq_ignore_ascii_case(id));
+                if p.is_none() {
+                    v.push(p_plan(i), "is not an active plan of this patient");
+                }
+                p
+            }
+        };
         if let (Some(start_date), Some(end_date), Some(rule_type), Some(first_day_of_week)) =
             (start, end, rule_type, fdow)
         {
@@ -554,10 +584,13 @@ pub fn resolve(
                 limits: l.clone(),
                 first_day_of_week,
                 authorization_number: nonblank(&a.authorization_number),
-                member_number: nonblank(&a.member_number).or_else(|| member_default.clone()),
+                member_number: nonblank(&a.member_number)
+                    .or_else(|| plan.map(|p| p.member_number.clone()))
+                    .or_else(|| member_default.clone()),
                 program_id: nonblank(&a.program_id),
                 notes: nonblank(&a.notes),
                 case_manager: a.case_manager.clone(),
+                plan_id: plan.map(|p| p.id.clone()),
             });
         }
     }
@@ -865,6 +898,10 @@ pub fn same_natural_key(a: &AuthorizationTerms, b: &AuthorizationTerms) -> bool 
         && a.authorization_number == b.authorization_number
 }
 
+fn p_plan(i: usize) -> String {
+    format!("authorizations[{i}].plan_id")
+}
+
 fn nonblank(s: &Option<String>) -> Option<String> {
     s.as_deref()
         .map(str::trim)
@@ -1022,6 +1059,7 @@ mod tests {
             &ApprovalInput::default(),
             &form(),
             &meta(),
+            &[],
             &defaults(),
             today(),
         )
@@ -1116,6 +1154,7 @@ mod tests {
             &ApprovalInput::default(),
             &form(),
             &meta(),
+            &[],
             &defaults(),
             today(),
         )
@@ -1170,7 +1209,8 @@ mod tests {
             client: None,
             revision_comment: None,
         };
-        let err = resolve(&input, &form(), &meta(), &Defaults::default(), today()).unwrap_err();
+        let err =
+            resolve(&input, &form(), &meta(), &[], &Defaults::default(), today()).unwrap_err();
         let paths: Vec<&str> = err.0.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -1188,6 +1228,42 @@ mod tests {
                 "referral.referral_type",
             ]
         );
+    }
+
+    #[test]
+    fn the_primary_plan_supplies_member_number_and_funder() {
+        let plans = [PlanContext {
+            id: "7d3c0f1e-0000-4000-8000-000000000001".into(),
+            order: 1,
+            member_number: "M-77".into(),
+            funder: Some(Ref::Id(9)),
+        }];
+        let t = resolve(
+            &ApprovalInput::default(),
+            &form(),
+            &meta(),
+            &plans,
+            &defaults(),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(t.service.funder, Ref::Id(9));
+        assert_eq!(t.authorizations[0].member_number.as_deref(), Some("M-77"));
+        assert_eq!(
+            t.authorizations[0].plan_id.as_deref(),
+            Some(plans[0].id.as_str())
+        );
+
+        let input = ApprovalInput {
+            authorizations: Some(vec![AuthorizationInput {
+                plan_id: Some("00000000-0000-4000-8000-00000000dead".into()),
+                rule_type: Some("VISITS".into()),
+                ..AuthorizationInput::default()
+            }]),
+            ..ApprovalInput::default()
+        };
+        let err = resolve(&input, &form(), &meta(), &plans, &defaults(), today()).unwrap_err();
+        assert_eq!(err.0[0].path, "authorizations[0].plan_id");
     }
 
     #[test]
@@ -1209,7 +1285,7 @@ mod tests {
             authorizations: Some(vec![a, b]),
             ..ApprovalInput::default()
         };
-        let err = resolve(&input, &form(), &meta(), &defaults(), today()).unwrap_err();
+        let err = resolve(&input, &form(), &meta(), &[], &defaults(), today()).unwrap_err();
         assert_eq!(err.0[0].path, "authorizations[1]");
         assert!(err.0[0].problem.contains("same start and end dates"));
     }
@@ -1228,7 +1304,7 @@ mod tests {
             authorizations: Some(vec![a.clone(), a]),
             ..ApprovalInput::default()
         };
-        let err = resolve(&input, &form(), &meta(), &defaults(), today()).unwrap_err();
+        let err = resolve(&input, &form(), &meta(), &[], &defaults(), today()).unwrap_err();
         assert_eq!(err.0[0].path, "authorizations[1]");
     }
 
@@ -1252,8 +1328,15 @@ mod tests {
         let mut f = form();
         f.service.frequency = Some("as needed".into());
         f.service.authorizations = None;
-        let err =
-            resolve(&ApprovalInput::default(), &f, &meta(), &defaults(), today()).unwrap_err();
+        let err = resolve(
+            &ApprovalInput::default(),
+            &f,
+            &meta(),
+            &[],
+            &defaults(),
+            today(),
+        )
+        .unwrap_err();
         assert_eq!(err.0[0].path, "authorizations");
     }
 }

@@ -248,6 +248,7 @@ impl Engine {
                     continue;
                 }
                 StepState::Failed => return Ok(()),
+                StepState::Skipped => continue,
                 _ => {}
             }
             if let Some(nb) = record.not_before {
@@ -383,6 +384,26 @@ impl Engine {
 
         let prepared = match steps::prepare(ac, step, input, ctx, &self.resolver).await {
             Ok(Ok(p)) => p,
+            // A withdrawn authorization not found: it may still be landing from the call
+            // that was cut short, so look once more after the settle delay; then it is gone.
+            Ok(Err(Outcome::Retry { error, .. }))
+                if matches!(step, Step::AuthorizationWithdraw(_))
+                    && error == steps::NOT_FOUND_YET =>
+            {
+                return Ok(if record.attempts == 0 {
+                    Outcome::Retry {
+                        state: StepState::Unknown,
+                        after: self.cfg.settle_delay,
+                        error,
+                        count: true,
+                    }
+                } else {
+                    Outcome::Done {
+                        remote_id: String::new(),
+                        result: serde_json::json!({ "deleted": null, "found": false }),
+                    }
+                });
+            }
             Ok(Err(outcome)) => return Ok(outcome),
             Err(e) => return Ok(self.lookup_failed(e, attempt)),
         };

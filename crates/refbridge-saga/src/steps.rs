@@ -53,6 +53,9 @@ pub enum Step {
     ReferralUpdate,
     /// Cancel the latest revision, with this reason code.
     ReferralCancel(String),
+    /// The authorization at this index was withdrawn mid-send: delete it from ACCloud if it
+    /// exists there (created, or landing from an interrupted call).
+    AuthorizationWithdraw(usize),
 }
 
 impl Step {
@@ -69,6 +72,7 @@ impl Step {
             Step::AuthorizationDelete(_) => "authorization_delete",
             Step::ReferralUpdate => "referral_update",
             Step::ReferralCancel(_) => "referral_cancel",
+            Step::AuthorizationWithdraw(_) => "authorization_withdraw",
         }
     }
 
@@ -76,7 +80,8 @@ impl Step {
         match self {
             Step::Authorization(i)
             | Step::AuthorizationUpdate(i)
-            | Step::AuthorizationDelete(i) => i.to_string(),
+            | Step::AuthorizationDelete(i)
+            | Step::AuthorizationWithdraw(i) => i.to_string(),
             Step::Attachment(f) | Step::ReferralCancel(f) => f.clone(),
             _ => String::new(),
         }
@@ -91,6 +96,7 @@ impl Step {
                 | Step::ServiceUpdate
                 | Step::AuthorizationUpdate(_)
                 | Step::AuthorizationDelete(_)
+                | Step::AuthorizationWithdraw(_)
         )
     }
 
@@ -107,6 +113,7 @@ impl Step {
             "authorization_delete" => Step::AuthorizationDelete(item.parse().ok()?),
             "referral_update" => Step::ReferralUpdate,
             "referral_cancel" => Step::ReferralCancel(item.to_owned()),
+            "authorization_withdraw" => Step::AuthorizationWithdraw(item.parse().ok()?),
             _ => return None,
         })
     }
@@ -379,7 +386,9 @@ pub fn natural_key(step: &Step, input: &Input<'_>, ctx: &Ctx, prepared: &Prepare
         }),
         Step::ClientUpdate => json!({ "client_id": ctx.client.map(|c| c.get()) }),
         Step::ServiceUpdate => json!({ "service_id": ctx.service.map(|s| s.get()) }),
-        Step::AuthorizationUpdate(i) | Step::AuthorizationDelete(i) => {
+        Step::AuthorizationUpdate(i)
+        | Step::AuthorizationDelete(i)
+        | Step::AuthorizationWithdraw(i) => {
             json!({ "authorization_id": ctx.authorizations.get(i).map(|a| a.get()) })
         }
     }
@@ -513,7 +522,8 @@ pub async fn find(
         Step::ClientUpdate
         | Step::ServiceUpdate
         | Step::AuthorizationUpdate(_)
-        | Step::AuthorizationDelete(_) => Ok(None),
+        | Step::AuthorizationDelete(_)
+        | Step::AuthorizationWithdraw(_) => Ok(None),
     }
 }
 
@@ -838,6 +848,34 @@ pub async fn prepare(
                 },
             )
         }
+        Step::AuthorizationWithdraw(i) => {
+            // Created: its id is known. Being created when the plan was archived: find it.
+            let id = match ctx.authorizations.get(i) {
+                Some(id) => Some(*id),
+                None => match (ctx.client, ctx.service, t.authorizations.get(*i)) {
+                    (Some(client), Some(service), Some(a)) => {
+                        match find_authorization(ac, client, service, a, &[]).await? {
+                            Some(Outcome::Done { remote_id, .. }) => {
+                                remote_id.parse().ok().map(AuthorizationId)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                },
+            };
+            match id {
+                Some(id) => Prepared::AuthorizationDelete(id),
+                None => {
+                    return Ok(Err(Outcome::Retry {
+                        state: StepState::Unknown,
+                        after: Duration::ZERO,
+                        error: NOT_FOUND_YET.into(),
+                        count: true,
+                    }));
+                }
+            }
+        }
         Step::AuthorizationDelete(i) => match ctx.authorizations.get(i) {
             Some(id) => Prepared::AuthorizationDelete(*id),
             // Never created: nothing to delete.
@@ -993,6 +1031,9 @@ pub async fn create(ac: &dyn AcCloud, prepared: &Prepared) -> Result<Outcome, Ac
         }
     })
 }
+
+/// What a withdrawal's lookup says when the authorization is not (yet) in ACCloud.
+pub const NOT_FOUND_YET: &str = "the withdrawn authorization is not in ACCloud (yet)";
 
 /// The change a step belongs to, for its reasons and comment.
 fn record_change_no(input: &Input<'_>, _step: &Step) -> i64 {

@@ -115,26 +115,155 @@ pub struct ArchiveResult {
 pub(crate) mod authorizations {
     use super::*;
 
+    /// Referrals whose first send is still under way: approved, sending or needing
+    /// attention, with no change asked after the approval.
+    const IN_PROGRESS: &str = "r.status IN ('approved', 'sending', 'needs_attention') \
+        AND NOT EXISTS (SELECT 1 FROM send_changes c WHERE c.request_id = r.request_id AND c.change_no > 0)";
+
     /// The plans among `plans` that have an authorization in progress: from the approval
-    /// that names the plan until that referral's approval has been sent. None yet: approvals
-    /// do not link authorizations to plans.
+    /// that names the plan until that referral's approval has been sent.
     pub(crate) async fn plans_with_in_progress(
-        _tx: &mut Transaction<'static, Any>,
-        _plans: &[PlanId],
+        tx: &mut Transaction<'static, Any>,
+        plans: &[PlanId],
     ) -> Result<Vec<PlanId>, StorageError> {
-        Ok(Vec::new())
+        let mut out = Vec::new();
+        for plan in plans {
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM authorization_plans ap JOIN referral_requests r ON r.request_id = ap.request_id \
+                 WHERE ap.plan_id = $1 AND {IN_PROGRESS}"
+            ))
+            .bind(plan.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
+            if n > 0 {
+                out.push(*plan);
+            }
+        }
+        Ok(out)
     }
 
-    /// Withdraws the in-progress authorizations of an archived plan (stopping their send,
-    /// deleting what ACCloud already has, flagging the referral), in the archiving
-    /// transaction. Returns their ids. None yet, as above.
+    /// Withdraws the in-progress authorizations of an archived plan, in the archiving
+    /// transaction: the referral's remaining first-send steps are skipped (its worker loses
+    /// its lease), a withdrawal change deletes from ACCloud whatever of the authorization may
+    /// exist there, and the referral needs attention with the reason. Returns the withdrawn
+    /// authorizations as `{request_id}/authorizations/{index}`.
     pub(crate) async fn withdraw_for_plan(
-        _tx: &mut Transaction<'static, Any>,
-        _plan: PlanId,
-        _at: DateTime<Utc>,
-        _actor: &str,
+        tx: &mut Transaction<'static, Any>,
+        plan: PlanId,
+        at: DateTime<Utc>,
+        actor: &str,
     ) -> Result<Vec<String>, StorageError> {
-        Ok(Vec::new())
+        let rows = sqlx::query(&format!(
+            "SELECT ap.request_id, ap.auth_index FROM authorization_plans ap \
+             JOIN referral_requests r ON r.request_id = ap.request_id \
+             WHERE ap.plan_id = $1 AND {IN_PROGRESS} ORDER BY ap.request_id, ap.auth_index"
+        ))
+        .bind(plan.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut by_request: Vec<(String, Vec<i64>)> = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("request_id")?;
+            let index: i64 = r.try_get("auth_index")?;
+            match by_request.last_mut() {
+                Some((last, v)) if *last == id => v.push(index),
+                _ => by_request.push((id, vec![index])),
+            }
+        }
+        let ts = crate::format_ts(at);
+        let mut withdrawn = Vec::new();
+        for (id, indexes) in by_request {
+            // Whatever of the authorization may exist in ACCloud: created, or being created.
+            let mut touched = Vec::new();
+            for index in &indexes {
+                let state: Option<String> = sqlx::query_scalar(
+                    "SELECT state FROM send_steps WHERE request_id = $1 AND change_no = 0 \
+                     AND kind = 'authorization' AND item = $2",
+                )
+                .bind(&id)
+                .bind(index.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+                if matches!(state.as_deref(), Some("done" | "in_flight" | "unknown")) {
+                    touched.push(*index);
+                }
+                withdrawn.push(format!("{id}/authorizations/{index}"));
+            }
+            sqlx::query(
+                "UPDATE send_steps SET state = 'skipped', updated_at = $1 \
+                 WHERE request_id = $2 AND state <> 'done'",
+            )
+            .bind(&ts)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            let next_position: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&mut **tx)
+            .await?;
+            let reason = format!("authorization withdrawn: patient plan {plan} was archived");
+            sqlx::query(
+                "INSERT INTO send_changes (request_id, change_no, kind, requested_by, requested_at, reasons_json, comment) \
+                 VALUES ($1, 1, 'withdrawal', $2, $3, $4, NULL)",
+            )
+            .bind(&id)
+            .bind(actor)
+            .bind(&ts)
+            .bind(serde_json::json!([reason]).to_string())
+            .execute(&mut **tx)
+            .await?;
+            for (i, index) in touched.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
+                     VALUES ($1, $2, 1, 'authorization_withdraw', $3, 'pending', 0, $4)",
+                )
+                .bind(&id)
+                .bind(next_position + i as i64)
+                .bind(index.to_string())
+                .bind(&ts)
+                .execute(&mut **tx)
+                .await?;
+            }
+            // A new fencing token takes the send from any worker running it; the deletions
+            // run next, or nothing runs at all.
+            sqlx::query(
+                "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
+                 fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
+            )
+            .bind(if touched.is_empty() { "paused" } else { "ready" })
+            .bind(&ts)
+            .bind(&reason)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE referral_requests SET status = 'needs_attention', updated_at = $1 WHERE request_id = $2")
+                .bind(&ts)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO status_history (id, request_id, status, at, actor, reason) VALUES ($1, $2, 'needs_attention', $3, $4, $5)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&id)
+            .bind(&ts)
+            .bind(actor)
+            .bind(&reason)
+            .execute(&mut **tx)
+            .await?;
+            crate::audit::record(
+                tx,
+                at,
+                actor,
+                "send.withdrawn",
+                ("referral_request", &id),
+                &serde_json::json!({ "plan_id": plan.to_string(), "authorizations": indexes }),
+            )
+            .await?;
+        }
+        Ok(withdrawn)
     }
 }
 

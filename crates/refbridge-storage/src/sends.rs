@@ -29,6 +29,8 @@ pub enum StepState {
     Done,
     /// Stopped: a definite rejection or exhausted retries. A human resumes it.
     Failed,
+    /// Not to be done any more (its authorization was withdrawn).
+    Skipped,
 }
 
 impl StepState {
@@ -39,6 +41,7 @@ impl StepState {
             Self::Unknown => "unknown",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Skipped => "skipped",
         }
     }
     fn parse(s: &str) -> Result<Self, StorageError> {
@@ -48,6 +51,7 @@ impl StepState {
             "unknown" => Self::Unknown,
             "done" => Self::Done,
             "failed" => Self::Failed,
+            "skipped" => Self::Skipped,
             other => return Err(corrupt("step state", other)),
         })
     }
@@ -312,12 +316,15 @@ fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
 impl Store {
     /// Records the approval, its audit entry, the planned steps and the queued send, in one
     /// transaction. The same terms again are a no-op; other terms are refused.
+    /// `plans`: the patient plan of each authorization that has one (index, plan id).
+    #[allow(clippy::too_many_arguments)]
     pub async fn approve(
         &self,
         id: RequestId,
         terms: &Value,
         terms_hash: &str,
         steps: &[NewStep],
+        plans: &[(usize, String)],
         actor: &str,
     ) -> Result<ApproveOutcome, SendError> {
         let mut tx = self.begin_write().await?;
@@ -352,6 +359,16 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_change(&mut tx, id, 0, "approval", actor, &ts, &[], None).await?;
+        for (index, plan) in plans {
+            sqlx::query(
+                "INSERT INTO authorization_plans (request_id, auth_index, plan_id) VALUES ($1, $2, $3)",
+            )
+            .bind(id.to_string())
+            .bind(*index as i64)
+            .bind(plan)
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_steps(&mut tx, id, 0, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
@@ -691,6 +708,19 @@ impl Store {
         .bind(lease.request_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
+        if last_kind.as_deref() == Some("withdrawal") {
+            // The withdrawn authorizations are gone from ACCloud; the referral stays with a
+            // reviewer (its status was set when the plan was archived).
+            sqlx::query(
+                "UPDATE send_jobs SET state = 'paused', pause_reason = $1 WHERE request_id = $2",
+            )
+            .bind("authorization withdrawn: the referral needs a new approval")
+            .bind(lease.request_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let done = if last_kind.as_deref() == Some("cancel") {
             ReferralStatus::Cancelled
         } else {

@@ -97,14 +97,43 @@ async fn resolve_terms(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no referral request {id}")))?;
     let today = chrono::Utc::now().date_naive();
+    let plans = plan_contexts(state, &rec).await?;
     let terms = approval::resolve(
         input,
         &rec.referral,
         &rec.request.client,
+        &plans,
         &state.config.approval,
         today,
     )?;
     Ok((rec, terms))
+}
+
+/// The patient's active plans, with the ACCloud funder their payor maps to.
+async fn plan_contexts(
+    state: &AppState,
+    rec: &refbridge_storage::ReferralRecord,
+) -> Result<Vec<approval::PlanContext>, ApiError> {
+    let mut out = Vec::new();
+    let plans = state
+        .store
+        .list_patient_plans(rec.patient_id, false)
+        .await?;
+    for plan in plans.unwrap_or_default() {
+        let payor = state.store.get_payor(plan.fields.payor_id).await?;
+        let funder = payor.and_then(|p| match (p.accloud_funder_id, p.accloud_funder_name) {
+            (Some(id), _) => Some(approval::Ref::Id(id)),
+            (None, Some(name)) => Some(approval::Ref::Name(name)),
+            _ => None,
+        });
+        out.push(approval::PlanContext {
+            id: plan.id.to_string(),
+            order: plan.fields.plan_order.get(),
+            member_number: plan.fields.member_number.as_str().to_owned(),
+            funder,
+        });
+    }
+    Ok(out)
 }
 
 /// Approve a Referral Request with its authorization terms, and queue the send to ACCloud.
@@ -157,9 +186,15 @@ async fn approve(
         item: f.id.to_string(),
     }));
     let terms_json = serde_json::to_value(&terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let plans: Vec<(usize, String)> = terms
+        .authorizations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.plan_id.clone().map(|p| (i, p)))
+        .collect();
     let outcome = state
         .store
-        .approve(id, &terms_json, &hash, &steps, &caller.name)
+        .approve(id, &terms_json, &hash, &steps, &plans, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_waiters();

@@ -5,4 +5,5 @@ mod changes;
 mod chaos;
 mod faults;
 mod helpers;
+mod plans;
 mod send;

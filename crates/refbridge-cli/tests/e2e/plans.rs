@@ -1,0 +1,168 @@
+//! Authorizations belong to patient plans: archiving a plan while its authorization is in
+//! progress withdraws it, deleting it from ACCloud and stopping the send.
+
+use std::time::Duration;
+
+use refbridge_accloud_sim::{Endpoint, FaultKind, ScriptedFault, SimConfig};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, sample_terms, spawn_app_with};
+
+const ID: &str = "0e1d5e34-63d7-4bb2-8e22-9376943ab56f";
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = app
+        .http
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(&app.reviewer);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let res = req.send().await.unwrap();
+    let s = res.status().as_u16();
+    (s, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A referral approved and sent up to its authorization, then stalled: ACCloud refuses every
+/// referral create for now.
+async fn stalled_after_the_authorization() -> (TestApp, Value) {
+    let app = spawn_app_with(SimConfig::default(), false).await;
+    app.post_referral(&app.payload(ID, 1094)).await;
+    app.sim().push_scripted_fault(ScriptedFault::new(
+        Endpoint::ReferralCreate,
+        FaultKind::ErrorBeforeCommit { status: 500 },
+        1000,
+    ));
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+    assert!(
+        b["terms"]["authorizations"][0]["plan_id"].is_string(),
+        "the primary plan from intake: {b}"
+    );
+    let engine = app.engine("worker-a");
+    let start = std::time::Instant::now();
+    loop {
+        engine.run_once().await.unwrap();
+        let d = app.detail(ID).await;
+        if d["send"]["steps"][2]["state"] == "done" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(app.sim().state().authorizations.len(), 1);
+    let d = app.detail(ID).await;
+    let plans = call(
+        &app,
+        reqwest::Method::GET,
+        &format!(
+            "/v1/patients/{}/patient-plans",
+            d["patient"]["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await
+    .1;
+    let primary = plans["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plan_order_number"] == 1)
+        .unwrap()
+        .clone();
+    (app, primary)
+}
+
+fn replacement(primary: &Value, conflict: &str) -> Value {
+    json!({
+        "patient_id": primary["patient_id"],
+        "member_number": "NEW-555",
+        "payor_entity_id": primary["payor_entity_id"],
+        "plan_order_number": 1,
+        "source_id": "cpr:new-plan",
+        "conflict_behavior": conflict,
+    })
+}
+
+#[tokio::test]
+async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
+    let (app, primary) = stalled_after_the_authorization().await;
+    let (s, b) = call(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/patient-plans",
+        Some(&replacement(&primary, "REPLACE")),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["outcome"], "replaced");
+    assert_eq!(
+        b["withdrawn_authorization_ids"],
+        json!([format!("{ID}/authorizations/0")])
+    );
+
+    let d = app.detail(ID).await;
+    assert_eq!(d["status"], "needs_attention");
+    assert!(
+        d["history"].as_array().unwrap().last().unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("authorization withdrawn")
+    );
+
+    // The worker deletes it from ACCloud; the referral is never created.
+    app.sim().clear_faults();
+    let engine = app.engine("worker-b");
+    let start = std::time::Instant::now();
+    loop {
+        engine.run_once().await.unwrap();
+        if app.sim().state().authorizations.iter().all(|a| a.deleted) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "not deleted");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.run_once().await.unwrap();
+    let d = app.detail(ID).await;
+    assert_eq!(d["status"], "needs_attention");
+    assert_eq!(d["send"]["state"], "paused");
+    let kinds: Vec<(&str, &str)> = d["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("client", "done"),
+            ("service", "done"),
+            ("authorization", "done"),
+            ("referral", "skipped"),
+            ("attachment", "skipped"),
+            ("authorization_withdraw", "done"),
+        ]
+    );
+    assert!(app.sim().state().referrals.is_empty());
+}
+
+#[tokio::test]
+async fn raise_error_on_auth_withdrawal_refuses_while_the_authorization_is_in_progress() {
+    let (app, primary) = stalled_after_the_authorization().await;
+    let (s, b) = call(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/patient-plans",
+        Some(&replacement(&primary, "RAISE_ERROR_ON_AUTH_WITHDRAWAL")),
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(app.detail(ID).await["status"], "sending");
+    assert!(app.sim().state().authorizations.iter().all(|a| !a.deleted));
+}
