@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use refbridge_cli::commands::{Cli, Command, demo, migrate, serve, sim, token, worker};
+use refbridge_cli::commands::{Cli, Command, bench, demo, migrate, serve, sim, token, worker};
 use refbridge_cli::config::Config;
 
 fn main() -> ExitCode {
@@ -13,7 +13,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo) && std::env::var_os("RUST_LOG").is_none() {
+    if matches!(cli.command, Command::Demo | Command::Bench { .. })
+        && std::env::var_os("RUST_LOG").is_none()
+    {
         // The demo prints its own story; logs would drown it.
         cfg.log.filter = "warn".into();
     }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
             Command::Sim(args) => sim::run(args).await,
             Command::Demo => demo::run(cfg).await,
             Command::Migrate => migrate::run(cfg).await,
+            Command::Bench { command } => bench::run(cfg, command).await,
             Command::Token { command } => token::run(cfg, command).await,
         }
     });

@@ -8,9 +8,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use bytes::BytesMut;
 use refbridge_domain::form::{self, Warning};
 use refbridge_domain::intake::{self, RawParts};
 use refbridge_domain::{ReferralStatus, RequestId, Role, Violations};
@@ -125,7 +125,9 @@ pub struct FormDataDoc {
 async fn post_referral_request(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    // `BytesMut` gathers the body into one growing buffer; `Bytes` would keep the received
+    // chunks and then copy them into a second, contiguous buffer: twice the body at peak.
+    body: Result<BytesMut, BytesRejection>,
 ) -> Result<Json<IntakeResponse>, ApiError> {
     caller.require(Role::Intake)?;
     let body = body.map_err(|e| match e {
@@ -328,8 +330,17 @@ struct RawBody<'a> {
 struct RawFile<'a> {
     #[serde(default)]
     file_name: Option<String>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     file_value: Option<Cow<'a, str>>,
+}
+
+/// `Option<Cow<str>>` with `#[serde(borrow)]` alone still deserialises an owned `String`
+/// (serde borrows only a field whose type is `Cow<str>` itself): a copy of the whole file.
+/// The newtype makes serde borrow from the body; only a value with JSON escapes is copied.
+fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
@@ -357,5 +368,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_are_borrowed_from_the_body_unless_escaped() {
+        let body = br#"{"request_id":"x","files":[{"file_name":"a.pdf","file_value":"QUJD"},
+            {"file_name":"b.pdf","file_value":"QU\/J"},{"file_name":"c.pdf"}]}"#;
+        let raw: RawBody<'_> = serde_json::from_slice(body).unwrap();
+        let files = raw.files.unwrap();
+        assert!(matches!(files[0].file_value, Some(Cow::Borrowed("QUJD"))));
+        assert_eq!(files[1].file_value.as_deref(), Some("QU/J"));
+        assert_eq!(files[2].file_value, None);
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod demo;
 pub mod migrate;
 pub mod serve;
@@ -37,6 +38,11 @@ pub enum Command {
     Demo,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Measure intake, memory and send throughput on loopback (a throwaway store).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]

@@ -1,0 +1,1281 @@
+//! `refbridge bench`: the figures issues 2 and 4 ask for, measured on loopback with what the
+//! binary starts itself (a throwaway embedded store, the API, the send engine, the built-in
+//! ACCloud simulator). It reports; it asserts nothing about timings.
+//!
+//! - `intake`: `POST /referral_request` with the example payload (each request a fresh
+//!   `request_id` and a distinct agency client and patient): requests/s and latency per
+//!   concurrency level, each level on a fresh database.
+//! - `intake-memory`: the peak resident memory (`VmHWM`) of a separate `refbridge serve`
+//!   process while one large file is posted, next to its idle resident memory.
+//! - `send`: approvals per second end to end (approve, then the send until every referral is
+//!   `sent`) against the simulator with faults off, next to a baseline that makes the same
+//!   ACCloud creates with the same concurrency and no persistence; and the ACCloud calls per
+//!   approval, counted from the simulator's journal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use refbridge_accloud::{
+    AcCloud, AcCloudConfig, AttachmentUpload, AuthorizationCaseManager, AuthorizationId,
+    AuthorizationLimits, AuthorizationMethodology, BranchId, CaseManager, Demographics, FunderId,
+    FunderShare, FundingMethodology, GroupId, HttpAcCloud, NewAuthorization, NewClient,
+    NewReferral, NewService, SecretString, ServiceClientRef, ServiceCodeId, ServiceCodeRef,
+    SupplyPersonaId, lookup,
+};
+use refbridge_accloud_sim::{Endpoint, RunningSim, SimConfig};
+use refbridge_api::AppState;
+use refbridge_domain::approval::{self, ApprovalTerms, Ref};
+use refbridge_domain::{ReferralStatus, RequestId, Role};
+use refbridge_saga::EngineConfig;
+use refbridge_storage::{ListFilter, ReferralRecord};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, DatabaseUrl};
+use crate::runtime;
+
+const PAYLOAD: &str = include_str!("../../assets/example_referral_request.json");
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// POST /referral_request throughput and latency with the example payload.
+    Intake(IntakeArgs),
+    /// Peak resident memory of a separate `refbridge serve` while one large file is posted.
+    IntakeMemory(MemoryArgs),
+    /// Approvals per second end to end against the simulator, next to a no-persistence
+    /// baseline, and ACCloud calls per approval.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    /// Requests measured per concurrency level.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Requests in flight; a comma-separated list runs one level each (fresh database each).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
+    pub concurrency: Vec<usize>,
+    /// Requests sent before measuring, per level.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MemoryArgs {
+    /// Size of the file, in MiB (decoded); 50 is ACCloud's attachment limit.
+    #[arg(long, default_value_t = 50)]
+    pub file_mb: u64,
+    /// Write every `/` of the base64 as `\/` (what PHP's json_encode does by default).
+    #[arg(long)]
+    pub escape_slashes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// Referrals posted and approved.
+    #[arg(long, default_value_t = 500)]
+    pub approvals: usize,
+    /// Sends at once (the engine's worker.concurrency), approval calls at once, and the
+    /// baseline's referrals at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Give up when the sends are not all done after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Intake(args) => {
+            let levels = intake(&cfg, &args).await?;
+            println!("{}", IntakeTable(&levels));
+        }
+        BenchCommand::IntakeMemory(args) => {
+            let exe = std::env::current_exe().context("cannot find the refbridge executable")?;
+            println!("{}", intake_memory(&exe, &args).await?);
+        }
+        BenchCommand::Send(args) => println!("{}", send(&cfg, &args).await?),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- shared pieces
+
+/// `cfg` with its store and files moved under `dir` (always the embedded SQLite store).
+fn scratch_config(cfg: &Config, dir: &Path) -> Config {
+    let mut c = cfg.clone();
+    c.database_url = DatabaseUrl::new(format!("sqlite://{}", dir.join("bench.db").display()));
+    c.files_dir = dir.join("files");
+    c
+}
+
+fn request_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// The example payload as referral `i`: its own request id, agency client and patient.
+fn referral_payload(base: &Value, i: usize) -> Value {
+    let mut p = base.clone();
+    p["request_id"] = json!(request_id(i));
+    p["client"]["id"] = json!(1_000_000 + i as i64);
+    p["client"]["last_name"] = json!(format!("Bench{i}"));
+    p
+}
+
+async fn new_token(state: &AppState, name: &str, role: Role) -> anyhow::Result<String> {
+    let token = refbridge_api::new_token();
+    state
+        .store
+        .create_token(name, role, &refbridge_api::hash_token(&token))
+        .await
+        .with_context(|| format!("cannot create the {name} token"))?;
+    Ok(token)
+}
+
+/// The API served in this process on a free loopback port.
+struct Api {
+    base: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Api {
+    async fn start(state: AppState) -> anyhow::Result<Api> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on loopback for the API")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, mut rx) = watch::channel(false);
+        let task = tokio::spawn(crate::serve(state, listener, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        Ok(Api { base, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Runs `f(0..n)` with `concurrency` calls in flight; each result with its latency.
+async fn drive<F, Fut>(
+    n: usize,
+    concurrency: usize,
+    f: F,
+) -> anyhow::Result<Vec<(Duration, anyhow::Result<()>)>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.clamp(1, n.max(1)) {
+        let (f, next) = (f.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                let r = f(i).await;
+                out.push((t.elapsed(), r));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await.context("a bench task panicked")?);
+    }
+    Ok(all)
+}
+
+/// Fails with the first error and how many there were.
+fn all_ok(what: &str, results: &[(Duration, anyhow::Result<()>)]) -> anyhow::Result<()> {
+    let failed: Vec<&anyhow::Error> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    if let Some(first) = failed.first() {
+        bail!(
+            "{} of {} {what} failed; the first: {first:#}",
+            failed.len(),
+            results.len()
+        );
+    }
+    Ok(())
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Vec<u8>,
+    want: u16,
+) -> anyhow::Result<()> {
+    let res = http
+        .post(url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("request failed")?;
+    let status = res.status().as_u16();
+    if status != want {
+        let text = res.text().await.unwrap_or_default();
+        bail!(
+            "HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+    }
+    // Read the answer: the latency includes it.
+    res.bytes().await.context("cannot read the answer")?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    fn of(mut v: Vec<Duration>) -> Latency {
+        if v.is_empty() {
+            return Latency::default();
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Latency {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------- intake throughput
+
+/// One concurrency level of the intake benchmark.
+#[derive(Debug, Clone)]
+pub struct IntakeLevel {
+    pub concurrency: usize,
+    pub requests: usize,
+    pub elapsed: Duration,
+    pub latency: Latency,
+    /// Referral requests in the database afterwards (warm-up included).
+    pub stored: usize,
+}
+
+impl IntakeLevel {
+    pub fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub async fn intake(cfg: &Config, args: &IntakeArgs) -> anyhow::Result<Vec<IntakeLevel>> {
+    let mut out = Vec::new();
+    for &c in &args.concurrency {
+        out.push(
+            intake_level(cfg, args.requests, c.max(1), args.warmup)
+                .await
+                .with_context(|| format!("intake at concurrency {c}"))?,
+        );
+    }
+    Ok(out)
+}
+
+async fn intake_level(
+    cfg: &Config,
+    requests: usize,
+    concurrency: usize,
+    warmup: usize,
+) -> anyhow::Result<IntakeLevel> {
+    let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
+    let cfg = scratch_config(cfg, dir.path());
+    let state = crate::open_state(&cfg).await?;
+    let token = new_token(&state, "bench-intake", Role::Intake).await?;
+    let api = Api::start(state.clone()).await?;
+    let url = format!("{}/referral_request", api.base);
+
+    // Bodies are serialised before the clock starts: the client's JSON work is not measured.
+    let base: Value = serde_json::from_str(PAYLOAD).context("the example payload")?;
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..warmup + requests)
+            .map(|i| serde_json::to_vec(&referral_payload(&base, i)))
+            .collect::<Result<_, _>>()?,
+    );
+    let http = reqwest::Client::new();
+    let post = |offset: usize| {
+        let (http, url, token, bodies) = (http.clone(), url.clone(), token.clone(), bodies.clone());
+        move |i: usize| {
+            let (http, url, token, bodies) =
+                (http.clone(), url.clone(), token.clone(), bodies.clone());
+            async move { post_json(&http, &url, &token, bodies[offset + i].clone(), 200).await }
+        }
+    };
+    let warm = drive(warmup, concurrency, post(0)).await?;
+    all_ok("warm-up requests", &warm)?;
+    let started = Instant::now();
+    let results = drive(requests, concurrency, post(warmup)).await?;
+    let elapsed = started.elapsed();
+    all_ok("requests", &results)?;
+    let stored = count_status(&state, ReferralStatus::Received).await?;
+
+    drop(http);
+    api.stop().await;
+    state.store.close().await;
+    Ok(IntakeLevel {
+        concurrency,
+        requests,
+        elapsed,
+        latency: Latency::of(results.into_iter().map(|(d, _)| d).collect()),
+        stored,
+    })
+}
+
+/// Referral requests with this status (pages through the review list).
+async fn count_status(state: &AppState, status: ReferralStatus) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut filter = ListFilter {
+        status: Some(status),
+        limit: 1000,
+        ..ListFilter::default()
+    };
+    loop {
+        let page = state.store.list_referrals(&filter).await?;
+        n += page.len();
+        match page.last() {
+            Some(last) if page.len() == 1000 => {
+                filter.before = Some((last.received_at, last.request_id))
+            }
+            _ => return Ok(n),
+        }
+    }
+}
+
+pub struct IntakeTable<'a>(pub &'a [IntakeLevel]);
+
+impl fmt::Display for IntakeTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "POST /referral_request, example payload (1 file), embedded SQLite, {} CPUs",
+            cpus()
+        )?;
+        writeln!(
+            f,
+            "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9}",
+            "concurrency", "requests", "req/s", "p50 ms", "p99 ms", "max ms"
+        )?;
+        for l in self.0 {
+            writeln!(
+                f,
+                "{:>11} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+                l.concurrency,
+                l.requests,
+                l.per_sec(),
+                ms(l.latency.p50),
+                ms(l.latency.p99),
+                ms(l.latency.max)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+// ---------------------------------------------------------------- intake memory
+
+#[derive(Debug, Clone)]
+pub struct MemoryReport {
+    pub file_bytes: u64,
+    pub body_bytes: u64,
+    pub escaped_slashes: bool,
+    pub status: u16,
+    pub elapsed: Duration,
+    /// Resident memory of the idle server (after one small intake), KiB.
+    pub idle_rss_kib: u64,
+    /// `VmHWM` after the large request, KiB.
+    pub peak_hwm_kib: u64,
+    /// The highest `VmRSS` seen while sampling every few milliseconds, KiB.
+    pub sampled_peak_rss_kib: u64,
+    /// `VmRSS` once the answer is in, KiB.
+    pub after_rss_kib: u64,
+}
+
+impl MemoryReport {
+    /// Peak resident memory above the idle server's.
+    pub fn peak_above_idle_bytes(&self) -> u64 {
+        self.peak_hwm_kib.saturating_sub(self.idle_rss_kib) * 1024
+    }
+
+    /// The aim: under 3 times the file's size.
+    pub fn within_aim(&self) -> bool {
+        self.peak_above_idle_bytes() < 3 * self.file_bytes
+    }
+}
+
+impl fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        writeln!(
+            f,
+            "One file posted to a separate `refbridge serve` (worker off), embedded SQLite"
+        )?;
+        writeln!(
+            f,
+            "  file (decoded)            {:>8.1} MiB",
+            self.file_bytes as f64 / MIB
+        )?;
+        writeln!(
+            f,
+            "  request body (base64 JSON){:>8.1} MiB{}",
+            self.body_bytes as f64 / MIB,
+            if self.escaped_slashes {
+                "  (every / written \\/)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "  answer                    HTTP {} in {:.2} s",
+            self.status,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  idle RSS                  {:>8.1} MiB",
+            mib(self.idle_rss_kib)
+        )?;
+        writeln!(
+            f,
+            "  peak RSS (VmHWM)          {:>8.1} MiB  (sampled VmRSS max {:.1} MiB)",
+            mib(self.peak_hwm_kib),
+            mib(self.sampled_peak_rss_kib)
+        )?;
+        writeln!(
+            f,
+            "  peak above idle           {:>8.1} MiB  = {:.2} x the file; aim < 3 x ({:.0} MiB): {}",
+            self.peak_above_idle_bytes() as f64 / MIB,
+            self.peak_above_idle_bytes() as f64 / self.file_bytes.max(1) as f64,
+            3.0 * self.file_bytes as f64 / MIB,
+            if self.within_aim() { "met" } else { "MISSED" }
+        )?;
+        write!(
+            f,
+            "  RSS after the answer      {:>8.1} MiB",
+            mib(self.after_rss_kib)
+        )
+    }
+}
+
+/// A child process killed (and reaped) when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, KiB.
+fn proc_memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Posts one `args.file_mb` MiB file to a `refbridge serve` started from `exe` and reads that
+/// process's resident memory. Linux only (`/proc`).
+pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<MemoryReport> {
+    let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free port")?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let log_path = dir.path().join("serve.log");
+    let command = |args: &[&str]| -> anyhow::Result<Command> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .context("cannot open the server log")?;
+        let mut c = Command::new(exe);
+        c.args(args)
+            .env_remove("REFBRIDGE_CONFIG")
+            .env(
+                "REFBRIDGE_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+            )
+            .env("REFBRIDGE_FILES_DIR", dir.path().join("files"))
+            .env("REFBRIDGE_LISTEN", &listen)
+            .env("REFBRIDGE_WORKER__ENABLED", "false")
+            .stdin(Stdio::null())
+            .stderr(log);
+        Ok(c)
+    };
+
+    let mut token_cmd = command(&["token", "create", "--name", "bench", "--role", "intake"])?;
+    let out = tokio::task::spawn_blocking(move || token_cmd.output())
+        .await?
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("`refbridge token create` failed: {}", log_tail(&log_path));
+    }
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
+        .context("`refbridge token create` printed no token")?;
+
+    let mut serve = command(&["serve"])?;
+    serve.stdout(Stdio::null());
+    let mut child = ChildGuard(serve.spawn().context("cannot start `refbridge serve`")?);
+    let pid = child.0.id();
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            bail!(
+                "`refbridge serve` exited ({status}): {}",
+                log_tail(&log_path)
+            );
+        }
+        match http.get(format!("{base}/healthz")).send().await {
+            Ok(r) if r.status().is_success() => break,
+            _ if Instant::now() > ready_by => {
+                bail!("`refbridge serve` did not answer: {}", log_tail(&log_path))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+
+    // One small intake first, so that the idle figure includes a warm store and pools.
+    let url = format!("{base}/referral_request");
+    let base_payload: Value = serde_json::from_str(PAYLOAD).context("the example payload")?;
+    post_json(
+        &http,
+        &url,
+        &token,
+        serde_json::to_vec(&referral_payload(&base_payload, 0))?,
+        200,
+    )
+    .await
+    .context("the warm-up intake")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (idle_rss_kib, _) = proc_memory(pid)?;
+
+    let file_bytes = args.file_mb * 1024 * 1024;
+    let body = large_body(&base_payload, file_bytes, args.escape_slashes)?;
+    let body_bytes = body.len() as u64;
+
+    let (stop, mut stopped) = watch::channel(false);
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            if let Ok((rss, _)) = proc_memory(pid) {
+                peak = peak.max(rss);
+            }
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return peak,
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+    });
+    let started = Instant::now();
+    let res = http
+        .post(&url)
+        .bearer_auth(&token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("the large request failed")?;
+    let status = res.status().as_u16();
+    let answer = res.text().await.unwrap_or_default();
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    let sampled_peak_rss_kib = sampler.await.unwrap_or(0);
+    let (after_rss_kib, peak_hwm_kib) = proc_memory(pid)?;
+    if status != 200 {
+        bail!(
+            "the large request answered HTTP {status}: {}",
+            answer.chars().take(300).collect::<String>()
+        );
+    }
+    drop(child);
+    Ok(MemoryReport {
+        file_bytes,
+        body_bytes,
+        escaped_slashes: args.escape_slashes,
+        status,
+        elapsed,
+        idle_rss_kib,
+        peak_hwm_kib,
+        sampled_peak_rss_kib,
+        after_rss_kib,
+    })
+}
+
+/// The example payload with one file of `size` pseudo-random bytes (a PDF header first) in
+/// place of its files.
+fn large_body(base: &Value, size: u64, escape_slashes: bool) -> anyhow::Result<Vec<u8>> {
+    let size = usize::try_from(size).context("file too large for this machine")?;
+    let mut data = Vec::with_capacity(size);
+    data.extend_from_slice(b"%PDF-1.7\n".get(..size.min(9)).unwrap_or_default());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while data.len() < size {
+        // splitmix64: incompressible enough, and the same every run.
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let take = (size - data.len()).min(8);
+        data.extend_from_slice(&z.to_le_bytes()[..take]);
+    }
+    let mut p = referral_payload(base, 1);
+    p["files"] = json!([{ "file_name": "large_scan.pdf", "file_value": "@FILE@" }]);
+    let text = serde_json::to_string(&p)?;
+    let (head, tail) = text
+        .split_once("\"@FILE@\"")
+        .context("the file placeholder is missing")?;
+    let mut body = Vec::with_capacity(head.len() + tail.len() + size / 3 * 4 + size / 10 + 8);
+    body.extend_from_slice(head.as_bytes());
+    body.push(b'"');
+    base64_into(&data, escape_slashes, &mut body);
+    body.push(b'"');
+    body.extend_from_slice(tail.as_bytes());
+    Ok(body)
+}
+
+fn base64_into(data: &[u8], escape_slashes: bool, out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut put = |c: u8| {
+        if escape_slashes && c == b'/' {
+            out.push(b'\\');
+        }
+        out.push(c);
+    };
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                put(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]);
+            } else {
+                put(b'=');
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- send
+
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    pub approvals: usize,
+    pub concurrency: usize,
+    /// From the first approval call to the last referral `sent`.
+    pub elapsed: Duration,
+    /// From the first approval call to the last 202.
+    pub approve_elapsed: Duration,
+    pub approve_latency: Latency,
+    pub sent: usize,
+    /// ACCloud calls refbridge made, per endpoint (from the simulator's journal).
+    pub calls: BTreeMap<&'static str, usize>,
+    pub duplicates_empty: bool,
+    /// The baseline: the same creates, same concurrency, no persistence.
+    pub baseline_elapsed: Duration,
+    pub baseline_calls: BTreeMap<&'static str, usize>,
+}
+
+/// The endpoints that create an object.
+fn is_create(endpoint: &str) -> bool {
+    matches!(
+        endpoint,
+        "client_create"
+            | "service_create"
+            | "authorization_create"
+            | "referral_create"
+            | "attachment_upload"
+    )
+}
+
+impl SendReport {
+    pub fn per_sec(&self) -> f64 {
+        self.approvals as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn baseline_per_sec(&self) -> f64 {
+        self.approvals as f64 / self.baseline_elapsed.as_secs_f64()
+    }
+
+    pub fn total_calls(&self) -> usize {
+        self.calls.values().sum()
+    }
+
+    pub fn creates(&self) -> usize {
+        self.calls
+            .iter()
+            .filter(|(k, _)| is_create(k))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn calls_per_approval(&self) -> f64 {
+        self.total_calls() as f64 / self.approvals.max(1) as f64
+    }
+
+    pub fn creates_per_approval(&self) -> f64 {
+        self.creates() as f64 / self.approvals.max(1) as f64
+    }
+}
+
+impl fmt::Display for SendReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Approve and send {} referrals, concurrency {}, simulator faults off, embedded SQLite, {} CPUs",
+            self.approvals,
+            self.concurrency,
+            cpus()
+        )?;
+        writeln!(
+            f,
+            "  refbridge (approve + durable send) {:>8.1} approvals/s  ({:.2} s; approval calls p50 {:.1} ms, p99 {:.1} ms, all 202 after {:.2} s)",
+            self.per_sec(),
+            self.elapsed.as_secs_f64(),
+            ms(self.approve_latency.p50),
+            ms(self.approve_latency.p99),
+            self.approve_elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  baseline (same creates, no store)  {:>8.1} referrals/s  ({:.2} s)",
+            self.baseline_per_sec(),
+            self.baseline_elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  ratio refbridge / baseline         {:>8.2}",
+            self.per_sec() / self.baseline_per_sec()
+        )?;
+        writeln!(
+            f,
+            "  ACCloud calls per approval         {:>8.2}  (creates {:.2}; minimum 5: client, service, authorization, referral, attachment)",
+            self.calls_per_approval(),
+            self.creates_per_approval()
+        )?;
+        let calls: Vec<String> = self.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            f,
+            "  calls by endpoint                  {}",
+            calls.join(", ")
+        )?;
+        let base: Vec<String> = self
+            .baseline_calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        writeln!(
+            f,
+            "  baseline calls by endpoint         {}",
+            base.join(", ")
+        )?;
+        write!(
+            f,
+            "  referrals sent {} of {}; simulator duplicates report {}",
+            self.sent,
+            self.approvals,
+            if self.duplicates_empty {
+                "empty"
+            } else {
+                "NOT EMPTY"
+            }
+        )
+    }
+}
+
+fn accloud_for(sim: &RunningSim, cfg: &Config) -> anyhow::Result<Arc<HttpAcCloud>> {
+    let cred = sim
+        .handle()
+        .config()
+        .credentials
+        .api
+        .first()
+        .cloned()
+        .context("the simulator has no API credential")?;
+    let mut ac = AcCloudConfig::new(
+        &sim.base_url(),
+        SecretString::from(cred.key),
+        SecretString::from(cred.secret),
+    )
+    .map_err(|e| anyhow::anyhow!("accloud: {e}"))?;
+    ac.timeout = Duration::from_millis(cfg.accloud.request_timeout_ms);
+    Ok(Arc::new(
+        HttpAcCloud::new(ac).map_err(|e| anyhow::anyhow!("accloud: {e}"))?,
+    ))
+}
+
+async fn start_sim(approvals: usize) -> anyhow::Result<RunningSim> {
+    refbridge_accloud_sim::start(SimConfig {
+        journal_capacity: (approvals * 20).max(100_000),
+        ..SimConfig::default()
+    })
+    .await
+    .context("cannot start the ACCloud simulator")
+}
+
+fn count_calls(sim: &RunningSim) -> BTreeMap<&'static str, usize> {
+    let mut calls = BTreeMap::new();
+    for e in sim.handle().journal() {
+        let name = e.endpoint.map(Endpoint::as_str).unwrap_or("unmatched");
+        *calls.entry(name).or_insert(0) += 1;
+    }
+    calls
+}
+
+/// Terms that pass every rule: one VISITS authorization starting next week, a named funder.
+fn bench_terms() -> Value {
+    let today = chrono::Utc::now().date_naive();
+    json!({
+        "service": { "funder_name": "Blue Cross Blue Shield", "instructions": "Ring the bell twice" },
+        "authorizations": [{
+            "start_date": (today + chrono::Duration::days(7)).to_string(),
+            "end_date": (today + chrono::Duration::days(67)).to_string(),
+            "rule_type": "VISITS", "rule_weekly": 2, "rule_period": 10,
+            "authorization_number": "BENCH-0001"
+        }],
+        "referral": { "comment": "Approved by refbridge bench",
+                      "case_manager": { "name": "Case Manager", "phone": "555-000-0000" } }
+    })
+}
+
+pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
+    let n = args.approvals.max(1);
+    let c = args.concurrency.max(1);
+    let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
+    let cfg = scratch_config(cfg, dir.path());
+    let state = crate::open_state(&cfg).await?;
+    let intake_token = new_token(&state, "bench-intake", Role::Intake).await?;
+    let reviewer = new_token(&state, "bench-reviewer", Role::Reviewer).await?;
+    let api = Api::start(state.clone()).await?;
+    let http = reqwest::Client::new();
+
+    // Not measured: the referral requests come in first.
+    let base: Value = serde_json::from_str(PAYLOAD).context("the example payload")?;
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..n)
+            .map(|i| serde_json::to_vec(&referral_payload(&base, i)))
+            .collect::<Result<_, _>>()?,
+    );
+    {
+        let (http, url, token, bodies) = (
+            http.clone(),
+            format!("{}/referral_request", api.base),
+            intake_token.clone(),
+            bodies.clone(),
+        );
+        let posted = drive(n, c, move |i| {
+            let (http, url, token, bodies) =
+                (http.clone(), url.clone(), token.clone(), bodies.clone());
+            async move { post_json(&http, &url, &token, bodies[i].clone(), 200).await }
+        })
+        .await?;
+        all_ok("intakes", &posted)?;
+    }
+
+    let sim = start_sim(n).await?;
+    let accloud = accloud_for(&sim, &cfg)?;
+    let engine = runtime::engine(
+        &state,
+        accloud.clone(),
+        EngineConfig {
+            concurrency: c,
+            ..runtime::engine_config(&cfg)
+        },
+    );
+    let (stop_engine, mut rx) = watch::channel(false);
+    let worker = tokio::spawn(engine.run(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+
+    // Measured: approvals in, sends out, until every referral is sent.
+    let terms = serde_json::to_vec(&bench_terms())?;
+    let started = Instant::now();
+    let approved = {
+        let (http, base_url, token) = (http.clone(), api.base.clone(), reviewer.clone());
+        drive(n, c, move |i| {
+            let (http, token, body) = (http.clone(), token.clone(), terms.clone());
+            let url = format!("{base_url}/v1/referral-requests/{}/approval", request_id(i));
+            async move { post_json(&http, &url, &token, body, 202).await }
+        })
+        .await?
+    };
+    let approve_elapsed = started.elapsed();
+    all_ok("approvals", &approved)?;
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut last_check = Instant::now();
+    loop {
+        if state.store.count_unfinished_sends().await? == 0 {
+            break;
+        }
+        if last_check.elapsed() > Duration::from_secs(1) {
+            last_check = Instant::now();
+            let stuck = count_status(&state, ReferralStatus::NeedsAttention).await?;
+            if stuck > 0 {
+                bail!("{stuck} referrals need attention: the send did not go through");
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("sends not finished after {} s", args.timeout_secs);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop_engine.send(true);
+    let _ = worker.await;
+    let sent = count_status(&state, ReferralStatus::Sent).await?;
+    let calls = count_calls(&sim);
+    let duplicates_empty = sim.handle().duplicates().is_empty();
+    sim.shutdown().await;
+
+    // What the baseline sends: the same records and terms, read before its clock starts.
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = RequestId::parse(&request_id(i)).context("bench request id")?;
+        let rec = state
+            .store
+            .get_referral(id)
+            .await?
+            .context("a posted referral is missing")?;
+        records.push(rec);
+    }
+    let approval = state
+        .store
+        .approval(records[0].request_id)
+        .await?
+        .context("the approval is missing")?;
+    let terms: ApprovalTerms =
+        serde_json::from_value(approval.terms).context("the stored approval terms")?;
+    drop(http);
+    api.stop().await;
+
+    let sim = start_sim(n).await?;
+    let baseline_elapsed = baseline(&sim, &cfg, &state, records, terms, c).await?;
+    let baseline_calls = count_calls(&sim);
+    sim.shutdown().await;
+    state.store.close().await;
+
+    Ok(SendReport {
+        approvals: n,
+        concurrency: c,
+        elapsed,
+        approve_elapsed,
+        approve_latency: Latency::of(approved.into_iter().map(|(d, _)| d).collect()),
+        sent,
+        calls,
+        duplicates_empty,
+        baseline_elapsed,
+        baseline_calls,
+    })
+}
+
+/// What the engine resolves once and caches.
+struct Reference {
+    group: GroupId,
+    funder: FunderId,
+    code: ServiceCodeId,
+}
+
+/// The same ACCloud calls as the send, `concurrency` referrals at once, nothing persisted:
+/// the lookups the engine caches, then per referral client, service, authorizations,
+/// referral and attachments, built as `refbridge_saga::steps` builds them.
+async fn baseline(
+    sim: &RunningSim,
+    cfg: &Config,
+    state: &AppState,
+    records: Vec<ReferralRecord>,
+    terms: ApprovalTerms,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let ac = accloud_for(sim, cfg)?;
+    let n = records.len();
+    let records = Arc::new(records);
+    let terms = Arc::new(terms);
+    let files_root = state.files.clone();
+    let hq = BranchId(cfg.accloud.hq_branch_id);
+    let folder_group = cfg.accloud.csi_group.clone();
+
+    let started = Instant::now();
+    let group = lookup::find_client_group(ac.as_ref(), &folder_group, Some(hq))
+        .await?
+        .context("the simulator has no CSI group")?
+        .id;
+    let funder = match &terms.service.funder {
+        Ref::Id(id) => FunderId(*id),
+        Ref::Name(name) => {
+            lookup::find_funder(ac.as_ref(), name, None)
+                .await?
+                .context("the simulator has no such funder")?
+                .id
+        }
+    };
+    let code = match &terms.service.service_code {
+        Ref::Id(id) => ServiceCodeId(*id),
+        Ref::Name(name) => {
+            lookup::find_service_code(ac.as_ref(), name, None)
+                .await?
+                .context("the simulator has no such service code")?
+                .id
+        }
+    };
+    let supplier = SupplyPersonaId(records[0].request.agency.alayamarket_org_id);
+    lookup::find_trusted_supplier(ac.as_ref(), supplier)
+        .await?
+        .context("the agency is not in the simulator's trusted network")?;
+    let reference = Arc::new(Reference {
+        group,
+        funder,
+        code,
+    });
+    let results = drive(n, concurrency, move |i| {
+        let (ac, records, terms, reference, files_root) = (
+            ac.clone(),
+            records.clone(),
+            terms.clone(),
+            reference.clone(),
+            files_root.clone(),
+        );
+        async move {
+            send_one(
+                ac.as_ref(),
+                &records[i],
+                &terms,
+                &reference,
+                hq,
+                &files_root,
+            )
+            .await
+        }
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    all_ok("baseline sends", &results)?;
+    Ok(elapsed)
+}
+
+async fn send_one(
+    ac: &dyn AcCloud,
+    rec: &ReferralRecord,
+    t: &ApprovalTerms,
+    r: &Reference,
+    hq: BranchId,
+    files: &refbridge_storage::FileStore,
+) -> anyhow::Result<()> {
+    let c = &rec.request.client;
+    let mut demo = Demographics::new(c.first_name.clone(), c.last_name.clone());
+    for (k, v) in [
+        ("birthday", c.birthday.map(|b| b.to_string())),
+        (
+            "gender",
+            c.gender
+                .as_deref()
+                .map(|g| match g.to_ascii_uppercase().as_str() {
+                    "F" | "FEMALE" => "F".to_owned(),
+                    "M" | "MALE" => "M".to_owned(),
+                    _ => "O".to_owned(),
+                }),
+        ),
+        ("email", c.email.clone()),
+        ("phone_main", c.phone_main.clone()),
+        ("address", c.address.clone()),
+        ("city", c.city.clone()),
+        ("state", c.state.clone()),
+        ("zip", c.zip.clone()),
+        ("country", c.country.clone()),
+    ] {
+        if let Some(v) = v {
+            demo = demo.with(k, v);
+        }
+    }
+    let client = ac
+        .create_client(&NewClient {
+            external_id: rec.patient_id.to_string(),
+            branch_id: Some(hq),
+            demographics: demo,
+            language: None,
+            groups: vec![r.group],
+            timezone: Some(c.timezone.name().to_owned()),
+        })
+        .await?
+        .id;
+    let mut profile = BTreeMap::new();
+    profile.insert(
+        "target_agency".to_owned(),
+        Value::String(rec.request.agency.name.clone()),
+    );
+    let service = ac
+        .create_service(&NewService {
+            service_id: rec.request_id.to_string(),
+            name: t.service.name.clone(),
+            client: ServiceClientRef::AlayaCare(client),
+            start_date: t.service.start_date,
+            projected_end_date: t.service.end_date,
+            funding_methodology: FundingMethodology::SingleFunder,
+            funders: vec![FunderShare {
+                funder_id: r.funder,
+                is_primary: true,
+                percentage: 100,
+            }],
+            service_code: ServiceCodeRef::Id(r.code),
+            service_instructions: t.service.instructions.clone(),
+            notes: None,
+            use_client_address: Some(true),
+            profile,
+        })
+        .await?
+        .id;
+    let mut authorization_ids: Vec<AuthorizationId> = Vec::new();
+    for a in &t.authorizations {
+        let l = &a.limits;
+        let cm = a.case_manager.clone().unwrap_or_default();
+        let created = ac
+            .create_authorization(&NewAuthorization {
+                client_id: client,
+                service_ids: vec![service],
+                start_at: a.start_date,
+                end_at: Some(a.end_date),
+                methodology: AuthorizationMethodology::Service,
+                rule_type: match a.rule_type {
+                    approval::RuleType::Hours => refbridge_accloud::RuleType::Hours,
+                    approval::RuleType::Visits => refbridge_accloud::RuleType::Visits,
+                },
+                limits: AuthorizationLimits {
+                    daily: l.rule_daily,
+                    weekly: l.rule_weekly,
+                    monthly: l.rule_monthly,
+                    period: l.rule_period,
+                    monday: l.rule_monday,
+                    tuesday: l.rule_tuesday,
+                    wednesday: l.rule_wednesday,
+                    thursday: l.rule_thursday,
+                    friday: l.rule_friday,
+                    saturday: l.rule_saturday,
+                    sunday: l.rule_sunday,
+                },
+                first_day_of_week: a.first_day_of_week,
+                authorization_number: a.authorization_number.clone(),
+                member_number: a.member_number.clone(),
+                program_id: a.program_id.clone(),
+                notes: a.notes.clone(),
+                case_manager: AuthorizationCaseManager {
+                    name: cm.name,
+                    phone: cm.phone,
+                    fax: cm.fax,
+                    email: cm.email,
+                },
+            })
+            .await?;
+        authorization_ids.push(created.id);
+    }
+    let (start, end) = t.referral_dates().context("no authorization dates")?;
+    let tz = c.timezone.tz();
+    let (Some(start_at), Some(end_at)) = (
+        refbridge_saga::steps::local_midnight(start, tz),
+        refbridge_saga::steps::local_midnight(end, tz),
+    ) else {
+        bail!("the referral dates do not exist in the client's time zone");
+    };
+    let referral = ac
+        .create_referral(
+            service,
+            &NewReferral {
+                care_type: match t.referral.care_type {
+                    approval::CareType::Nursing => refbridge_accloud::CareType::Nursing,
+                    approval::CareType::Psw => refbridge_accloud::CareType::Psw,
+                },
+                referral_type: match t.referral.referral_type {
+                    approval::ReferralType::Service => refbridge_accloud::ReferralType::Service,
+                    approval::ReferralType::Visit => refbridge_accloud::ReferralType::Visit,
+                },
+                start_at,
+                end_at,
+                supply_persona_id: SupplyPersonaId(rec.request.agency.alayamarket_org_id),
+                authorization_ids,
+                comment: t.referral.comment.clone(),
+                case_manager: t.referral.case_manager.clone().map(|c| CaseManager {
+                    name: c.name,
+                    phone_number: c.phone,
+                    fax_number: c.fax,
+                    email: c.email,
+                }),
+            },
+        )
+        .await?;
+    for f in &rec.files {
+        let path: PathBuf = files.path_of(&f.sha256);
+        ac.upload_client_attachment(
+            referral.id(),
+            &AttachmentUpload {
+                path,
+                file_name: refbridge_saga::steps::attachment_name(&rec.request_id.to_string(), f),
+                content_type: Some(f.media_type.clone()),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
