@@ -73,8 +73,8 @@ async fn many_approvals_with_faults_and_killed_workers_all_end_sent_exactly_once
             start.elapsed() < Duration::from_secs(240),
             "{sent}/{n} sent after 240 s"
         );
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        if kills < 4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if kills < 6 {
             app.kill_workers();
             kills += 1;
             generation += 1;
