@@ -197,7 +197,7 @@ async fn approve(
         .approve(id, &terms_json, &hash, &steps, &plans, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     let status = state
         .store
         .get_referral(id)
@@ -295,7 +295,7 @@ async fn resume(
         )
         .await
         .map_err(|e| send_error(id, e))?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     let approval = state
         .store
         .approval(id)
@@ -493,7 +493,7 @@ async fn change(
         .record_change(id, &change, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     tracing::info!(request_id = %id, change_no, steps = change.steps.len(), "change of terms queued");
     response.change_no = Some(change_no);
     response.status = ReferralStatus::Sending;
@@ -592,7 +592,7 @@ async fn cancel(
         .record_change(id, &change, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     tracing::info!(request_id = %id, change_no, "cancellation queued");
     response.changed = true;
     response.change_no = Some(change_no);
@@ -705,7 +705,7 @@ async fn documents(
         .record_change(id, &change, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     tracing::info!(request_id = %id, change_no, files = change.files.len(), "documents queued");
     Ok((
         StatusCode::ACCEPTED,
