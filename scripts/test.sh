@@ -1,5 +1,45 @@
 #!/usr/bin/env bash
-# The test command: the whole workspace's tests. Run from anywhere.
+# The test command: the whole workspace's tests, once on SQLite and once on PostgreSQL.
+# Run from anywhere; extra arguments go to both `cargo test` runs.
+#
+# The test harnesses pick the backend from REFBRIDGE_TEST_DATABASE (sqlite | postgres) and
+# give every test its own fresh database (refbridge_storage::test_util). For the PostgreSQL
+# half, REFBRIDGE_TEST_POSTGRES_URL names an admin URL; when it is not given, a throwaway
+# PostgreSQL 15 is started on loopback (scripts/start-postgres.sh) and stopped at the end.
+# The tests are compiled once: the second run reuses the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked "$@"
+source scripts/start-postgres.sh
+
+started=""
+cleanup() {
+    if [[ -n "$started" ]]; then refbridge_pg_stop "$started"; fi
+}
+trap cleanup EXIT INT TERM
+
+if [[ -z "${REFBRIDGE_TEST_POSTGRES_URL:-}" ]]; then
+    refbridge_pg_start
+    started="$REFBRIDGE_PG_DIR"
+fi
+
+t0=$SECONDS
+echo "== tests on SQLite"
+REFBRIDGE_TEST_DATABASE=sqlite cargo test --workspace --locked "$@"
+t1=$SECONDS
+echo "== tests on PostgreSQL"
+REFBRIDGE_TEST_DATABASE=postgres cargo test --workspace --locked "$@"
+t2=$SECONDS
+
+echo "== multi-process chaos on PostgreSQL (short form; scripts/chaos-postgres.sh runs 500)"
+CHAOS_PROFILE=debug CHAOS_APPROVALS="${CHAOS_APPROVALS:-60}" scripts/chaos-postgres.sh
+t3=$SECONDS
+
+if [[ -z "$started" ]] && command -v psql >/dev/null 2>&1; then
+    # A server we were given: drop the per-test databases (templates are kept for next time).
+    psql -qAt "$REFBRIDGE_TEST_POSTGRES_URL" -c \
+        "SELECT datname FROM pg_database WHERE datname LIKE 'refbridge\_t\_%'" |
+        while read -r db; do
+            psql -q "$REFBRIDGE_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
+        done
+fi
+echo "== green: SQLite (with the build) $((t1 - t0)) s, PostgreSQL $((t2 - t1)) s, chaos $((t3 - t2)) s"

@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
 
+/// `REFBRIDGE_*` variables that are not settings: the `--config` flag's variable, the test
+/// harness's (`REFBRIDGE_TEST_*`) and `scripts/start-postgres.sh`'s (`REFBRIDGE_PG_*`).
+const NOT_SETTINGS: [&str; 3] = ["config", "test_", "pg_"];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -41,6 +45,8 @@ pub struct AcCloudSettings {
     pub attachments_folder: String,
     pub request_timeout_ms: u64,
     pub simulator_listen: String,
+    /// ACCloud calls per second across every process sharing the database; 0 = unlimited.
+    pub max_requests_per_second: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,7 +163,14 @@ impl Config {
         if let Some(path) = file {
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(Env::prefixed("REFBRIDGE_").split("__"))
+        fig.merge(
+            Env::prefixed("REFBRIDGE_")
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    !NOT_SETTINGS.iter().any(|p| key.starts_with(p))
+                })
+                .split("__"),
+        )
     }
 
     /// Loads and checks the configuration.
@@ -279,6 +292,19 @@ mod tests {
             assert_eq!(cfg.listen, "127.0.0.1:9100");
             assert_eq!(cfg.log.format, LogFormat::Pretty);
             assert_eq!(cfg.files_dir, PathBuf::from("/tmp/f"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn test_harness_and_flag_variables_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("REFBRIDGE_TEST_DATABASE", "postgres");
+            jail.set_env("REFBRIDGE_PG_DIR", "/tmp/x");
+            jail.set_env("REFBRIDGE_CONFIG", "c.toml");
+            jail.set_env("REFBRIDGE_ACCLOUD__MAX_REQUESTS_PER_SECOND", "20");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.accloud.max_requests_per_second, 20);
             Ok(())
         });
     }

@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod rate_budget;
 pub mod runtime;
 pub mod telemetry;
 

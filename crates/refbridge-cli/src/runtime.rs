@@ -10,7 +10,10 @@ use refbridge_accloud_sim::{RunningSim, SimConfig};
 use refbridge_api::AppState;
 use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
 
+use refbridge_storage::Backend;
+
 use crate::config::{AcCloudTarget, Config};
+use crate::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
 
 /// The ACCloud this process talks to, and the simulator behind it when there is one.
 pub struct AcCloudLink {
@@ -97,6 +100,31 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
         csi_group: a.csi_group.clone(),
         attachments_folder: a.attachments_folder.clone(),
     }
+}
+
+/// `client` behind the ACCloud rate budget every process on this database shares
+/// (`accloud.max_requests_per_second`, and any process's `Retry-After`).
+pub fn budgeted(cfg: &Config, state: &AppState, client: Arc<dyn AcCloud>) -> Arc<dyn AcCloud> {
+    Arc::new(RateBudgeted::new(
+        client,
+        Budget::new(
+            state.store.clone(),
+            ACCLOUD_BUDGET,
+            cfg.accloud.max_requests_per_second,
+        ),
+    ))
+}
+
+/// On PostgreSQL, a task that wakes this process's workers when any process queues a send
+/// (`LISTEN refbridge_send`); `None` on SQLite, where the API wakes them directly. Polling
+/// (`worker.poll_interval_ms`) stays the fallback.
+pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    (state.store.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(refbridge_storage::listen_for_sends(
+            cfg.database_url.expose().to_owned(),
+            state.wake.clone(),
+        ))
+    })
 }
 
 /// The send engine over the app's store, woken by the API's wake handle.

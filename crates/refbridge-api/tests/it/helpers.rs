@@ -33,7 +33,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
     capture_logs();
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
@@ -131,9 +131,19 @@ pub async fn status_json(res: reqwest::Response) -> (u16, Value) {
 }
 
 /// Every log line written by any test of this binary, at trace level.
+/// sqlx's timings (`elapsed=1.45458ms`) are left out: their digits could look like a value.
 pub fn logs() -> String {
     let buf = LOGS.get().expect("logs captured").lock().expect("lock");
-    String::from_utf8_lossy(&buf).into_owned()
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .map(|l| {
+            l.split(' ')
+                .filter(|w| !w.starts_with("elapsed=") && !w.starts_with("elapsed_secs="))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();

@@ -12,7 +12,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let link = runtime::connect_accloud(&cfg).await?;
     let worker = if cfg.worker.enabled {
-        let engine = runtime::engine(&state, link.client.clone(), runtime::engine_config(&cfg));
+        let accloud = runtime::budgeted(&cfg, &state, link.client.clone());
+        let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
         let mut rx = stop_rx.clone();
         Some(tokio::spawn(async move {
             engine
@@ -21,6 +22,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 })
                 .await;
         }))
+    } else {
+        None
+    };
+    let listen = if cfg.worker.enabled {
+        runtime::spawn_send_listener(&cfg, &state)
     } else {
         None
     };
@@ -37,6 +43,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;
+    }
+    if let Some(l) = listen {
+        l.abort();
     }
     if let Some(sim) = link.simulator {
         sim.shutdown().await;

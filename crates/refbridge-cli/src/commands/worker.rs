@@ -11,7 +11,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let state = crate::open_state(&cfg).await?;
     let link = runtime::connect_accloud(&cfg).await?;
-    let engine = runtime::engine(&state, link.client, runtime::engine_config(&cfg));
+    let accloud = runtime::budgeted(&cfg, &state, link.client);
+    let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
+    let listen = runtime::spawn_send_listener(&cfg, &state);
     engine.run(crate::shutdown_signal()).await;
+    if let Some(l) = listen {
+        l.abort();
+    }
     Ok(())
 }

@@ -25,6 +25,8 @@ pub struct TestApp {
     pub sim: RunningSim,
     pub accloud: Arc<HttpAcCloud>,
     pub engine_cfg: EngineConfig,
+    /// The test's own database (SQLite or PostgreSQL: `REFBRIDGE_TEST_DATABASE`).
+    pub db_url: String,
     workers: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -55,7 +57,7 @@ pub async fn spawn_app() -> TestApp {
 /// `run_worker`: start one background engine (tests that drive the engine by hand say no).
 pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+    let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
@@ -129,6 +131,7 @@ pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
         sim,
         accloud,
         engine_cfg: test_engine_config("worker-a"),
+        db_url: url,
         workers: Vec::new(),
         _dir: dir,
     };

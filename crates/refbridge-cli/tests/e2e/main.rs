@@ -6,5 +6,7 @@ mod changes;
 mod chaos;
 mod faults;
 mod helpers;
+mod multiprocess;
 mod plans;
 mod send;
+mod workers;

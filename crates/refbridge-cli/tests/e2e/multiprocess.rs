@@ -1,0 +1,340 @@
+//! Several `refbridge worker` processes over one PostgreSQL database (run by
+//! `scripts/chaos-postgres.sh` and `scripts/bench-workers.sh`; `#[ignore]`d in the plain suite
+//! because they restart the database or load the machine).
+//!
+//! - The chaos test: three worker processes, many approvals with mixed ambiguous faults,
+//!   workers SIGKILLed and restarted at random, the database restarted once. Every referral
+//!   must end sent, with exactly one object per natural key in ACCloud (the simulator's
+//!   duplicates report), nothing left in the queue, and the shared rate budget never exceeded
+//!   in any one-second window of the simulator's journal.
+//! - The benchmark: approvals per second with N worker processes, faults off.
+//!
+//! The API and the simulator run in the test process (on loopback ports); the workers are
+//! the real binary, configured by environment as an operator would.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng};
+use refbridge_accloud_sim::{FaultConfig, FaultProbabilities, SimConfig};
+use refbridge_storage::Backend;
+
+use crate::helpers::{TestApp, sample_terms, spawn_app_with};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The worker processes, killed when dropped (a failed test leaves none behind).
+struct Workers {
+    env: Vec<(String, String)>,
+    logs: PathBuf,
+    children: Vec<Option<Child>>,
+    started: usize,
+}
+
+impl Workers {
+    fn new(app: &TestApp, count: usize, per_second: u32, logs: PathBuf) -> Workers {
+        let cred = SimConfig::default().credentials.api[0].clone();
+        let env = [
+            ("REFBRIDGE_DATABASE_URL", app.db_url.clone()),
+            (
+                "REFBRIDGE_FILES_DIR",
+                app.state.files.root().display().to_string(),
+            ),
+            ("REFBRIDGE_ACCLOUD__TARGET", "url".into()),
+            ("REFBRIDGE_ACCLOUD__URL", app.sim.base_url()),
+            ("REFBRIDGE_ACCLOUD__API_KEY", cred.key),
+            ("REFBRIDGE_ACCLOUD__API_SECRET", cred.secret),
+            ("REFBRIDGE_ACCLOUD__REQUEST_TIMEOUT_MS", "1000".into()),
+            (
+                "REFBRIDGE_ACCLOUD__MAX_REQUESTS_PER_SECOND",
+                per_second.to_string(),
+            ),
+            ("REFBRIDGE_WORKER__LEASE_SECS", "3".into()),
+            ("REFBRIDGE_WORKER__SETTLE_DELAY_MS", "1500".into()),
+            ("REFBRIDGE_WORKER__POLL_INTERVAL_MS", "500".into()),
+            ("REFBRIDGE_WORKER__MAX_ATTEMPTS", "40".into()),
+            ("REFBRIDGE_WORKER__CONCURRENCY", "8".into()),
+            ("REFBRIDGE_LOG__FILTER", "warn".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut w = Workers {
+            env,
+            logs,
+            children: (0..count).map(|_| None).collect(),
+            started: 0,
+        };
+        for i in 0..count {
+            w.start(i);
+        }
+        w
+    }
+
+    fn start(&mut self, i: usize) {
+        self.started += 1;
+        let log = std::fs::File::create(self.logs.join(format!("worker-{}.log", self.started)))
+            .expect("worker log");
+        let child = Command::new(env!("CARGO_BIN_EXE_refbridge"))
+            .arg("worker")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("REFBRIDGE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start refbridge worker");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: the process stops wherever it is.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Posts and approves `n` referrals (each its own patient).
+async fn approve_many(app: &TestApp, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("00000000-0000-4000-9000-{i:012}"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut p = app.payload(id, 20_000 + i as i64);
+        p["client"]["last_name"] = serde_json::json!(format!("Multi{i}"));
+        app.post_referral(&p).await;
+        let (s, b) = app.approve(id, &sample_terms()).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    ids
+}
+
+/// Referrals sent, from the database (tolerates a database restart: `None` while it is down).
+async fn count_sent(app: &TestApp) -> Option<(i64, i64)> {
+    let store = &app.state.store;
+    let unfinished = store.count_unfinished_sends().await.ok()?;
+    let m = store.queue_metrics().await.ok()?;
+    Some((unfinished, m.paused))
+}
+
+/// The most calls the simulator received within any one second (a sliding window), and the
+/// most within one calendar second.
+fn peaks(at: &[DateTime<Utc>]) -> (usize, usize) {
+    let mut at = at.to_vec();
+    at.sort();
+    let (mut sliding, mut first) = (0, 0);
+    for last in 0..at.len() {
+        while at[last] - at[first] >= chrono::Duration::seconds(1) {
+            first += 1;
+        }
+        sliding = sliding.max(last - first + 1);
+    }
+    let mut per_second = std::collections::HashMap::new();
+    for t in &at {
+        *per_second.entry(t.timestamp()).or_insert(0usize) += 1;
+    }
+    (sliding, per_second.values().copied().max().unwrap_or(0))
+}
+
+/// Restarts the test PostgreSQL server (`scripts/start-postgres.sh`'s `refbridge_pg_restart`).
+fn restart_database() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/start-postgres.sh"
+    );
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{script}' && refbridge_pg_restart"))
+        .status()
+        .expect("run pg_ctl restart");
+    assert!(status.success(), "pg_ctl restart failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the database: run by scripts/chaos-postgres.sh"]
+async fn worker_processes_killed_at_random_and_a_database_restart_lose_and_duplicate_nothing() {
+    let n: usize = env_or("CHAOS_APPROVALS", 500);
+    let seed: u64 = env_or("CHAOS_SEED", 11);
+    let budget: u32 = env_or("CHAOS_MAX_RPS", 60);
+    let processes: usize = 3;
+    let faults = FaultConfig {
+        default: FaultProbabilities {
+            latency: 0.10,
+            latency_min_ms: 5,
+            latency_max_ms: 40,
+            error_before_commit: 0.02,
+            error_after_commit: 0.03,
+            drop_after_commit: 0.03,
+            hang_after_commit: 0.02,
+            hang_ms: 1500,
+            // Each 429 pauses every process for its Retry-After: keep them rare.
+            rate_limited: 0.01,
+            retry_after_secs: 1,
+            indexing_lag: 0.03,
+            indexing_lag_ms: 600,
+            ..FaultProbabilities::default()
+        },
+        ..FaultConfig::none()
+    };
+    let sim_cfg = SimConfig {
+        faults,
+        rng_seed: seed,
+        journal_capacity: 10_000_000,
+        ..SimConfig::default()
+    };
+    let app = spawn_app_with(sim_cfg, false).await;
+    assert_eq!(
+        app.state.store.backend(),
+        Backend::Postgres,
+        "run with REFBRIDGE_TEST_DATABASE=postgres (scripts/chaos-postgres.sh)"
+    );
+    let can_restart = std::env::var_os("REFBRIDGE_PG_DIR").is_some();
+    let logs = tempfile::tempdir().expect("logs");
+    let start = Instant::now();
+    let ids = approve_many(&app, n).await;
+    let approved_in = start.elapsed();
+    let mut workers = Workers::new(&app, processes, budget, logs.path().to_owned());
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = 0;
+    let mut restarted = false;
+    let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(1000..4000));
+    let deadline = Duration::from_secs(env_or("CHAOS_TIMEOUT_SECS", 900));
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some((unfinished, paused)) = count_sent(&app).await else {
+            continue;
+        };
+        assert_eq!(paused, 0, "a send needs attention: see the worker logs");
+        if unfinished == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{unfinished} of {n} not sent after {deadline:?}"
+        );
+        if Instant::now() >= next_kill {
+            let i = rng.random_range(0..processes);
+            workers.kill(i);
+            kills += 1;
+            // Restart at once or a little later: sometimes two are down together.
+            if rng.random_bool(0.7) {
+                workers.start(i);
+            }
+            for j in 0..processes {
+                if workers.children[j].is_none() && j != i {
+                    workers.start(j);
+                }
+            }
+            next_kill = Instant::now() + Duration::from_millis(rng.random_range(1000..4000));
+        }
+        if !restarted && can_restart && (unfinished as usize) < n * 2 / 3 {
+            println!("chaos: restarting PostgreSQL with {unfinished} sends to go");
+            restart_database();
+            restarted = true;
+        }
+    }
+    let elapsed = start.elapsed();
+    workers.kill_all();
+
+    // Every referral is sent, once.
+    for id in &ids {
+        let d = app.detail(id).await;
+        assert_eq!(d["status"], "sent", "{id}: {:#}", d["send"]);
+    }
+    let dups = app.sim().duplicates();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    let s = app.sim().state();
+    assert_eq!(s.clients.len(), n);
+    assert_eq!(s.services.len(), n);
+    assert_eq!(s.authorizations.iter().filter(|a| !a.deleted).count(), n);
+    assert_eq!(s.referrals.len(), n);
+    assert_eq!(s.attachments.len(), n);
+    assert_eq!(app.state.store.count_unfinished_sends().await.unwrap(), 0);
+
+    // The shared budget held across the processes.
+    let journal = app.sim().journal();
+    let at: Vec<_> = journal.iter().map(|j| j.at).collect();
+    let (sliding, calendar) = peaks(&at);
+    let faulted = journal.iter().filter(|j| j.fault.is_some()).count();
+    let limited = journal.iter().filter(|j| j.status == Some(429)).count();
+    println!(
+        "chaos-postgres: {n} approvals (approved in {approved_in:.1?}) sent exactly once by {processes} worker \
+         processes in {elapsed:.1?}; {} ACCloud calls, {faulted} faulted ({limited} answered 429); \
+         {kills} worker kills ({} processes started); database restarted: {restarted}; \
+         peak calls in one second: {sliding} sliding, {calendar} calendar (budget {budget}/s); seed {seed}",
+        journal.len(),
+        workers.started,
+    );
+    assert!(faulted > 0, "faults were injected");
+    assert!(kills > 0, "workers were killed");
+    assert!(restarted || !can_restart, "the database was restarted once");
+    assert!(
+        sliding <= budget as usize,
+        "{sliding} calls within one second; the budget is {budget}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by scripts/bench-workers.sh"]
+async fn bench_approvals_per_second_with_worker_processes() {
+    let n: usize = env_or("BENCH_APPROVALS", 300);
+    let processes: usize = env_or("BENCH_WORKERS", 1);
+    let sim_cfg = SimConfig {
+        journal_capacity: 10_000_000,
+        ..SimConfig::default()
+    };
+    let app = spawn_app_with(sim_cfg, false).await;
+    let backend = app.state.store.backend();
+    let logs = tempfile::tempdir().expect("logs");
+    let t0 = Instant::now();
+    approve_many(&app, n).await;
+    let approved_in = t0.elapsed();
+    app.sim().clear_journal();
+
+    let start = Instant::now();
+    let mut workers = Workers::new(&app, processes, 0, logs.path().to_owned());
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some((0, _)) = count_sent(&app).await {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "not all sent after 600 s"
+        );
+    }
+    let elapsed = start.elapsed();
+    workers.kill_all();
+    let calls = app.sim().journal().len();
+    assert!(app.sim().duplicates().is_empty());
+    println!(
+        "bench-workers: {backend:?}, {processes} worker process(es): {n} approvals sent in {:.2} s = {:.1} approvals/s \
+         ({calls} ACCloud calls, {:.1} per approval; intake + approval of all {n} took {:.1} s before the workers started)",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        calls as f64 / n as f64,
+        approved_in.as_secs_f64(),
+    );
+}

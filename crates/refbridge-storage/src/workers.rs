@@ -1,0 +1,225 @@
+//! What several worker processes share through the database: the wake-up channel
+//! (PostgreSQL `LISTEN/NOTIFY`; polling covers SQLite and lost notifications), the ACCloud
+//! rate budget, and the queue figures that readiness and metrics expose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::error::StorageError;
+use crate::{Backend, Store, format_ts, now, parse_ts};
+
+/// The PostgreSQL channel a send job that becomes ready and due is announced on (by a trigger
+/// on `send_jobs`, in the transaction that queues it); the payload is the request id.
+pub const SEND_CHANNEL: &str = "refbridge_send";
+
+/// Listens on [`SEND_CHANNEL`] of the PostgreSQL database at `url` and wakes `wake`'s waiters
+/// on each notification. Reconnects after a failure (waking the workers then too, since
+/// notifications sent meanwhile are lost) and runs until the task is dropped. The workers'
+/// polling stays the fallback.
+pub async fn listen_for_sends(url: String, wake: Arc<tokio::sync::Notify>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => match listener.listen(SEND_CHANNEL).await {
+                Ok(()) => {
+                    tracing::info!(channel = SEND_CHANNEL, "listening for queued sends");
+                    backoff = Duration::from_millis(250);
+                    wake.notify_waiters();
+                    loop {
+                        // `try_recv` gives `None` when the connection was lost.
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => wake.notify_waiters(),
+                            Ok(None) => {
+                                tracing::warn!("send notifications: connection lost; reconnecting");
+                                wake.notify_waiters();
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "send notifications failed; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for queued sends"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot connect to listen for queued sends"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The send queue at a glance, for `/readyz`, `/metrics` and alerts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueMetrics {
+    /// Send jobs waiting for a worker or for their next attempt (`ready`).
+    pub queue_depth: i64,
+    /// Of those, the ones due now.
+    pub due: i64,
+    /// Ready jobs a worker holds a live lease on.
+    pub leased: i64,
+    /// Sends stopped for a reviewer (`needs attention`).
+    pub paused: i64,
+    /// How long the most overdue job has waited for a worker (0 when none is due): grows when
+    /// no worker is claiming.
+    pub oldest_due_wait_seconds: f64,
+    /// Age of the oldest unfinished step of a ready send, since it last moved.
+    pub oldest_pending_step_age_seconds: f64,
+    /// Steps whose last call's outcome is unknown, waiting for a lookup.
+    pub unknown_steps: i64,
+    /// Steps whose intent is committed and whose call may be under way.
+    pub in_flight_steps: i64,
+    /// Age of the oldest unknown step.
+    pub oldest_unknown_step_age_seconds: f64,
+    /// PostgreSQL: age of the oldest open transaction of any other session (long-held
+    /// transactions stop VACUUM and make the queue slow). `None` on SQLite.
+    pub oldest_transaction_age_seconds: Option<f64>,
+}
+
+fn age_seconds(ts: Option<String>, at: chrono::DateTime<Utc>) -> Result<f64, StorageError> {
+    Ok(match ts {
+        Some(s) => ((at - parse_ts(&s)?).num_milliseconds().max(0) as f64) / 1000.0,
+        None => 0.0,
+    })
+}
+
+impl Store {
+    /// The queue figures; a handful of indexed reads.
+    pub async fn queue_metrics(&self) -> Result<QueueMetrics, StorageError> {
+        let at = now();
+        let ts = format_ts(at);
+        let row = sqlx::query(
+            "SELECT \
+               COUNT(*) AS depth, \
+               COALESCE(SUM(CASE WHEN run_at <= $1 THEN 1 ELSE 0 END), 0) AS due, \
+               COALESCE(SUM(CASE WHEN lease_until > $1 THEN 1 ELSE 0 END), 0) AS leased, \
+               MIN(CASE WHEN run_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                   THEN run_at END) AS oldest_due \
+             FROM send_jobs WHERE state = 'ready'",
+        )
+        .bind(&ts)
+        .fetch_one(&self.pool)
+        .await?;
+        let queue_depth: i64 = row.try_get("depth")?;
+        let due: i64 = row.try_get("due")?;
+        let leased: i64 = row.try_get("leased")?;
+        let oldest_due: Option<String> = row.try_get("oldest_due")?;
+        let paused: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state = 'paused'")
+                .fetch_one(&self.pool)
+                .await?;
+        let oldest_pending: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(s.updated_at) FROM send_steps s JOIN send_jobs j ON j.request_id = s.request_id \
+             WHERE j.state = 'ready' AND s.state IN ('pending', 'in_flight', 'unknown')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN state = 'unknown' THEN 1 ELSE 0 END), 0) AS unknown, \
+               COALESCE(SUM(CASE WHEN state = 'in_flight' THEN 1 ELSE 0 END), 0) AS in_flight, \
+               MIN(CASE WHEN state = 'unknown' THEN updated_at END) AS oldest_unknown \
+             FROM send_steps WHERE state IN ('unknown', 'in_flight')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let unknown_steps: i64 = row.try_get("unknown")?;
+        let in_flight_steps: i64 = row.try_get("in_flight")?;
+        let oldest_unknown: Option<String> = row.try_get("oldest_unknown")?;
+        let oldest_transaction_age_seconds = match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let ms: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(CAST(EXTRACT(EPOCH FROM (clock_timestamp() - MIN(xact_start))) * 1000 AS BIGINT), 0) \
+                     FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Some(ms.max(0) as f64 / 1000.0)
+            }
+        };
+        Ok(QueueMetrics {
+            queue_depth,
+            due,
+            leased,
+            paused,
+            oldest_due_wait_seconds: age_seconds(oldest_due, at)?,
+            oldest_pending_step_age_seconds: age_seconds(oldest_pending, at)?,
+            unknown_steps,
+            in_flight_steps,
+            oldest_unknown_step_age_seconds: age_seconds(oldest_unknown, at)?,
+            oldest_transaction_age_seconds,
+        })
+    }
+
+    /// Creates the rate budget `name` when missing.
+    pub async fn rate_budget_ensure(&self, name: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reserves the next call slot of budget `name` (one statement, atomic across processes):
+    /// the slot is the latest of the budget's next slot, `now_us` and its `Retry-After` block,
+    /// and the next slot moves `interval_us` past it. Returns the slot's start (µs since the
+    /// epoch).
+    pub async fn rate_reserve(
+        &self,
+        name: &str,
+        now_us: i64,
+        interval_us: i64,
+    ) -> Result<i64, StorageError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "UPDATE rate_budget SET next_slot_us = \
+               (CASE WHEN next_slot_us >= blocked_until_us AND next_slot_us > $2 THEN next_slot_us \
+                     WHEN blocked_until_us > $2 THEN blocked_until_us \
+                     ELSE $2 END) + $3 \
+             WHERE name = $1 RETURNING next_slot_us",
+        )
+        .bind(name)
+        .bind(now_us)
+        .bind(interval_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        match next {
+            Some(n) => Ok(n - interval_us),
+            None => {
+                self.rate_budget_ensure(name).await?;
+                Box::pin(self.rate_reserve(name, now_us, interval_us)).await
+            }
+        }
+    }
+
+    /// Until when budget `name` is blocked by a `Retry-After` (µs since the epoch; 0 when never).
+    pub async fn rate_blocked_until(&self, name: &str) -> Result<i64, StorageError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT blocked_until_us FROM rate_budget WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Blocks budget `name` until `until_us` (never shortens a block): every process waits.
+    pub async fn rate_block(&self, name: &str, until_us: i64) -> Result<(), StorageError> {
+        self.rate_budget_ensure(name).await?;
+        sqlx::query(
+            "UPDATE rate_budget SET blocked_until_us = \
+               CASE WHEN blocked_until_us > $2 THEN blocked_until_us ELSE $2 END WHERE name = $1",
+        )
+        .bind(name)
+        .bind(until_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
