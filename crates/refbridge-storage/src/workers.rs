@@ -16,10 +16,10 @@ use crate::{Backend, Store, format_ts, now, parse_ts};
 /// on `send_jobs`, in the transaction that queues it); the payload is the request id.
 pub const SEND_CHANNEL: &str = "refbridge_send";
 
-/// Listens on [`SEND_CHANNEL`] of the PostgreSQL database at `url` and wakes `wake`'s waiters
-/// on each notification. Reconnects after a failure (waking the workers then too, since
-/// notifications sent meanwhile are lost) and runs until the task is dropped. The workers'
-/// polling stays the fallback.
+/// Listens on [`SEND_CHANNEL`] of the PostgreSQL database at `url` and wakes this process's
+/// engine (`notify_one`: a wake-up sent while it is busy is kept) on each notification.
+/// Reconnects after a failure (waking the engine then too, since notifications sent meanwhile
+/// are lost) and runs until the task is dropped. The engine's polling stays the fallback.
 pub async fn listen_for_sends(url: String, wake: Arc<tokio::sync::Notify>) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -28,14 +28,14 @@ pub async fn listen_for_sends(url: String, wake: Arc<tokio::sync::Notify>) {
                 Ok(()) => {
                     tracing::info!(channel = SEND_CHANNEL, "listening for queued sends");
                     backoff = Duration::from_millis(250);
-                    wake.notify_waiters();
+                    wake.notify_one();
                     loop {
                         // `try_recv` gives `None` when the connection was lost.
                         match listener.try_recv().await {
-                            Ok(Some(_)) => wake.notify_waiters(),
+                            Ok(Some(_)) => wake.notify_one(),
                             Ok(None) => {
                                 tracing::warn!("send notifications: connection lost; reconnecting");
-                                wake.notify_waiters();
+                                wake.notify_one();
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "send notifications failed; reconnecting");
