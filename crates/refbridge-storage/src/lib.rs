@@ -9,11 +9,8 @@ mod payors;
 mod plans;
 mod referrals;
 mod sends;
-#[cfg(any(test, feature = "test-util"))]
-pub mod test_util;
 mod time;
 mod tokens;
-mod workers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,7 +35,6 @@ pub use sends::{
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
-pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -114,7 +110,14 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace);
         let busy_ms = options.busy_timeout.as_millis();
         let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections)
+            .max_connections(match backend {
+                // SQLite has one writer at a time. With several connections, writers that find
+                // the lock taken sleep in the busy handler (1 to 100 ms steps); with one, they
+                // queue in the pool instead: measured 2.4x the send throughput and a quarter of
+                // the intake p99 at 8 in flight. Reads are short and queue too.
+                Backend::Sqlite => 1,
+                Backend::Postgres => options.max_connections,
+            })
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
