@@ -9,8 +9,11 @@ mod payors;
 mod plans;
 mod referrals;
 mod sends;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 mod time;
 mod tokens;
+mod workers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +38,7 @@ pub use sends::{
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
+pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
