@@ -298,7 +298,8 @@ pub fn local_midnight(
     Some(local.fixed_offset())
 }
 
-fn limits(l: &Limits) -> AuthorizationLimits {
+/// Our limits as ACCloud's authorization fields.
+pub fn limits(l: &Limits) -> AuthorizationLimits {
     AuthorizationLimits {
         daily: l.rule_daily,
         weekly: l.rule_weekly,
@@ -314,7 +315,8 @@ fn limits(l: &Limits) -> AuthorizationLimits {
     }
 }
 
-fn rule_type(r: approval::RuleType) -> RuleType {
+/// Our rule type as ACCloud's.
+pub fn rule_type(r: approval::RuleType) -> RuleType {
     match r {
         approval::RuleType::Hours => RuleType::Hours,
         approval::RuleType::Visits => RuleType::Visits,

@@ -25,10 +25,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use refbridge_accloud::{
     AcCloud, AcCloudConfig, AttachmentUpload, AuthorizationCaseManager, AuthorizationId,
-    AuthorizationLimits, AuthorizationMethodology, BranchId, CaseManager, Demographics, FunderId,
-    FunderShare, FundingMethodology, GroupId, HttpAcCloud, NewAuthorization, NewClient,
-    NewReferral, NewService, SecretString, ServiceClientRef, ServiceCodeId, ServiceCodeRef,
-    SupplyPersonaId, lookup,
+    AuthorizationMethodology, BranchId, CaseManager, Demographics, FunderId, FunderShare,
+    FundingMethodology, GroupId, HttpAcCloud, NewAuthorization, NewClient, NewReferral, NewService,
+    SecretString, ServiceClientRef, ServiceCodeId, ServiceCodeRef, SupplyPersonaId, lookup,
 };
 use refbridge_accloud_sim::{Endpoint, RunningSim, SimConfig};
 use refbridge_api::AppState;
@@ -1190,7 +1189,6 @@ async fn send_one(
         .id;
     let mut authorization_ids: Vec<AuthorizationId> = Vec::new();
     for a in &t.authorizations {
-        let l = &a.limits;
         let cm = a.case_manager.clone().unwrap_or_default();
         let created = ac
             .create_authorization(&NewAuthorization {
@@ -1199,23 +1197,8 @@ async fn send_one(
                 start_at: a.start_date,
                 end_at: Some(a.end_date),
                 methodology: AuthorizationMethodology::Service,
-                rule_type: match a.rule_type {
-                    approval::RuleType::Hours => refbridge_accloud::RuleType::Hours,
-                    approval::RuleType::Visits => refbridge_accloud::RuleType::Visits,
-                },
-                limits: AuthorizationLimits {
-                    daily: l.rule_daily,
-                    weekly: l.rule_weekly,
-                    monthly: l.rule_monthly,
-                    period: l.rule_period,
-                    monday: l.rule_monday,
-                    tuesday: l.rule_tuesday,
-                    wednesday: l.rule_wednesday,
-                    thursday: l.rule_thursday,
-                    friday: l.rule_friday,
-                    saturday: l.rule_saturday,
-                    sunday: l.rule_sunday,
-                },
+                rule_type: refbridge_saga::steps::rule_type(a.rule_type),
+                limits: refbridge_saga::steps::limits(&a.limits),
                 first_day_of_week: a.first_day_of_week,
                 authorization_number: a.authorization_number.clone(),
                 member_number: a.member_number.clone(),
