@@ -17,7 +17,7 @@ use refbridge_domain::plan::{
     ActivePlan, ConflictBehavior, ConflictReason, Decision, DeduplicationStrategy, GroupNumber,
     InsuranceType, MemberNumber, PayorName, PlanFields, PlanOrder, PlanPut, SourceId, decide,
 };
-use refbridge_domain::{FileId, PatientId, PayorId, PlanId};
+use refbridge_domain::{FileId, PatientId, PayorId, PlanId, RequestId};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -170,89 +170,16 @@ pub(crate) mod authorizations {
                 _ => by_request.push((id, vec![index])),
             }
         }
-        let ts = crate::format_ts(at);
         let mut withdrawn = Vec::new();
         for (id, indexes) in by_request {
-            // Whatever of the authorization may exist in ACCloud: created, or being created.
-            let mut touched = Vec::new();
-            for index in &indexes {
-                let state: Option<String> = sqlx::query_scalar(
-                    "SELECT state FROM send_steps WHERE request_id = $1 AND change_no = 0 \
-                     AND kind = 'authorization' AND item = $2",
-                )
-                .bind(&id)
-                .bind(index.to_string())
-                .fetch_optional(&mut **tx)
-                .await?;
-                if matches!(state.as_deref(), Some("done" | "in_flight" | "unknown")) {
-                    touched.push(*index);
-                }
-                withdrawn.push(format!("{id}/authorizations/{index}"));
-            }
-            sqlx::query(
-                "UPDATE send_steps SET state = 'skipped', updated_at = $1 \
-                 WHERE request_id = $2 AND state <> 'done'",
-            )
-            .bind(&ts)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            let next_position: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
-            )
-            .bind(&id)
-            .fetch_one(&mut **tx)
-            .await?;
+            let request = RequestId::parse(&id).map_err(|e| corrupt("request id", e))?;
             let reason = format!("authorization withdrawn: patient plan {plan} was archived");
-            sqlx::query(
-                "INSERT INTO send_changes (request_id, change_no, kind, requested_by, requested_at, reasons_json, comment) \
-                 VALUES ($1, 1, 'withdrawal', $2, $3, $4, NULL)",
-            )
-            .bind(&id)
-            .bind(actor)
-            .bind(&ts)
-            .bind(serde_json::json!([reason]).to_string())
-            .execute(&mut **tx)
-            .await?;
-            for (i, index) in touched.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
-                     VALUES ($1, $2, 1, 'authorization_withdraw', $3, 'pending', 0, $4)",
-                )
-                .bind(&id)
-                .bind(next_position + i as i64)
-                .bind(index.to_string())
-                .bind(&ts)
-                .execute(&mut **tx)
-                .await?;
-            }
-            // A new fencing token takes the send from any worker running it; the deletions
-            // run next, or nothing runs at all.
-            sqlx::query(
-                "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
-                 fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
-            )
-            .bind(if touched.is_empty() { "paused" } else { "ready" })
-            .bind(&ts)
-            .bind(&reason)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("UPDATE referral_requests SET status = 'needs_attention', updated_at = $1 WHERE request_id = $2")
-                .bind(&ts)
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO status_history (id, request_id, status, at, actor, reason) VALUES ($1, $2, 'needs_attention', $3, $4, $5)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&id)
-            .bind(&ts)
-            .bind(actor)
-            .bind(&reason)
-            .execute(&mut **tx)
-            .await?;
+            crate::sends::withdraw(tx, request, &indexes, &reason, at, actor)
+                .await
+                .map_err(|e| match e {
+                    crate::SendError::Storage(s) => s,
+                    other => StorageError::Corrupt(other.to_string()),
+                })?;
             crate::audit::record(
                 tx,
                 at,
@@ -262,6 +189,7 @@ pub(crate) mod authorizations {
                 &serde_json::json!({ "plan_id": plan.to_string(), "authorizations": indexes }),
             )
             .await?;
+            withdrawn.extend(indexes.iter().map(|i| format!("{id}/authorizations/{i}")));
         }
         Ok(withdrawn)
     }

@@ -242,6 +242,115 @@ async fn insert_steps(
     Ok(())
 }
 
+/// Makes the job due now (it runs from its first step not done).
+async fn requeue(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    ts: &str,
+) -> Result<(), SendError> {
+    sqlx::query(
+        "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
+    )
+    .bind(ts)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the terms in force.
+async fn replace_terms(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    terms: &Value,
+    hash: &str,
+    ts: &str,
+) -> Result<(), SendError> {
+    sqlx::query("UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4")
+        .bind(terms.to_string())
+        .bind(hash)
+        .bind(ts)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Withdraws authorizations of a referral whose first send is under way (their plan was
+/// archived), inside the caller's transaction: the remaining steps are skipped, a new
+/// fencing token takes the send from any worker running it, a `withdrawal` change deletes
+/// from ACCloud whatever of the authorizations may exist there (created, or being created),
+/// and the referral needs attention with `reason`.
+pub(crate) async fn withdraw(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    indexes: &[i64],
+    reason: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<(), SendError> {
+    let ts = format_ts(at);
+    let mut steps = Vec::new();
+    for index in indexes {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM send_steps WHERE request_id = $1 AND change_no = 0 \
+             AND kind = 'authorization' AND item = $2",
+        )
+        .bind(id.to_string())
+        .bind(index.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if matches!(state.as_deref(), Some("done" | "in_flight" | "unknown")) {
+            steps.push(NewStep {
+                kind: "authorization_withdraw".into(),
+                item: index.to_string(),
+            });
+        }
+    }
+    sqlx::query("UPDATE send_steps SET state = 'skipped', updated_at = $1 WHERE request_id = $2 AND state <> 'done'")
+        .bind(&ts)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let next_position: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    insert_change(
+        tx,
+        id,
+        1,
+        "withdrawal",
+        actor,
+        &ts,
+        &[reason.to_owned()],
+        None,
+    )
+    .await?;
+    insert_steps(tx, id, 1, next_position, &steps, &ts).await?;
+    sqlx::query(
+        "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
+         fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
+    )
+    .bind(if steps.is_empty() { "paused" } else { "ready" })
+    .bind(&ts)
+    .bind(reason)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    set_status(
+        tx,
+        id,
+        ReferralStatus::NeedsAttention,
+        at,
+        actor,
+        Some(reason),
+    )
+    .await
+}
+
 /// What kind of change is asked after the first send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -760,13 +869,7 @@ impl Store {
         let at = now();
         let ts = format_ts(at);
         if let Some((terms, hash)) = corrected {
-            sqlx::query("UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4")
-                .bind(terms.to_string())
-                .bind(hash)
-                .bind(&ts)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            replace_terms(&mut tx, id, terms, hash, &ts).await?;
         }
         sqlx::query(
             "UPDATE send_steps SET state = 'unknown', attempts = 0, not_before = NULL, updated_at = $1 \
@@ -776,13 +879,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
-        )
-        .bind(&ts)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        requeue(&mut tx, id, &ts).await?;
         set_status(
             &mut tx,
             id,
@@ -869,23 +966,9 @@ impl Store {
         }
         insert_steps(&mut tx, id, change_no, next_position, &steps, &ts).await?;
         if let Some((terms, hash)) = change.terms {
-            sqlx::query(
-                "UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4",
-            )
-            .bind(terms.to_string())
-            .bind(hash)
-            .bind(&ts)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            replace_terms(&mut tx, id, terms, hash, &ts).await?;
         }
-        sqlx::query(
-            "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
-        )
-        .bind(&ts)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        requeue(&mut tx, id, &ts).await?;
         set_status(
             &mut tx,
             id,
