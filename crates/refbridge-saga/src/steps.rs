@@ -905,7 +905,7 @@ pub async fn prepare(
                     ))));
                 };
                 let comment = input
-                    .change(record_change_no(input, step))
+                    .change(input.current_change)
                     .and_then(|c| c.comment.clone());
                 Prepared::ReferralCancel(
                     latest.id(),
@@ -924,7 +924,7 @@ pub async fn prepare(
                     Ok(p) => p,
                     Err(o) => return Ok(Err(o)),
                 };
-                let change = input.change(record_change_no(input, step));
+                let change = input.change(input.current_change);
                 let reasons = change.map(|c| c.reasons.clone()).unwrap_or_default();
                 Prepared::ReferralUpdate {
                     service,
@@ -1036,11 +1036,6 @@ pub async fn create(ac: &dyn AcCloud, prepared: &Prepared) -> Result<Outcome, Ac
 
 /// What a withdrawal's lookup says when the authorization is not (yet) in ACCloud.
 pub const NOT_FOUND_YET: &str = "the withdrawn authorization is not in ACCloud (yet)";
-
-/// The change a step belongs to, for its reasons and comment.
-fn record_change_no(input: &Input<'_>, _step: &Step) -> i64 {
-    input.current_change
-}
 
 #[cfg(test)]
 mod tests {
