@@ -204,13 +204,15 @@ async fn rate_limited_answers_429_with_retry_after_and_creates_nothing() {
     assert!(sim.handle.state().referrals.is_empty());
 }
 
+// The lags are long enough that the "not yet visible" checks hold on a
+// loaded CI machine.
 #[tokio::test]
 async fn indexing_lag_hides_a_new_object_from_lookups_for_a_while() {
     let sim = spawn().await;
     script(
         &sim,
         Endpoint::ServiceCreate,
-        FaultKind::IndexingLag { ms: 600 },
+        FaultKind::IndexingLag { ms: 2_000 },
     );
     let client = sim.create_client("lag").await;
     let id = sim.create_service(client, "lag-s").await;
@@ -232,7 +234,7 @@ async fn indexing_lag_hides_a_new_object_from_lookups_for_a_while() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let r = sim.get("/ext/api/v2/scheduler/services/by_id/lag-s").await;
     assert_eq!(r.status, StatusCode::OK);
 }
@@ -240,11 +242,11 @@ async fn indexing_lag_hides_a_new_object_from_lookups_for_a_while() {
 #[tokio::test]
 async fn configured_indexing_lag_applies_to_every_create() {
     let mut config = guide_config();
-    config.indexing_lag_ms = 400;
+    config.indexing_lag_ms = 2_000;
     let sim = spawn_with(config).await;
     sim.create_client("always-lag").await;
     assert!(!client_exists(&sim, "always-lag").await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert!(client_exists(&sim, "always-lag").await);
 }
 

@@ -142,9 +142,9 @@ async fn with_timeout_sets_the_deadline_of_each_call_through_the_trait() {
             .after(Duration::from_millis(400)),
     )
     .await;
-    // A generous default, lowered for one step: the call must time out.
+    // A generous default, lowered for one step: the call must time out (under
+    // the 10 s default it would succeed after 400 ms).
     let client: Arc<dyn AcCloud> = Arc::new(peer.client(10 * SECOND));
-    let started = Instant::now();
     let err = client
         .with_timeout(Duration::from_millis(100))
         .create_client(&new_client())
@@ -160,7 +160,6 @@ async fn with_timeout_sets_the_deadline_of_each_call_through_the_trait() {
         ),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_millis(390));
 
     // A tight default, raised for one step: the call must succeed.
     let tight: Arc<dyn AcCloud> = Arc::new(peer.client(Duration::from_millis(100)));
