@@ -144,15 +144,30 @@ async fn ensure_template(admin_url: &str) -> String {
         .await
         .expect("migrate the template");
         store.close().await;
-        // The closed pool's server sessions end a moment later: until then the rename fails.
+        // The closed pool's server sessions usually end a moment later, but one has been seen
+        // to stay (idle, for minutes): the rename, and every later `CREATE DATABASE ..
+        // TEMPLATE`, fail while any session is connected. End them.
         let mut tries = 0;
-        while let Err(e) = sqlx::raw_sql(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+        loop {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
             .execute(&mut admin)
             .await
-        {
-            tries += 1;
-            assert!(tries < 100, "rename the template: {e}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            .expect("end the template's sessions");
+            match sqlx::raw_sql(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 20, "rename the template: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
         }
     }
     let _ = sqlx::query("SELECT pg_advisory_unlock(7215001)")
