@@ -184,16 +184,21 @@ impl<'a> Sink<'a> {
             .take()
             .ok_or_else(|| io::Error::other("file already finished"))?;
         let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
         let dest = self.store.path_of(&hash);
         if dest.exists() {
+            // Already stored (and made durable when it was): the copy is not needed.
+            drop(file);
             fs::remove_file(&self.tmp_path)?;
         } else {
-            if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir)?;
-            }
+            // The content, then its name, reach the disk before the caller records the blob.
+            file.sync_all()?;
+            drop(file);
+            let dir = dest
+                .parent()
+                .ok_or_else(|| io::Error::other("blob path has no folder"))?;
+            fs::create_dir_all(dir)?;
             fs::rename(&self.tmp_path, &dest)?;
+            sync_dir(dir)?;
         }
         let media_type = infer::get(&self.head)
             .map(|t| t.mime_type().to_owned())
@@ -204,6 +209,14 @@ impl<'a> Sink<'a> {
             media_type,
         })
     }
+}
+
+/// Makes a rename inside `dir` durable (a no-op where folders cannot be opened as files).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    if cfg!(unix) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Drop for Sink<'_> {
