@@ -29,8 +29,8 @@ pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
 pub use payors::PayorRecord;
 pub use plans::{ArchiveResult, PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, PlanStatus};
 pub use referrals::{
-    DenyError, FileRecord, IntakeOutcome, ListFilter, NewFile, NewReferral, ReferralRecord,
-    ReferralSummary, StatusChange,
+    DenyError, FileRecord, IntakeOutcome, IntakeReceipt, ListFilter, NewFile, NewReferral,
+    ReferralRecord, ReferralSummary, StatusChange,
 };
 pub use sends::{
     ApprovalRecord, ApproveOutcome, ChangeKind, ChangeRecord, JobRecord, Lease, NewChange, NewStep,

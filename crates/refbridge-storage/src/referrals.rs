@@ -39,12 +39,21 @@ pub struct NewReferral {
 
 #[derive(Debug)]
 pub enum IntakeOutcome {
-    /// Recorded now.
-    Created(Box<ReferralRecord>),
+    /// Recorded now, with status `received`.
+    Created(IntakeReceipt),
     /// The same document was recorded before: nothing changed.
     Replayed(Box<ReferralRecord>),
     /// A different document was recorded under this request id before.
     Conflict,
+}
+
+/// What a new intake recorded, known without reading it back.
+#[derive(Debug)]
+pub struct IntakeReceipt {
+    pub patient_id: PatientId,
+    pub files: usize,
+    /// The form's warnings and those of recording its insurances as plans.
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -228,9 +237,11 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-
-        let rec = self.get_referral(id).await?.ok_or(StorageError::NotFound)?;
-        Ok(IntakeOutcome::Created(Box::new(rec)))
+        Ok(IntakeOutcome::Created(IntakeReceipt {
+            patient_id,
+            files: new.files.len(),
+            warnings,
+        }))
     }
 
     pub async fn get_referral(

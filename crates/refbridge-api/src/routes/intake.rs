@@ -151,13 +151,13 @@ async fn post_referral_request(
 
     let id = prepared.request.request_id;
     match state.store.record_intake(&prepared).await? {
-        IntakeOutcome::Created(rec) => {
-            tracing::info!(request_id = %id, patient_id = %rec.patient_id, files = rec.files.len(),
-                warnings = rec.warnings.len(), "referral request received");
+        IntakeOutcome::Created(receipt) => {
+            tracing::info!(request_id = %id, patient_id = %receipt.patient_id, files = receipt.files,
+                warnings = receipt.warnings.len(), "referral request received");
             Ok(Json(IntakeResponse {
                 request_id: id,
-                status: rec.status,
-                warnings: rec.warnings,
+                status: ReferralStatus::Received,
+                warnings: receipt.warnings,
             }))
         }
         IntakeOutcome::Replayed(rec) => {
