@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Subcommand};
 use refbridge_accloud::{
     AcCloud, AcCloudConfig, AttachmentUpload, AuthorizationCaseManager, AuthorizationId,
@@ -122,12 +124,23 @@ fn request_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
-/// The example payload as referral `i`: its own request id, agency client and patient.
+/// The example payload as referral `i`: its own request id, agency client and patient, and
+/// files of its own (each gains a trailing line), so every request stores new blobs as real
+/// referrals do instead of finding them already stored.
 fn referral_payload(base: &Value, i: usize) -> Value {
     let mut p = base.clone();
     p["request_id"] = json!(request_id(i));
     p["client"]["id"] = json!(1_000_000 + i as i64);
     p["client"]["last_name"] = json!(format!("Bench{i}"));
+    if let Some(files) = p["files"].as_array_mut() {
+        for f in files {
+            if let Some(value) = f["file_value"].as_str() {
+                let mut bytes = BASE64.decode(value).unwrap_or_default();
+                bytes.extend_from_slice(format!("\nbench {i}\n").as_bytes());
+                f["file_value"] = json!(BASE64.encode(bytes));
+            }
+        }
+    }
     p
 }
 
@@ -696,27 +709,11 @@ fn large_body(base: &Value, size: u64, escape_slashes: bool) -> anyhow::Result<V
 }
 
 fn base64_into(data: &[u8], escape_slashes: bool, out: &mut Vec<u8>) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut put = |c: u8| {
-        if escape_slashes && c == b'/' {
-            out.push(b'\\');
-        }
-        out.push(c);
-    };
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                put(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]);
-            } else {
-                put(b'=');
-            }
-        }
+    let text = BASE64.encode(data);
+    if escape_slashes {
+        out.extend_from_slice(text.replace('/', "\\/").as_bytes());
+    } else {
+        out.extend_from_slice(text.as_bytes());
     }
 }
 
