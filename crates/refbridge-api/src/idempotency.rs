@@ -1,8 +1,10 @@
 //! `Idempotency-Key` on any POST, PUT or PATCH: the first answer is replayed for 24 hours.
 //!
 //! - Scope: the caller (token name) and the key. The same key from two callers is two keys.
-//! - Fingerprint: SHA-256 of the method, path, query and body bytes. The body is hashed as
-//!   buffered and handed on as the same bytes, never copied.
+//! - Fingerprint: SHA-256 of the method, path, query and body bytes. The body is read once
+//!   for it and handed on unchanged: held in memory up to 1 MiB, spooled to an anonymous
+//!   scratch file beyond, so a keyed upload of several large documents is never held in
+//!   memory.
 //! - The key is reserved before the request runs. A second request with the key while the
 //!   first runs: 409 `idempotency_key_in_use` with `Retry-After: 1`. The key with another
 //!   method, path, query or body: 422 `idempotency_key_mismatch` (as the IETF draft
@@ -10,18 +12,25 @@
 //! - Answers below 500 are stored and replayed with their status and body, marked
 //!   `Idempotent-Replayed: true`. A 5xx is not stored: a retry runs again.
 //! - A key is 1 to 255 visible ASCII characters; anything else is a 400.
+//! - Once reserved, the request runs to the end even if the caller hangs up, and its answer
+//!   is stored: the caller's retry gets it instead of finding the key in use.
 //!
 //! Requests without a key, or without a valid token (the handler answers 401), pass through.
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use refbridge_storage::{KeyReservation, KeyedRequest};
+use bytes::BytesMut;
+use futures::StreamExt as _;
+use refbridge_storage::{FileStore, KeyReservation, KeyedRequest};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio_util::io::ReaderStream;
+use tracing::Instrument as _;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -64,7 +73,7 @@ pub(crate) async fn replay(State(state): State<AppState>, req: Request, next: Ne
         // Not authenticated: the handler answers, and nothing is stored.
         Err(_) => return next.run(Request::from_parts(parts, body)).await,
     };
-    let limit = state.config.max_body_bytes;
+    let limit = body_limit(&state);
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -73,21 +82,16 @@ pub(crate) async fn replay(State(state): State<AppState>, req: Request, next: Ne
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(limit);
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return too_large(limit),
-    };
-    let fingerprint = {
-        let mut h = Sha256::new();
-        h.update(parts.method.as_str().as_bytes());
-        h.update(b"\0");
-        h.update(parts.uri.path().as_bytes());
-        h.update(b"\0");
-        h.update(parts.uri.query().unwrap_or_default().as_bytes());
-        h.update(b"\0");
-        h.update(&bytes);
-        let digest: [u8; 32] = h.finalize().into();
-        refbridge_domain::ContentHash::from_digest(&digest).to_string()
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
+    hasher.update(b"\0");
+    let (fingerprint, body) = match spool(body, hasher, limit, &state.files).await {
+        Ok(spooled) => spooled,
+        Err(res) => return *res,
     };
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
@@ -124,12 +128,37 @@ pub(crate) async fn replay(State(state): State<AppState>, req: Request, next: Ne
         Ok(KeyReservation::Reserved) => {}
     }
 
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    // Run to the end even if the caller hangs up (this future is then dropped, the task is not).
+    let run = {
+        let state = state.clone();
+        let (caller, key) = (caller.name.clone(), key.clone());
+        async move {
+            let res = next.run(Request::from_parts(parts, body)).await;
+            settle(&state, &caller, &key, res).await
+        }
+    };
+    match tokio::spawn(run.instrument(tracing::Span::current())).await {
+        Ok(res) => res,
+        Err(e) => {
+            // The handler panicked: the key is free for a retry.
+            if let Err(err) = state
+                .store
+                .release_idempotency_key(&caller.name, &key)
+                .await
+            {
+                tracing::warn!(error = %err, "cannot release idempotency key");
+            }
+            ApiError::Internal(Box::new(e)).into_response()
+        }
+    }
+}
+
+/// Stores `res` as the key's answer (or frees the key when it cannot be stored) and hands it
+/// on.
+async fn settle(state: &AppState, caller: &str, key: &str, res: Response) -> Response {
     let release = |why: &'static str| {
         let store = state.store.clone();
-        let (caller, key) = (caller.name.clone(), key.clone());
+        let (caller, key) = (caller.to_owned(), key.to_owned());
         async move {
             if let Err(e) = store.release_idempotency_key(&caller, &key).await {
                 tracing::warn!(error = %e, why, "cannot release idempotency key");
@@ -158,8 +187,8 @@ pub(crate) async fn replay(State(state): State<AppState>, req: Request, next: Ne
             if let Err(e) = state
                 .store
                 .complete_idempotency_key(
-                    &caller.name,
-                    &key,
+                    caller,
+                    key,
                     res_parts.status.as_u16(),
                     content_type,
                     text,
@@ -175,6 +204,70 @@ pub(crate) async fn replay(State(state): State<AppState>, req: Request, next: Ne
     Response::from_parts(res_parts, Body::from(res_bytes))
 }
 
+/// The largest body any route takes: the documents route's, when it is the larger.
+fn body_limit(state: &AppState) -> usize {
+    state
+        .config
+        .max_body_bytes
+        .max(crate::routes::approval::documents_body_limit(
+            state.config.max_file_bytes,
+        ))
+}
+
+/// Bodies up to this size are kept in memory; larger ones are spooled to a scratch file.
+const IN_MEMORY_BODY: usize = 1024 * 1024;
+
+/// Reads `body` once, hashing it into `hasher`, and gives back the fingerprint and the same
+/// bytes as a new body (from memory, or from a scratch file when large).
+async fn spool(
+    body: Body,
+    mut hasher: Sha256,
+    limit: usize,
+    files: &FileStore,
+) -> Result<(String, Body), Box<Response>> {
+    let internal = |e: std::io::Error| Box::new(ApiError::Internal(Box::new(e)).into_response());
+    let mut stream = body.into_data_stream();
+    let mut memory = BytesMut::new();
+    let mut file: Option<tokio::fs::File> = None;
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Box::new(
+                ApiError::InvalidJson(format!("cannot read the request body: {e}")).into_response(),
+            )
+        })?;
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(Box::new(too_large(limit)));
+        }
+        hasher.update(&chunk);
+        match file.as_mut() {
+            Some(f) => f.write_all(&chunk).await.map_err(internal)?,
+            None if memory.len() + chunk.len() <= IN_MEMORY_BODY => {
+                memory.extend_from_slice(&chunk);
+            }
+            None => {
+                let mut f = tokio::fs::File::from_std(files.scratch_file().map_err(internal)?);
+                f.write_all(&memory).await.map_err(internal)?;
+                f.write_all(&chunk).await.map_err(internal)?;
+                memory = BytesMut::new();
+                file = Some(f);
+            }
+        }
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    let fingerprint = refbridge_domain::ContentHash::from_digest(&digest).to_string();
+    let body = match file {
+        None => Body::from(memory.freeze()),
+        Some(mut f) => {
+            f.flush().await.map_err(internal)?;
+            f.rewind().await.map_err(internal)?;
+            Body::from_stream(ReaderStream::with_capacity(f, 64 * 1024))
+        }
+    };
+    Ok((fingerprint, body))
+}
+
 fn too_large(limit: usize) -> Response {
     ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes")).into_response()
 }
@@ -182,6 +275,62 @@ fn too_large(limit: usize) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::ApiConfig;
+    use axum::Router;
+    use axum::routing::post;
+    use refbridge_domain::Role;
+    use refbridge_storage::{Store, StoreOptions};
+    use tower::ServiceExt as _;
+
+    /// A handler that answers after `DELAY`, behind the middleware, with a caller's token.
+    async fn slow_app() -> (Router, String, tempfile::TempDir) {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(DELAY).await;
+            "done"
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let token = crate::new_token();
+        store
+            .create_token("caller", Role::Reviewer, &crate::hash_token(&token))
+            .await
+            .unwrap();
+        let state = AppState {
+            store,
+            files: FileStore::open(dir.path().join("files")).unwrap(),
+            config: ApiConfig::default(),
+            wake: Default::default(),
+        };
+        let app = Router::new()
+            .route("/slow", post(slow))
+            .layer(axum::middleware::from_fn_with_state(state, replay));
+        (app, token, dir)
+    }
+
+    const DELAY: Duration = Duration::from_millis(300);
+
+    fn keyed(token: &str) -> Request {
+        Request::post("/slow")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(HEADER, "hang-up-1")
+            .body(Body::from("{}"))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_hangs_up_gets_the_answer_on_retry() {
+        let (app, token, _dir) = slow_app().await;
+        // The caller gives up long before the answer: its request future is dropped.
+        let gave_up = tokio::time::timeout(DELAY / 6, app.clone().oneshot(keyed(&token))).await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(DELAY * 2).await;
+        let res = app.oneshot(keyed(&token)).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[REPLAYED_HEADER], "true");
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"done");
+    }
 
     #[test]
     fn keys_are_1_to_255_visible_ascii() {

@@ -60,6 +60,12 @@ impl FileStore {
         &self.root
     }
 
+    /// An anonymous scratch file beside the store's blobs, gone once closed: for spooling a
+    /// request body that is too large to hold in memory.
+    pub fn scratch_file(&self) -> io::Result<fs::File> {
+        tempfile::tempfile_in(self.root.join("tmp"))
+    }
+
     /// Where the body with this hash lives.
     pub fn path_of(&self, hash: &ContentHash) -> PathBuf {
         let h = hash.as_str();

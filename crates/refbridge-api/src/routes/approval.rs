@@ -28,10 +28,19 @@ pub fn router(max_file_bytes: u64) -> OpenApiRouter<AppState> {
             OpenApiRouter::new()
                 .routes(routes!(documents))
                 // Several 50 MB files in one request, streamed to disk as they arrive.
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    (max_file_bytes as usize).saturating_mul(MAX_DOCUMENTS) + (1 << 20),
-                )),
+                .layer(axum::extract::DefaultBodyLimit::max(documents_body_limit(
+                    max_file_bytes,
+                ))),
         )
+}
+
+/// The largest `documents` request: [`MAX_DOCUMENTS`] files of the largest size, and room
+/// for the multipart framing.
+pub(crate) fn documents_body_limit(max_file_bytes: u64) -> usize {
+    usize::try_from(max_file_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MAX_DOCUMENTS)
+        .saturating_add(1 << 20)
 }
 
 /// Files in one `documents` request.

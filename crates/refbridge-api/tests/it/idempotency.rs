@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, status_json};
+use crate::helpers::{EXAMPLE_ID, TestApp, example, spawn_app, spawn_app_with, status_json};
 use crate::plans::{new_patient, new_payor, plan, plans_of};
 
 async fn keyed(
@@ -167,4 +167,82 @@ async fn concurrent_requests_with_one_key_run_once() {
     }
     assert!(results.iter().any(|(s, _, _)| *s == 201));
     assert_eq!(plans_of(&app, &p, true).await.len(), 1);
+}
+
+/// A keyed body larger than what is held in memory (1 MiB) is spooled, fingerprinted whole
+/// and handed on intact.
+#[tokio::test]
+async fn a_large_keyed_intake_is_stored_intact_and_fingerprinted_whole() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let mut file: Vec<u8> = b"%PDF-1.7\n".to_vec();
+    file.extend((0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let post = |file: &[u8]| {
+        let mut body = example();
+        body["files"][0]["file_value"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(file));
+        app.client
+            .post(format!("{}/referral_request", app.base))
+            .bearer_auth(&app.intake_token)
+            .header("Idempotency-Key", "big-1")
+            .json(&body)
+            .send()
+    };
+    let res = post(&file).await.unwrap();
+    assert_eq!(res.headers().get("idempotent-replayed"), None);
+    let (s, first) = status_json(res).await;
+    assert_eq!(s, 200, "{first}");
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    let stored = app.get(d["files"][0]["href"].as_str().unwrap()).await;
+    assert_eq!(stored.bytes().await.unwrap().as_ref(), file.as_slice());
+
+    let res = post(&file).await.unwrap();
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    assert_eq!(status_json(res).await, (200, first));
+    // One byte changed near the end, far past the first MiB: another body.
+    let last = file.len() - 2;
+    file[last] ^= 1;
+    let (s, b) = status_json(post(&file).await.unwrap()).await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"], "idempotency_key_mismatch");
+}
+
+/// The documents route takes more than the general body limit; a key must not lower it.
+#[tokio::test]
+async fn a_keyed_documents_upload_may_exceed_the_general_body_limit() {
+    let app = spawn_app_with(refbridge_api::ApiConfig {
+        max_body_bytes: 1024 * 1024,
+        max_file_bytes: 2 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.post_referral(&example()).await.status(), 200);
+    // A fixed boundary, so that the retry sends the same bytes.
+    let mut form = b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; \
+        filename=\"scan.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        .to_vec();
+    form.extend(std::iter::repeat_n(7u8, 1_500_000));
+    form.extend_from_slice(b"\r\n--b0undary--\r\n");
+    let upload = || {
+        app.client
+            .post(format!(
+                "{}/v1/referral-requests/{EXAMPLE_ID}/documents",
+                app.base
+            ))
+            .bearer_auth(&app.reviewer_token)
+            .header("Idempotency-Key", "docs-1")
+            .header("content-type", "multipart/form-data; boundary=b0undary")
+            .body(form.clone())
+            .send()
+    };
+    let res = upload().await.unwrap();
+    assert_eq!(res.headers().get("idempotent-replayed"), None);
+    let (s, first) = status_json(res).await;
+    // The handler ran: the referral is not approved yet.
+    assert_eq!(s, 409, "{first}");
+    assert_ne!(first["error"], "payload_too_large");
+    let res = upload().await.unwrap();
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
 }
