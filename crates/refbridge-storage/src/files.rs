@@ -73,18 +73,26 @@ impl FileStore {
     }
 
     /// Decodes base64 text (padding optional, whitespace and line breaks ignored) straight
-    /// into the store, never holding the decoded file in memory. Blocking: call it from a
-    /// blocking task.
-    pub fn put_base64(&self, encoded: &str, max_size: u64) -> Result<StoredBlob, PutError> {
+    /// into the store, never holding the decoded file in memory. The text comes as bytes one
+    /// at a time, so a caller can unescape it on the way without copying it. Blocking: call it
+    /// from a blocking task.
+    pub fn put_base64(
+        &self,
+        encoded: impl IntoIterator<Item = u8>,
+        max_size: u64,
+    ) -> Result<StoredBlob, PutError> {
         let mut sink = Sink::new(self, max_size)?;
-        let trimmed = encoded.trim_end_matches(|c: char| c == '=' || c.is_ascii_whitespace());
         let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_CHARS);
         let mut out: Vec<u8> = Vec::with_capacity(CHUNK_CHARS / 4 * 3);
-        for &b in trimmed.as_bytes() {
-            if b.is_ascii_whitespace() {
-                continue;
+        let mut padded = false;
+        for b in encoded {
+            match b {
+                b if b.is_ascii_whitespace() => continue,
+                b'=' => padded = true,
+                // Padding belongs at the end only.
+                _ if padded => return Err(PutError::InvalidBase64),
+                _ => chunk.push(b),
             }
-            chunk.push(b);
             if chunk.len() == CHUNK_CHARS {
                 decode_into(&chunk, &mut out)?;
                 sink.write(&out)?;
@@ -249,16 +257,16 @@ mod tests {
     #[test]
     fn decodes_padded_unpadded_and_wrapped_base64_to_the_same_blob() {
         let (_d, fs) = store();
-        let a = fs.put_base64(PNG_B64, 1 << 20).unwrap();
+        let a = fs.put_base64(PNG_B64.bytes(), 1 << 20).unwrap();
         let b = fs
-            .put_base64(PNG_B64.trim_end_matches('='), 1 << 20)
+            .put_base64(PNG_B64.trim_end_matches('=').bytes(), 1 << 20)
             .unwrap();
         let wrapped: String = PNG_B64
             .as_bytes()
             .chunks(10)
             .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
             .collect();
-        let c = fs.put_base64(&wrapped, 1 << 20).unwrap();
+        let c = fs.put_base64(wrapped.bytes(), 1 << 20).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a.media_type, "image/png");
@@ -272,7 +280,7 @@ mod tests {
         let (_d, fs) = store();
         let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
         let enc = base64::engine::general_purpose::STANDARD.encode(&data);
-        let blob = fs.put_base64(&enc, 1 << 20).unwrap();
+        let blob = fs.put_base64(enc.bytes(), 1 << 20).unwrap();
         assert_eq!(std::fs::read(fs.path_of(&blob.hash)).unwrap(), data);
         assert_eq!(blob.media_type, "application/octet-stream");
     }
@@ -281,11 +289,11 @@ mod tests {
     fn rejects_invalid_base64_and_leaves_no_temporary_file() {
         let (_d, fs) = store();
         assert!(matches!(
-            fs.put_base64("abc$def", 100),
+            fs.put_base64("abc$def".bytes(), 100),
             Err(PutError::InvalidBase64)
         ));
         assert!(matches!(
-            fs.put_base64("ab=cd", 100),
+            fs.put_base64("ab=cd".bytes(), 100),
             Err(PutError::InvalidBase64)
         ));
         assert_eq!(std::fs::read_dir(fs.root().join("tmp")).unwrap().count(), 0);
@@ -296,10 +304,10 @@ mod tests {
         let (_d, fs) = store();
         let enc = base64::engine::general_purpose::STANDARD.encode([0u8; 101]);
         assert!(matches!(
-            fs.put_base64(&enc, 100),
+            fs.put_base64(enc.bytes(), 100),
             Err(PutError::TooLarge { limit: 100 })
         ));
         let enc = base64::engine::general_purpose::STANDARD.encode([0u8; 100]);
-        assert_eq!(fs.put_base64(&enc, 100).unwrap().size, 100);
+        assert_eq!(fs.put_base64(enc.bytes(), 100).unwrap().size, 100);
     }
 }

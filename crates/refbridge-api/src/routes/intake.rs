@@ -18,6 +18,7 @@ use refbridge_storage::files::PutError;
 use refbridge_storage::{FileStore, IntakeOutcome, NewFile, NewReferral};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -218,17 +219,19 @@ fn prepare(
     let mut stored = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
         let name = f.file_name.as_deref().unwrap_or_default().trim().to_owned();
-        let value = f.file_value.as_deref().unwrap_or_default();
-        let blob = store.put_base64(value, max_file).map_err(|e| match e {
-            PutError::InvalidBase64 => ApiError::field(
-                &format!("files[{i}].file_value"),
-                &format!("of file \"{name}\" is not valid base64"),
-            ),
-            PutError::TooLarge { limit } => ApiError::PayloadTooLarge(format!(
-                "files[{i}] (\"{name}\") is larger than {limit} bytes once decoded"
-            )),
-            PutError::Io(io) => ApiError::Internal(Box::new(io)),
-        })?;
+        let value = f.file_value.unwrap_or_default();
+        let blob = store
+            .put_base64(value.unescaped(), max_file)
+            .map_err(|e| match e {
+                PutError::InvalidBase64 => ApiError::field(
+                    &format!("files[{i}].file_value"),
+                    &format!("of file \"{name}\" is not valid base64"),
+                ),
+                PutError::TooLarge { limit } => ApiError::PayloadTooLarge(format!(
+                    "files[{i}] (\"{name}\") is larger than {limit} bytes once decoded"
+                )),
+                PutError::Io(io) => ApiError::Internal(Box::new(io)),
+            })?;
         stored.push(NewFile { name, blob });
     }
 
@@ -330,17 +333,57 @@ struct RawBody<'a> {
 struct RawFile<'a> {
     #[serde(default)]
     file_name: Option<String>,
-    #[serde(borrow, default, deserialize_with = "borrowed_str")]
-    file_value: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "json_string")]
+    file_value: Option<JsonStr<'a>>,
 }
 
-/// `Option<Cow<str>>` with `#[serde(borrow)]` alone still deserialises an owned `String`
-/// (serde borrows only a field whose type is `Cow<str>` itself): a copy of the whole file.
-/// The newtype makes serde borrow from the body; only a value with JSON escapes is copied.
-fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
+/// A JSON string's text as it is in the body, between its quotes and with its escapes:
+/// borrowed, so a file's base64 is never copied, not even when the sender escapes every `/`
+/// as `\/` (PHP's `json_encode` does by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct JsonStr<'a>(&'a str);
+
+impl<'a> JsonStr<'a> {
+    /// The string's bytes with the escapes resolved, one at a time. A `\u` escape of a
+    /// character outside ASCII gives 0xFF: never base64, so the decoder rejects it.
+    fn unescaped(self) -> impl Iterator<Item = u8> + 'a {
+        let mut bytes = self.0.bytes();
+        std::iter::from_fn(move || {
+            let b = bytes.next()?;
+            if b != b'\\' {
+                return Some(b);
+            }
+            // The JSON parser has checked every escape: each is complete.
+            Some(match bytes.next()? {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'u' => {
+                    let code = (0..4).try_fold(0u32, |acc, _| {
+                        let digit = char::from(bytes.next()?).to_digit(16)?;
+                        Some(acc * 16 + digit)
+                    })?;
+                    u8::try_from(code).ok().filter(u8::is_ascii).unwrap_or(0xFF)
+                }
+                // `\"`, `\\` and `\/` stand for themselves.
+                other => other,
+            })
+        })
+    }
+}
+
+/// `file_value`: a string, kept as its raw text (see [`JsonStr`]).
+fn json_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JsonStr<'de>>, D::Error> {
+    let Some(raw) = Option::<&'de RawValue>::deserialize(d)? else {
+        return Ok(None);
+    };
+    raw.get()
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .map(|t| Some(JsonStr(t)))
+        .ok_or_else(|| de::Error::custom("file_value must be a string"))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
@@ -376,13 +419,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_values_are_borrowed_from_the_body_unless_escaped() {
+    fn file_values_are_borrowed_from_the_body_escapes_and_all() {
         let body = br#"{"request_id":"x","files":[{"file_name":"a.pdf","file_value":"QUJD"},
-            {"file_name":"b.pdf","file_value":"QU\/J"},{"file_name":"c.pdf"}]}"#;
+            {"file_name":"b.pdf","file_value":"QU\/J"},{"file_name":"c.pdf"},
+            {"file_name":"d.pdf","file_value":null}]}"#;
         let raw: RawBody<'_> = serde_json::from_slice(body).unwrap();
         let files = raw.files.unwrap();
-        assert!(matches!(files[0].file_value, Some(Cow::Borrowed("QUJD"))));
-        assert_eq!(files[1].file_value.as_deref(), Some("QU/J"));
+        assert_eq!(files[0].file_value, Some(JsonStr("QUJD")));
+        assert_eq!(files[1].file_value, Some(JsonStr(r"QU\/J")));
+        let start = body.as_ptr() as usize;
+        let at = files[1].file_value.unwrap().0.as_ptr() as usize;
+        assert!(
+            (start..start + body.len()).contains(&at),
+            "borrowed from the body"
+        );
         assert_eq!(files[2].file_value, None);
+        assert_eq!(files[3].file_value, None);
+        let not_a_string = br#"{"files":[{"file_name":"a.pdf","file_value":12}]}"#;
+        assert!(serde_json::from_slice::<RawBody<'_>>(not_a_string).is_err());
+    }
+
+    #[test]
+    fn unescaping_resolves_every_json_escape() {
+        let text = r#"QU\/J\n\r\t\u0041\u00e9\"\\\b\f"#;
+        let got: Vec<u8> = JsonStr(text).unescaped().collect();
+        assert_eq!(got, b"QU/J\n\r\tA\xFF\"\\\x08\x0c");
+        // What serde_json makes of the same string, with the non-ASCII character marked.
+        let parsed: String = serde_json::from_str(&format!("\"{text}\""))
+            .map(|s: String| s.replace('\u{e9}', "\u{FF}"))
+            .unwrap();
+        let expected: Vec<u8> = parsed.chars().map(|c| c as u32 as u8).collect();
+        assert_eq!(got, expected);
     }
 }

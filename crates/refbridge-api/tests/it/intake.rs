@@ -356,6 +356,48 @@ async fn base64_without_padding_and_with_line_breaks_is_accepted() {
     assert_eq!(got.as_ref(), bytes.as_slice());
 }
 
+/// PHP's `json_encode` sends every `/` as `\/`: the document means the same, and the file's
+/// bytes are the same.
+#[tokio::test]
+async fn slashes_escaped_everywhere_change_nothing() {
+    let app = spawn_app().await;
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut doc = example();
+    doc["files"] = json!([{"file_name": "scan/1.bin", "file_value": STANDARD.encode(&bytes)}]);
+    let text = serde_json::to_string(&doc).unwrap();
+    assert!(text.contains('/'));
+    let escaped = text.replace('/', "\\/");
+    let res = app.post_referral_bytes(escaped.into_bytes()).await;
+    assert_eq!(res.status(), 200);
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    assert_eq!(d["files"][0]["name"], "scan/1.bin");
+    let href = d["files"][0]["href"].as_str().unwrap().to_owned();
+    let got = app.get(&href).await.bytes().await.unwrap();
+    assert_eq!(got.as_ref(), bytes.as_slice());
+    // The same document unescaped is a replay, not a conflict.
+    assert_eq!(app.post_referral(&doc).await.status(), 200);
+}
+
+/// A `\u` escape of a character outside base64's alphabet is bad base64, named.
+#[tokio::test]
+async fn an_escaped_non_base64_character_is_400_naming_the_file() {
+    let app = spawn_app().await;
+    let mut doc = example();
+    doc["files"] = json!([{"file_name": "a.bin", "file_value": "QUJD@@"}]);
+    let text = serde_json::to_string(&doc)
+        .unwrap()
+        .replace("@@", "\\u00e9A");
+    let res = app.post_referral_bytes(text.into_bytes()).await;
+    let (s, b) = status_json(res).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["message"],
+        "files[0].file_value of file \"a.bin\" is not valid base64"
+    );
+}
+
 #[tokio::test]
 async fn a_file_of_50_mb_plus_one_byte_is_413_naming_the_file() {
     let app = spawn_app().await;
