@@ -69,6 +69,8 @@ pub struct WorkerSettings {
     pub settle_delay_ms: u64,
     pub poll_interval_ms: u64,
     pub max_attempts: u32,
+    pub agency_check_secs: u64,
+    pub agency_check_batch: usize,
 }
 
 /// A secret setting: never printed.
@@ -242,6 +244,12 @@ impl Config {
         }
         if w.max_attempts == 0 {
             return bad("worker.max_attempts", "must be at least 1");
+        }
+        if w.agency_check_secs > 0 && w.agency_check_batch == 0 {
+            return bad(
+                "worker.agency_check_batch",
+                "must be at least 1 while agency checks are on",
+            );
         }
         if self.approval.first_day_of_week > 6 {
             return bad(

@@ -99,6 +99,9 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
         hq_branch_id: a.hq_branch_id,
         csi_group: a.csi_group.clone(),
         attachments_folder: a.attachments_folder.clone(),
+        agency_check_every: (w.agency_check_secs > 0)
+            .then(|| Duration::from_secs(w.agency_check_secs)),
+        agency_check_batch: w.agency_check_batch,
     }
 }
 

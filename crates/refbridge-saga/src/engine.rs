@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use refbridge_accloud::{AcCloud, AcCloudError, BranchId, GroupId};
+use refbridge_accloud::{AcCloud, AcCloudError, BranchId, GroupId, RevisionGroupId};
 use refbridge_domain::approval::ApprovalTerms;
 use refbridge_storage::{FileStore, Lease, SendError, StepState, Store, now};
 use tokio::sync::{Notify, Semaphore};
@@ -41,7 +42,16 @@ pub struct EngineConfig {
     pub csi_group: String,
     /// The client attachments folder where outbox uploads land.
     pub attachments_folder: String,
+    /// How stale the agency's status of a sent referral may get: idle workers re-read it
+    /// (one ACCloud list call) when the last read is older. `None`: never re-read.
+    pub agency_check_every: Option<Duration>,
+    /// Referrals read per round of agency checks (a round at most every
+    /// [`AGENCY_ROUND_EVERY`]): bounds the calls this spends.
+    pub agency_check_batch: usize,
 }
+
+/// The least time between two rounds of agency checks by one worker.
+pub const AGENCY_ROUND_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -56,6 +66,8 @@ impl Default for EngineConfig {
             hq_branch_id: 1000,
             csi_group: "CSI".to_owned(),
             attachments_folder: "Marketplace Documents".to_owned(),
+            agency_check_every: Some(Duration::from_secs(600)),
+            agency_check_batch: 10,
         }
     }
 }
@@ -142,10 +154,26 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let checking = Arc::new(AtomicBool::new(false));
+        let mut last_round: Option<Instant> = None;
         tokio::pin!(shutdown);
         tracing::info!(owner = %self.cfg.owner, "send worker started");
         loop {
             while tasks.try_join_next().is_some() {}
+            // A round of agency checks now and then, beside the sends, never two at once.
+            if self.cfg.agency_check_every.is_some()
+                && last_round.is_none_or(|t| t.elapsed() >= AGENCY_ROUND_EVERY)
+                && !checking.swap(true, Ordering::AcqRel)
+            {
+                last_round = Some(Instant::now());
+                let (me, checking) = (self.clone(), checking.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = me.check_agency_once().await {
+                        tracing::warn!(error = %e, "agency checks failed");
+                    }
+                    checking.store(false, Ordering::Release);
+                });
+            }
             let permit = tokio::select! {
                 () = &mut shutdown => break,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -197,6 +225,41 @@ impl Engine {
             }
             None => Ok(false),
         }
+    }
+
+    /// Re-reads the agency's status of the sent referrals due a check (see
+    /// [`EngineConfig::agency_check_every`]); returns how many were read. A failed read is
+    /// logged and waits for the next due time.
+    pub async fn check_agency_once(&self) -> Result<usize, EngineError> {
+        let Some(every) = self.cfg.agency_check_every else {
+            return Ok(0);
+        };
+        let batch = i64::try_from(self.cfg.agency_check_batch).unwrap_or(i64::MAX);
+        let due = self.store.take_agency_checks(every, batch).await?;
+        let ac = self.accloud.with_timeout(self.cfg.request_timeout);
+        let mut read = 0;
+        for check in due {
+            let id = check.request_id;
+            let Ok(group) = check.revision_group_id.parse().map(RevisionGroupId) else {
+                tracing::warn!(request_id = %id, "the referral step's revision group is unreadable");
+                continue;
+            };
+            match steps::latest_revision(ac.as_ref(), group).await {
+                Ok(Some(latest)) => {
+                    let status = latest.referral.status.as_str();
+                    self.store.record_agency_status(id, status, ACTOR).await?;
+                    tracing::debug!(request_id = %id, status, "agency status read");
+                    read += 1;
+                }
+                Ok(None) => {
+                    tracing::warn!(request_id = %id, "ACCloud lists no revision of this referral")
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %id, error = %e, "cannot read the agency's status")
+                }
+            }
+        }
+        Ok(read)
     }
 
     async fn process_logged(&self, lease: Lease) {

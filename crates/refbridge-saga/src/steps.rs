@@ -529,6 +529,17 @@ pub async fn find(
     }
 }
 
+/// The latest revision of a referral's revision group: what the agency sees.
+pub async fn latest_revision(
+    ac: &dyn AcCloud,
+    group: RevisionGroupId,
+) -> Result<Option<refbridge_accloud::Referral>, AcCloudError> {
+    Ok(revisions(ac, group, Revisions::Latest)
+        .await?
+        .into_iter()
+        .next())
+}
+
 /// The revisions of a group: all of them, or the latest only.
 async fn revisions(
     ac: &dyn AcCloud,

@@ -134,7 +134,7 @@ fn status_of(s: &str) -> Result<ReferralStatus, StorageError> {
     ReferralStatus::parse(s).ok_or_else(|| corrupt("referral status", s))
 }
 
-fn request_id_of(s: &str) -> Result<RequestId, StorageError> {
+pub(crate) fn request_id_of(s: &str) -> Result<RequestId, StorageError> {
     RequestId::parse(s).map_err(|e| corrupt("request id", e))
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
-use crate::referrals::insert_status;
+use crate::referrals::{insert_status, request_id_of};
 use crate::{Backend, Store, audit, format_ts, now, parse_ts};
 
 /// The state of one step of a send.
@@ -90,6 +90,17 @@ pub struct JobRecord {
     pub lease_until: Option<DateTime<Utc>>,
     pub fence: i64,
     pub pause_reason: Option<String>,
+    /// What the agency showed at the last periodic check since the send last ran.
+    pub agency_status: Option<String>,
+    pub agency_checked_at: Option<DateTime<Utc>>,
+}
+
+/// A sent referral whose agency status is due for a check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgencyCheck {
+    pub request_id: RequestId,
+    /// The ACCloud revision group of the referral (from its `referral` step).
+    pub revision_group_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -534,7 +545,8 @@ impl Store {
 
     pub async fn send_job(&self, id: RequestId) -> Result<Option<JobRecord>, StorageError> {
         let row = sqlx::query(
-            "SELECT state, run_at, lease_owner, lease_until, fence, pause_reason FROM send_jobs WHERE request_id = $1",
+            "SELECT state, run_at, lease_owner, lease_until, fence, pause_reason, agency_status, \
+             agency_checked_at FROM send_jobs WHERE request_id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -542,6 +554,7 @@ impl Store {
         row.map(|r| {
             let run_at: String = r.try_get("run_at")?;
             let until: Option<String> = r.try_get("lease_until")?;
+            let checked: Option<String> = r.try_get("agency_checked_at")?;
             Ok(JobRecord {
                 state: r.try_get("state")?,
                 run_at: parse_ts(&run_at)?,
@@ -549,9 +562,100 @@ impl Store {
                 lease_until: until.map(|u| parse_ts(&u)).transpose()?,
                 fence: r.try_get("fence")?,
                 pause_reason: r.try_get("pause_reason")?,
+                agency_status: r.try_get("agency_status")?,
+                agency_checked_at: checked.map(|c| parse_ts(&c)).transpose()?,
             })
         })
         .transpose()
+    }
+
+    /// Takes up to `limit` sent referrals whose agency may still act on them (status not yet
+    /// processed or cancelled) and whose last check is older than `every`, marking them
+    /// checked now so that other workers pass them by.
+    pub async fn take_agency_checks(
+        &self,
+        every: Duration,
+        limit: i64,
+    ) -> Result<Vec<AgencyCheck>, StorageError> {
+        let at = now();
+        let ts = format_ts(at);
+        let cutoff = format_ts(at - chrono::Duration::from_std(every).unwrap_or_default());
+        let rows = sqlx::query(
+            "SELECT j.request_id, s.result_json FROM send_jobs j \
+             JOIN send_steps s ON s.request_id = j.request_id AND s.kind = 'referral' AND s.state = 'done' \
+             WHERE j.state = 'done' \
+             AND (j.agency_status IS NULL OR j.agency_status NOT IN ('processed', 'cancelled')) \
+             AND (j.agency_checked_at IS NULL OR j.agency_checked_at < $1) \
+             ORDER BY COALESCE(j.agency_checked_at, ''), j.request_id LIMIT $2",
+        )
+        .bind(&cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("request_id")?;
+            // Taken only if no other worker took it since the read.
+            let taken = sqlx::query(
+                "UPDATE send_jobs SET agency_checked_at = $1 WHERE request_id = $2 AND state = 'done' \
+                 AND (agency_checked_at IS NULL OR agency_checked_at < $3)",
+            )
+            .bind(&ts)
+            .bind(&id)
+            .bind(&cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1;
+            let result: Option<String> = r.try_get("result_json")?;
+            let group = result
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| v.get("revision_group_id")?.as_str().map(str::to_owned));
+            if let (true, Some(revision_group_id)) = (taken, group) {
+                out.push(AgencyCheck {
+                    request_id: request_id_of(&id)?,
+                    revision_group_id,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records what a check read. A change of status is audited.
+    pub async fn record_agency_status(
+        &self,
+        id: RequestId,
+        status: &str,
+        actor: &str,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        let at = now();
+        let before: Option<Option<String>> =
+            sqlx::query_scalar("SELECT agency_status FROM send_jobs WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "UPDATE send_jobs SET agency_status = $1, agency_checked_at = $2 WHERE request_id = $3",
+        )
+        .bind(status)
+        .bind(format_ts(at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if before.flatten().as_deref() != Some(status) {
+            audit::record(
+                &mut tx,
+                at,
+                actor,
+                "referral_request.agency_status",
+                ("referral_request", &id.to_string()),
+                &json!({ "agency_status": status }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Claims the send job that is due soonest and not held by a live lease, bumping its
@@ -583,7 +687,7 @@ impl Store {
         row.map(|r| {
             let id: String = r.try_get("request_id")?;
             Ok(Lease {
-                request_id: RequestId::parse(&id).map_err(|e| corrupt("request id", e))?,
+                request_id: request_id_of(&id)?,
                 owner: owner.to_owned(),
                 fence: r.try_get("fence")?,
                 until,
@@ -805,7 +909,8 @@ impl Store {
         check_fence(&mut tx, lease).await?;
         let at = now();
         sqlx::query(
-            "UPDATE send_jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1 WHERE request_id = $2",
+            "UPDATE send_jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1, \
+             agency_status = NULL, agency_checked_at = $1 WHERE request_id = $2",
         )
         .bind(format_ts(at))
         .bind(lease.request_id.to_string())

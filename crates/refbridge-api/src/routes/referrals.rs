@@ -261,10 +261,12 @@ pub struct SendView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the send stopped (while paused).
     pub pause_reason: Option<String>,
-    /// What the agency last showed of the referral, as read on the last send step that
-    /// looked at it: assigned, processed or cancelled. refbridge reads it on each change
-    /// (it does not poll).
+    /// What the agency last showed of the referral: assigned, processed or cancelled. Read
+    /// by the last send step that looked at it, and re-read by the workers' periodic check
+    /// (`worker.agency_check_secs`) until the agency has processed or cancelled it.
     pub agency_status: Option<String>,
+    /// When the periodic check last read it (absent until the first check after a send).
+    pub agency_checked_at: Option<DateTime<Utc>>,
     /// Everything asked of this send, in order: the approval (0), then each change.
     pub changes: Vec<ChangeView>,
     pub steps: Vec<StepView>,
@@ -311,17 +313,24 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
     let job = state.store.send_job(id).await?;
     let steps = state.store.send_steps(id).await?;
     let changes = state.store.send_changes(id).await?;
-    let agency_status = steps
-        .iter()
-        .rev()
-        .filter(|s| s.state == refbridge_storage::StepState::Done)
-        .find_map(|s| {
-            let st = s.result.as_ref()?.get(match s.kind.as_str() {
-                "referral_update" => "base_status",
-                _ => "status",
-            });
-            st.and_then(|v| v.as_str()).map(str::to_owned)
-        });
+    let polled = job.as_ref().and_then(|j| j.agency_status.clone());
+    let agency_checked_at = job
+        .as_ref()
+        .filter(|j| j.agency_status.is_some())
+        .and_then(|j| j.agency_checked_at);
+    let agency_status = polled.or_else(|| {
+        steps
+            .iter()
+            .rev()
+            .filter(|s| s.state == refbridge_storage::StepState::Done)
+            .find_map(|s| {
+                let st = s.result.as_ref()?.get(match s.kind.as_str() {
+                    "referral_update" => "base_status",
+                    _ => "status",
+                });
+                st.and_then(|v| v.as_str()).map(str::to_owned)
+            })
+    });
     let terms =
         serde_json::from_value(approval.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Some(SendView {
@@ -335,6 +344,7 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
             .map(|j| j.run_at),
         pause_reason: job.and_then(|j| j.pause_reason),
         agency_status,
+        agency_checked_at,
         changes: changes
             .into_iter()
             .map(|c| ChangeView {

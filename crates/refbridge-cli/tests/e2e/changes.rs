@@ -549,6 +549,67 @@ async fn a_referral_the_agency_processed_still_takes_changes_and_shows_it() {
     assert_eq!(latest_revision(&app).revision_number, 2);
 }
 
+/// Idle workers re-read what the agency did with a sent referral until it is final.
+#[tokio::test]
+async fn the_agency_status_is_re_read_until_the_agency_processed_the_referral() {
+    let app = sent_app().await;
+    let detail = app.detail(ID).await;
+    assert_eq!(detail["send"]["agency_status"], "assigned", "from the send");
+    assert_eq!(detail["send"]["agency_checked_at"], Value::Null);
+    let calls = || app.sim().journal().len();
+
+    // Not due yet under the default ten minutes: no call.
+    let before = calls();
+    assert_eq!(app.engine("watcher").check_agency_once().await.unwrap(), 0);
+    assert_eq!(calls(), before);
+
+    let mut cfg = app.engine_cfg.clone();
+    cfg.agency_check_every = Some(Duration::ZERO);
+    let watcher = refbridge_saga::Engine::new(
+        app.state.store.clone(),
+        app.state.files.clone(),
+        app.accloud.clone(),
+        cfg,
+    );
+    assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
+    assert_eq!(calls(), before + 1, "one list call per referral");
+    let detail = app.detail(ID).await;
+    assert_eq!(detail["send"]["agency_status"], "assigned");
+    assert!(detail["send"]["agency_checked_at"].is_string());
+
+    app.sim().mark_processed(latest_revision(&app).id).unwrap();
+    assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
+    assert_eq!(app.detail(ID).await["send"]["agency_status"], "processed");
+    // Processed is final: no more reads.
+    let before = calls();
+    assert_eq!(watcher.check_agency_once().await.unwrap(), 0);
+    assert_eq!(calls(), before);
+}
+
+#[tokio::test]
+async fn a_running_worker_checks_the_agency_on_its_own() {
+    let mut app = sent_app().await;
+    app.sim().mark_processed(latest_revision(&app).id).unwrap();
+    let mut cfg = app.engine_cfg.clone();
+    cfg.owner = "watcher".into();
+    cfg.agency_check_every = Some(Duration::ZERO);
+    let watcher = refbridge_saga::Engine::new(
+        app.state.store.clone(),
+        app.state.files.clone(),
+        app.accloud.clone(),
+        cfg,
+    );
+    app.start_worker(std::sync::Arc::new(watcher));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.detail(ID).await["send"]["agency_status"] != "processed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never read the agency's status"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // ---- faults on the change calls ----
 
 const CHANGE_CALLS: [(Endpoint, &str); 4] = [
