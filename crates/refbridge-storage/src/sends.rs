@@ -583,10 +583,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT j.request_id, s.result_json FROM send_jobs j \
              JOIN send_steps s ON s.request_id = j.request_id AND s.kind = 'referral' AND s.state = 'done' \
-             WHERE j.state = 'done' \
+             WHERE j.state = 'done' AND j.agency_checked_at < $1 \
              AND (j.agency_status IS NULL OR j.agency_status NOT IN ('processed', 'cancelled')) \
-             AND (j.agency_checked_at IS NULL OR j.agency_checked_at < $1) \
-             ORDER BY COALESCE(j.agency_checked_at, ''), j.request_id LIMIT $2",
+             ORDER BY j.agency_checked_at, j.request_id LIMIT $2",
         )
         .bind(&cutoff)
         .bind(limit)
@@ -598,7 +597,7 @@ impl Store {
             // Taken only if no other worker took it since the read.
             let taken = sqlx::query(
                 "UPDATE send_jobs SET agency_checked_at = $1 WHERE request_id = $2 AND state = 'done' \
-                 AND (agency_checked_at IS NULL OR agency_checked_at < $3)",
+                 AND agency_checked_at < $3",
             )
             .bind(&ts)
             .bind(&id)
