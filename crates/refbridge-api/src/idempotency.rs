@@ -204,6 +204,21 @@ async fn settle(state: &AppState, caller: &str, key: &str, res: Response) -> Res
     Response::from_parts(res_parts, Body::from(res_bytes))
 }
 
+/// Deletes stored answers older than `ttl` every `every`, until dropped (aborted): the
+/// `idempotency_keys` table holds a day of keys, not every key ever sent.
+pub async fn purge_expired_keys(store: refbridge_storage::Store, every: Duration, ttl: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.purge_idempotency_keys(ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired idempotency keys purged"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired idempotency keys"),
+        }
+    }
+}
+
 /// The largest body any route takes: the documents route's, when it is the larger.
 fn body_limit(state: &AppState) -> usize {
     state

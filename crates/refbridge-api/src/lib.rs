@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use auth::BearerScheme;
 pub use auth::{Caller, hash_token, new_token};
 pub use error::{ApiError, ErrorBody};
+pub use idempotency::{TTL as IDEMPOTENCY_TTL, purge_expired_keys};
 pub use state::{ApiConfig, AppState};
 
 #[derive(OpenApi)]

@@ -246,3 +246,36 @@ async fn a_keyed_documents_upload_may_exceed_the_general_body_limit() {
     let res = upload().await.unwrap();
     assert_eq!(res.headers()["idempotent-replayed"], "true");
 }
+
+#[tokio::test]
+async fn expired_keys_are_purged_and_then_run_again() {
+    let app = spawn_app().await;
+    let tok = app.reviewer_token.clone();
+    let body = json!({"name": "Purged Payor"});
+    let (s, _, _) = keyed(&app, &tok, "k-purge", "/v1/payors", &body).await;
+    assert_eq!(s, 201);
+    let (_, replayed, _) = keyed(&app, &tok, "k-purge", "/v1/payors", &body).await;
+    assert_eq!(replayed.as_deref(), Some("true"));
+
+    // A day-long TTL keeps it.
+    let keep = tokio::spawn(refbridge_api::purge_expired_keys(
+        app.store.clone(),
+        std::time::Duration::from_millis(10),
+        refbridge_api::IDEMPOTENCY_TTL,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    keep.abort();
+    let (_, replayed, _) = keyed(&app, &tok, "k-purge", "/v1/payors", &body).await;
+    assert_eq!(replayed.as_deref(), Some("true"));
+
+    // A zero TTL: the key is gone, and the PUT runs again (an update of the payor now).
+    let purge = tokio::spawn(refbridge_api::purge_expired_keys(
+        app.store.clone(),
+        std::time::Duration::from_millis(10),
+        std::time::Duration::ZERO,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    purge.abort();
+    let (s, replayed, _) = keyed(&app, &tok, "k-purge", "/v1/payors", &body).await;
+    assert_eq!((s, replayed), (200, None));
+}

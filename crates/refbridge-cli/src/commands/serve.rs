@@ -4,6 +4,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::runtime;
 
+/// How often expired idempotency keys are deleted.
+const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let state = crate::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -30,6 +33,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let housekeeping = tokio::spawn(refbridge_api::purge_expired_keys(
+        state.store.clone(),
+        KEY_PURGE_EVERY,
+        refbridge_api::IDEMPOTENCY_TTL,
+    ));
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
         "refbridge API listening");
     let mut rx = stop_rx.clone();
@@ -41,6 +49,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     })
     .await?;
     let _ = stop_tx.send(true);
+    housekeeping.abort();
     if let Some(w) = worker {
         let _ = w.await;
     }
