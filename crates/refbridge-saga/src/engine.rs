@@ -136,10 +136,6 @@ impl Engine {
     }
 
     /// Notified when new work is queued, to cut the idle wait short.
-    pub fn wake_handle(&self) -> Arc<Notify> {
-        self.wake.clone()
-    }
-
     pub fn with_wake_handle(mut self, wake: Arc<Notify>) -> Self {
         self.wake = wake;
         self

@@ -113,13 +113,6 @@ impl FileStore {
             sink: Sink::new(self, max_size)?,
         })
     }
-
-    /// Stores bytes already in memory.
-    pub fn put_bytes(&self, bytes: &[u8], max_size: u64) -> Result<StoredBlob, PutError> {
-        let mut sink = Sink::new(self, max_size)?;
-        sink.write(bytes)?;
-        sink.finish()
-    }
 }
 
 /// A body being streamed into the store; dropped unfinished, it leaves nothing behind.
