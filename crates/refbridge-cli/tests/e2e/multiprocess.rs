@@ -61,6 +61,8 @@ impl Workers {
             ("REFBRIDGE_WORKER__POLL_INTERVAL_MS", "500".into()),
             ("REFBRIDGE_WORKER__MAX_ATTEMPTS", "40".into()),
             ("REFBRIDGE_WORKER__CONCURRENCY", "8".into()),
+            // Agency checks run beside the sends (read-only calls under the same budget).
+            ("REFBRIDGE_WORKER__AGENCY_CHECK_SECS", "2".into()),
             ("REFBRIDGE_LOG__FILTER", "warn".into()),
         ]
         .into_iter()
