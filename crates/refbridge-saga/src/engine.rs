@@ -307,7 +307,7 @@ impl Engine {
                     continue;
                 }
                 StepState::Failed => return Ok(()),
-                StepState::Skipped => continue,
+                StepState::Skipped | StepState::Replanned => continue,
                 _ => {}
             }
             if let Some(nb) = record.not_before {

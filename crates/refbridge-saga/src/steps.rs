@@ -154,7 +154,7 @@ impl Ctx {
                     self.authorizations.insert(*i, AuthorizationId(id));
                 }
             }
-            Step::AuthorizationDelete(i) => {
+            Step::AuthorizationDelete(i) | Step::AuthorizationWithdraw(i) => {
                 self.authorizations.remove(i);
             }
             Step::Referral | Step::ReferralUpdate => {

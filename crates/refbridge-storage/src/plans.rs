@@ -117,8 +117,11 @@ pub(crate) mod authorizations {
 
     /// Referrals whose first send is still under way: approved, sending or needing
     /// attention, with no change asked after the approval.
+    /// The referral's first send is not over: no change beyond the approval but withdrawals
+    /// and the resumes that plan the first send again after them.
     const IN_PROGRESS: &str = "r.status IN ('approved', 'sending', 'needs_attention') \
-        AND NOT EXISTS (SELECT 1 FROM send_changes c WHERE c.request_id = r.request_id AND c.change_no > 0)";
+        AND NOT EXISTS (SELECT 1 FROM send_changes c WHERE c.request_id = r.request_id \
+        AND c.change_no > 0 AND c.kind NOT IN ('withdrawal', 'resume'))";
 
     /// The plans among `plans` that have an authorization in progress: from the approval
     /// that names the plan until that referral's approval has been sent.

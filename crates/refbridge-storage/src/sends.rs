@@ -31,6 +31,8 @@ pub enum StepState {
     Failed,
     /// Not to be done any more (its authorization was withdrawn).
     Skipped,
+    /// Skipped by a withdrawal, then planned again, after it, by a resume.
+    Replanned,
 }
 
 impl StepState {
@@ -42,6 +44,7 @@ impl StepState {
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Replanned => "replanned",
         }
     }
     fn parse(s: &str) -> Result<Self, StorageError> {
@@ -52,6 +55,7 @@ impl StepState {
             "done" => Self::Done,
             "failed" => Self::Failed,
             "skipped" => Self::Skipped,
+            "replanned" => Self::Replanned,
             other => return Err(corrupt("step state", other)),
         })
     }
@@ -144,6 +148,15 @@ impl From<sqlx::Error> for SendError {
     fn from(e: sqlx::Error) -> Self {
         SendError::Storage(e.into())
     }
+}
+
+/// New terms given with a resume: the terms, their hash, and the plan of each authorization
+/// (index, plan id).
+#[derive(Debug, Clone, Copy)]
+pub struct CorrectedTerms<'a> {
+    pub terms: &'a Value,
+    pub terms_hash: &'a str,
+    pub plans: &'a [(usize, String)],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +300,88 @@ async fn replace_terms(
     Ok(())
 }
 
+/// Which patient plan each authorization belongs to (index, plan id).
+async fn insert_authorization_plans(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    plans: &[(usize, String)],
+) -> Result<(), SendError> {
+    for (index, plan) in plans {
+        sqlx::query(
+            "INSERT INTO authorization_plans (request_id, auth_index, plan_id) VALUES ($1, $2, $3)",
+        )
+        .bind(id.to_string())
+        .bind(*index as i64)
+        .bind(plan)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn next_change_no(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+) -> Result<i64, SendError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(MAX(change_no), -1) + 1 FROM send_changes WHERE request_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// After a withdrawal, what the first send still has to do, in order: the withdrawn
+/// authorizations created anew, then every step the withdrawal skipped. Empty when nothing
+/// was skipped.
+async fn replan_after_withdrawal(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+) -> Result<Vec<NewStep>, SendError> {
+    let rows = sqlx::query(
+        "SELECT kind, item, state FROM send_steps WHERE request_id = $1 ORDER BY position",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut withdrawn = std::collections::BTreeSet::new();
+    let mut skipped = Vec::new();
+    for row in rows {
+        let (kind, item, state): (String, String, String) = (
+            row.try_get("kind")?,
+            row.try_get("item")?,
+            row.try_get("state")?,
+        );
+        match (kind.as_str(), state.as_str()) {
+            (_, "skipped") => skipped.push(NewStep { kind, item }),
+            (_, "replanned") => {}
+            ("authorization_withdraw", _) => {
+                withdrawn.insert(item.parse::<i64>().unwrap_or_default());
+            }
+            ("authorization", _) => {
+                withdrawn.remove(&item.parse::<i64>().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    if skipped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut steps: Vec<NewStep> = withdrawn
+        .iter()
+        .map(|i| NewStep {
+            kind: "authorization".into(),
+            item: i.to_string(),
+        })
+        .collect();
+    for step in skipped {
+        if !steps.contains(&step) {
+            steps.push(step);
+        }
+    }
+    Ok(steps)
+}
+
 /// Withdraws authorizations of a referral whose first send is under way (their plan was
 /// archived), inside the caller's transaction: the remaining steps are skipped, a new
 /// fencing token takes the send from any worker running it, a `withdrawal` change deletes
@@ -303,9 +398,11 @@ pub(crate) async fn withdraw(
     let ts = format_ts(at);
     let mut steps = Vec::new();
     for index in indexes {
+        // The latest creation of that authorization (a resume after a withdrawal creates it
+        // again).
         let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM send_steps WHERE request_id = $1 AND change_no = 0 \
-             AND kind = 'authorization' AND item = $2",
+            "SELECT state FROM send_steps WHERE request_id = $1 \
+             AND kind = 'authorization' AND item = $2 ORDER BY position DESC LIMIT 1",
         )
         .bind(id.to_string())
         .bind(index.to_string())
@@ -318,21 +415,25 @@ pub(crate) async fn withdraw(
             });
         }
     }
-    sqlx::query("UPDATE send_steps SET state = 'skipped', updated_at = $1 WHERE request_id = $2 AND state <> 'done'")
-        .bind(&ts)
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE send_steps SET state = 'skipped', updated_at = $1 WHERE request_id = $2 \
+         AND state NOT IN ('done', 'skipped', 'replanned')",
+    )
+    .bind(&ts)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
     let next_position: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
     )
     .bind(id.to_string())
     .fetch_one(&mut **tx)
     .await?;
+    let change_no = next_change_no(tx, id).await?;
     insert_change(
         tx,
         id,
-        1,
+        change_no,
         "withdrawal",
         actor,
         &ts,
@@ -340,7 +441,7 @@ pub(crate) async fn withdraw(
         None,
     )
     .await?;
-    insert_steps(tx, id, 1, next_position, &steps, &ts).await?;
+    insert_steps(tx, id, change_no, next_position, &steps, &ts).await?;
     sqlx::query(
         "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
          fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
@@ -479,16 +580,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_change(&mut tx, id, 0, "approval", actor, &ts, &[], None).await?;
-        for (index, plan) in plans {
-            sqlx::query(
-                "INSERT INTO authorization_plans (request_id, auth_index, plan_id) VALUES ($1, $2, $3)",
-            )
-            .bind(id.to_string())
-            .bind(*index as i64)
-            .bind(plan)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_authorization_plans(&mut tx, id, plans).await?;
         insert_steps(&mut tx, id, 0, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
@@ -927,7 +1019,10 @@ impl Store {
             sqlx::query(
                 "UPDATE send_jobs SET state = 'paused', pause_reason = $1 WHERE request_id = $2",
             )
-            .bind("authorization withdrawn: the referral needs a new approval")
+            .bind(
+                "authorization withdrawn: resume, with corrected terms if the plan changed, to \
+                 send the referral",
+            )
             .bind(lease.request_id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -962,7 +1057,7 @@ impl Store {
     pub async fn resume_send(
         &self,
         id: RequestId,
-        corrected: Option<(&Value, &str)>,
+        corrected: Option<CorrectedTerms<'_>>,
         actor: &str,
     ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
@@ -972,8 +1067,34 @@ impl Store {
         }
         let at = now();
         let ts = format_ts(at);
-        if let Some((terms, hash)) = corrected {
-            replace_terms(&mut tx, id, terms, hash, &ts).await?;
+        if let Some(c) = corrected {
+            replace_terms(&mut tx, id, c.terms, c.terms_hash, &ts).await?;
+            sqlx::query("DELETE FROM authorization_plans WHERE request_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            insert_authorization_plans(&mut tx, id, c.plans).await?;
+        }
+        // A withdrawal stopped the first send: plan what it skipped again, after it.
+        let replan = replan_after_withdrawal(&mut tx, id).await?;
+        if !replan.is_empty() {
+            let change_no = next_change_no(&mut tx, id).await?;
+            insert_change(&mut tx, id, change_no, "resume", actor, &ts, &[], None).await?;
+            sqlx::query(
+                "UPDATE send_steps SET state = 'replanned', updated_at = $1 \
+                 WHERE request_id = $2 AND state = 'skipped'",
+            )
+            .bind(&ts)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let next_position: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            insert_steps(&mut tx, id, change_no, next_position, &replan, &ts).await?;
         }
         sqlx::query(
             "UPDATE send_steps SET state = 'unknown', attempts = 0, not_before = NULL, updated_at = $1 \
@@ -999,7 +1120,7 @@ impl Store {
             actor,
             "send.resumed",
             ("referral_request", &id.to_string()),
-            &json!({ "terms_corrected": corrected.is_some() }),
+            &json!({ "terms_corrected": corrected.is_some(), "replanned_steps": replan.len() }),
         )
         .await?;
         tx.commit().await?;

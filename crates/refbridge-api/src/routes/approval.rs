@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
-use refbridge_storage::{ApproveOutcome, ChangeKind, NewChange, NewStep, SendError};
+use refbridge_storage::{
+    ApproveOutcome, ChangeKind, CorrectedTerms, NewChange, NewStep, SendError,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -41,6 +43,16 @@ pub(crate) fn documents_body_limit(max_file_bytes: u64) -> usize {
         .unwrap_or(usize::MAX)
         .saturating_mul(MAX_DOCUMENTS)
         .saturating_add(1 << 20)
+}
+
+/// The patient plan of each authorization that has one: (index, plan id).
+fn authorization_plans(terms: &ApprovalTerms) -> Vec<(usize, String)> {
+    terms
+        .authorizations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.plan_id.clone().map(|p| (i, p)))
+        .collect()
 }
 
 /// Files in one `documents` request.
@@ -195,12 +207,7 @@ async fn approve(
         item: f.id.to_string(),
     }));
     let terms_json = serde_json::to_value(&terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let plans: Vec<(usize, String)> = terms
-        .authorizations
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| a.plan_id.clone().map(|p| (i, p)))
-        .collect();
+    let plans = authorization_plans(&terms);
     let outcome = state
         .store
         .approve(id, &terms_json, &hash, &steps, &plans, &caller.name)
@@ -292,6 +299,7 @@ async fn resume(
         Some(t) => Some((
             serde_json::to_value(t).map_err(|e| ApiError::Internal(Box::new(e)))?,
             terms_hash(t)?,
+            authorization_plans(t),
         )),
         None => None,
     };
@@ -299,7 +307,13 @@ async fn resume(
         .store
         .resume_send(
             id,
-            stored.as_ref().map(|(v, h)| (v, h.as_str())),
+            stored
+                .as_ref()
+                .map(|(terms, terms_hash, plans)| CorrectedTerms {
+                    terms,
+                    terms_hash,
+                    plans,
+                }),
             &caller.name,
         )
         .await

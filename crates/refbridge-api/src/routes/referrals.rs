@@ -276,7 +276,8 @@ pub struct SendView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeView {
     pub change_no: i64,
-    /// approval, change, cancel or documents.
+    /// approval, change, cancel, documents, withdrawal (a plan archived during the first
+    /// send) or resume (the first send planned again after a withdrawal).
     pub kind: String,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
@@ -291,7 +292,8 @@ pub struct StepView {
     pub kind: String,
     /// Which authorization (its index) or file (its id).
     pub item: String,
-    /// pending, in_flight, unknown, done or failed.
+    /// pending, in_flight, unknown, done, failed, skipped (by a withdrawal) or replanned
+    /// (skipped, then planned again by a resume).
     pub state: String,
     /// 0 for the first send, then the change that added the step (see `changes`).
     pub change_no: i64,

@@ -150,6 +150,151 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
         ]
     );
     assert!(app.sim().state().referrals.is_empty());
+
+    // Resumed with the terms resolved again (now against the new plan), the first send
+    // plans what the withdrawal skipped and reaches the agency after all.
+    let (s, b) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/referral-requests/{ID}/approval/resume"),
+        Some(&sample_terms()),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let new_plan = b["terms"]["authorizations"][0]["plan_id"].clone();
+    assert!(new_plan.is_string());
+    assert_ne!(new_plan, primary["patient_plan_id"]);
+    let start = std::time::Instant::now();
+    while app.detail(ID).await["status"] != "sent" {
+        engine.run_once().await.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(20), "not sent");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let d = app.detail(ID).await;
+    let kinds: Vec<(&str, &str)> = d["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("client", "done"),
+            ("service", "done"),
+            ("authorization", "done"),
+            ("referral", "replanned"),
+            ("attachment", "replanned"),
+            ("authorization_withdraw", "done"),
+            ("authorization", "done"),
+            ("referral", "done"),
+            ("attachment", "done"),
+        ]
+    );
+    assert_eq!(d["send"]["changes"][2]["kind"], "resume");
+    let sim = app.sim().state();
+    let live: Vec<i64> = sim
+        .authorizations
+        .iter()
+        .filter(|a| !a.deleted)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(live.len(), 1, "the withdrawn one stays deleted, one new");
+    assert_eq!(sim.referrals.len(), 1);
+    assert_eq!(sim.referrals[0].authorization_ids, live);
+    assert!(app.sim().duplicates().is_empty());
+    // Sent: nothing left to resume.
+    let (s, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/referral-requests/{ID}/approval/resume"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409);
+}
+
+/// Runs the worker until step `position` is done.
+async fn run_until_done(app: &TestApp, position: usize) {
+    let engine = app.engine("worker-a");
+    let start = std::time::Instant::now();
+    while app.detail(ID).await["send"]["steps"][position]["state"] != "done" {
+        engine.run_once().await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "step {position} not done"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// The plan that replaced the first is archived in turn while the resumed send is under way:
+/// a second withdrawal, a second resume, and still one referral and one live authorization.
+#[tokio::test]
+async fn a_resumed_send_can_be_withdrawn_and_resumed_again() {
+    let (app, primary) = stalled_after_the_authorization().await;
+    let resume_path = format!("/v1/referral-requests/{ID}/approval/resume");
+    let terms = sample_terms();
+    let resume = || call(&app, reqwest::Method::POST, &resume_path, Some(&terms));
+    let put = |member: &str, source: &str| {
+        let mut plan = replacement(&primary, "REPLACE");
+        plan["member_number"] = json!(member);
+        plan["source_id"] = json!(source);
+        plan
+    };
+    let plan = put("NEW-555", "cpr:new-plan");
+    let (s, b) = call(&app, reqwest::Method::PUT, "/v1/patient-plans", Some(&plan)).await;
+    assert_eq!(
+        (s, b["withdrawn_authorization_ids"].as_array().map(Vec::len)),
+        (201, Some(1))
+    );
+    run_until_done(&app, 5).await; // the withdrawal
+    let (s, b) = resume().await;
+    assert_eq!(s, 202, "{b}");
+    run_until_done(&app, 6).await; // the authorization again; the referral still fails
+
+    let plan = put("NEW-777", "cpr:newer-plan");
+    let (s, b) = call(&app, reqwest::Method::PUT, "/v1/patient-plans", Some(&plan)).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        b["withdrawn_authorization_ids"],
+        json!([format!("{ID}/authorizations/0")])
+    );
+    assert_eq!(app.detail(ID).await["status"], "needs_attention");
+    run_until_done(&app, 9).await; // the second withdrawal
+
+    app.sim().clear_faults();
+    let (s, b) = resume().await;
+    assert_eq!(s, 202, "{b}");
+    let engine = app.engine("worker-a");
+    let start = std::time::Instant::now();
+    while app.detail(ID).await["status"] != "sent" {
+        engine.run_once().await.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(20), "not sent");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let d = app.detail(ID).await;
+    let changes: Vec<&str> = d["send"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        vec!["approval", "withdrawal", "resume", "withdrawal", "resume"]
+    );
+    let sim = app.sim().state();
+    let live: Vec<i64> = sim
+        .authorizations
+        .iter()
+        .filter(|a| !a.deleted)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!((live.len(), sim.authorizations.len()), (1, 3));
+    assert_eq!(sim.referrals.len(), 1);
+    assert_eq!(sim.referrals[0].authorization_ids, live);
+    assert!(app.sim().duplicates().is_empty());
 }
 
 #[tokio::test]
