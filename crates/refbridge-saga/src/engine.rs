@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,24 +149,26 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        let checking = Arc::new(AtomicBool::new(false));
+        // The agency checks' current round, if any (a set, so that dropping this future stops
+        // it too), and when the last one started.
+        let mut round = JoinSet::new();
         let mut last_round: Option<Instant> = None;
         tokio::pin!(shutdown);
         tracing::info!(owner = %self.cfg.owner, "send worker started");
         loop {
             while tasks.try_join_next().is_some() {}
+            while round.try_join_next().is_some() {}
             // A round of agency checks now and then, beside the sends, never two at once.
             if self.cfg.agency_check_every.is_some()
                 && last_round.is_none_or(|t| t.elapsed() >= AGENCY_ROUND_EVERY)
-                && !checking.swap(true, Ordering::AcqRel)
+                && round.is_empty()
             {
                 last_round = Some(Instant::now());
-                let (me, checking) = (self.clone(), checking.clone());
-                tasks.spawn(async move {
+                let me = self.clone();
+                round.spawn(async move {
                     if let Err(e) = me.check_agency_once().await {
                         tracing::warn!(error = %e, "agency checks failed");
                     }
-                    checking.store(false, Ordering::Release);
                 });
             }
             let permit = tokio::select! {
@@ -205,6 +206,7 @@ impl Engine {
             }
         }
         while tasks.join_next().await.is_some() {}
+        while round.join_next().await.is_some() {}
         tracing::info!(owner = %self.cfg.owner, "send worker stopped");
     }
 
