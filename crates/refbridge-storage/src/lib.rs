@@ -93,6 +93,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long a PostgreSQL session of ours may sit idle inside a transaction before the server
+/// ends it. Our transactions do no remote calls and last milliseconds.
+const IDLE_TX_MS: u64 = 30_000;
+
 /// The database behind refbridge. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -125,6 +129,15 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // A transaction left open (a hung task, a bug) would hold its locks
+                        // and the vacuum horizon until the process died: the server ends it.
+                        conn.execute(
+                            format!("SET idle_in_transaction_session_timeout = {IDLE_TX_MS}")
+                                .as_str(),
+                        )
+                        .await?;
+                    }
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
@@ -198,4 +211,25 @@ fn prepare_sqlite_path(url: &mut String) -> Result<(), StorageError> {
         url.push_str("mode=rwc");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_sessions_end_transactions_left_idle() {
+        if test_util::test_backend() != Backend::Postgres {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = test_util::fresh_database_url(dir.path()).await;
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let value: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(value, "30s", "ours, not the server's default");
+        store.close().await;
+    }
 }
