@@ -295,6 +295,27 @@ async fn resume(
         Some(input) => Some(resolve_terms(&state, id, input).await?.1),
         None => None,
     };
+    if let Some(t) = &terms {
+        // The first send's steps are planned per authorization: a resume corrects them, it
+        // does not add or remove any.
+        let approved = state
+            .store
+            .approval(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?;
+        let count = approved.terms["authorizations"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if t.authorizations.len() != count {
+            return Err(ApiError::field(
+                "authorizations",
+                &format!(
+                    "a resume keeps the approved number of authorizations ({count}); add or \
+                     remove them with a change once the referral is sent"
+                ),
+            ));
+        }
+    }
     let stored = match &terms {
         Some(t) => Some((
             serde_json::to_value(t).map_err(|e| ApiError::Internal(Box::new(e)))?,

@@ -151,6 +151,29 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
     );
     assert!(app.sim().state().referrals.is_empty());
 
+    // A resume corrects the approved authorizations; it does not add one.
+    let mut two = sample_terms();
+    let first = two["authorizations"][0].clone();
+    two["authorizations"].as_array_mut().unwrap().push(first);
+    two["authorizations"][1]["rule_weekly"] = json!(3);
+    let (s, b) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/referral-requests/{ID}/approval/resume"),
+        Some(&two),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["details"][0]["path"], "authorizations", "{b}");
+    assert!(
+        b["details"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("approved number of authorizations (1)"),
+        "{b}"
+    );
+    assert_eq!(app.detail(ID).await["status"], "needs_attention");
+
     // Resumed with the terms resolved again (now against the new plan), the first send
     // plans what the withdrawal skipped and reaches the agency after all.
     let (s, b) = call(
