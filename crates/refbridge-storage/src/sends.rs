@@ -241,14 +241,20 @@ async fn insert_change(
     Ok(())
 }
 
+/// Appends `steps` after the send's existing ones, for change `change_no`.
 async fn insert_steps(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
     change_no: i64,
-    first_position: i64,
     steps: &[NewStep],
     ts: &str,
 ) -> Result<(), SendError> {
+    let first_position: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
     for (i, step) in steps.iter().enumerate() {
         sqlx::query(
             "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
@@ -423,12 +429,6 @@ pub(crate) async fn withdraw(
     .bind(id.to_string())
     .execute(&mut **tx)
     .await?;
-    let next_position: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(&mut **tx)
-    .await?;
     let change_no = next_change_no(tx, id).await?;
     insert_change(
         tx,
@@ -441,7 +441,7 @@ pub(crate) async fn withdraw(
         None,
     )
     .await?;
-    insert_steps(tx, id, change_no, next_position, &steps, &ts).await?;
+    insert_steps(tx, id, change_no, &steps, &ts).await?;
     sqlx::query(
         "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
          fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
@@ -581,7 +581,7 @@ impl Store {
         .await?;
         insert_change(&mut tx, id, 0, "approval", actor, &ts, &[], None).await?;
         insert_authorization_plans(&mut tx, id, plans).await?;
-        insert_steps(&mut tx, id, 0, 0, steps, &ts).await?;
+        insert_steps(&mut tx, id, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
              VALUES ($1, 'ready', $2, 0, $2, $2)",
@@ -1088,13 +1088,7 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-            let next_position: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
-            )
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-            insert_steps(&mut tx, id, change_no, next_position, &replan, &ts).await?;
+            insert_steps(&mut tx, id, change_no, &replan, &ts).await?;
         }
         sqlx::query(
             "UPDATE send_steps SET state = 'unknown', attempts = 0, not_before = NULL, updated_at = $1 \
@@ -1163,12 +1157,6 @@ impl Store {
         let at = now();
         let ts = format_ts(at);
         let change_no = last_change + 1;
-        let next_position: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(position), -1) + 1 FROM send_steps WHERE request_id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
         insert_change(
             &mut tx,
             id,
@@ -1189,7 +1177,7 @@ impl Store {
                 item: f.to_string(),
             }));
         }
-        insert_steps(&mut tx, id, change_no, next_position, &steps, &ts).await?;
+        insert_steps(&mut tx, id, change_no, &steps, &ts).await?;
         if let Some((terms, hash)) = change.terms {
             replace_terms(&mut tx, id, terms, hash, &ts).await?;
         }
