@@ -132,12 +132,7 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
     let d = app.detail(ID).await;
     assert_eq!(d["status"], "needs_attention");
     assert_eq!(d["send"]["state"], "paused");
-    let kinds: Vec<(&str, &str)> = d["send"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["kind"].as_str().unwrap(), s["state"].as_str().unwrap()))
-        .collect();
+    let kinds = step_states(&d);
     assert_eq!(
         kinds,
         vec![
@@ -187,19 +182,9 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
     let new_plan = b["terms"]["authorizations"][0]["plan_id"].clone();
     assert!(new_plan.is_string());
     assert_ne!(new_plan, primary["patient_plan_id"]);
-    let start = std::time::Instant::now();
-    while app.detail(ID).await["status"] != "sent" {
-        engine.run_once().await.unwrap();
-        assert!(start.elapsed() < Duration::from_secs(20), "not sent");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    run_until_sent(&app).await;
     let d = app.detail(ID).await;
-    let kinds: Vec<(&str, &str)> = d["send"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["kind"].as_str().unwrap(), s["state"].as_str().unwrap()))
-        .collect();
+    let kinds = step_states(&d);
     assert_eq!(
         kinds,
         vec![
@@ -216,12 +201,7 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
     );
     assert_eq!(d["send"]["changes"][2]["kind"], "resume");
     let sim = app.sim().state();
-    let live: Vec<i64> = sim
-        .authorizations
-        .iter()
-        .filter(|a| !a.deleted)
-        .map(|a| a.id)
-        .collect();
+    let live = live_authorizations(&sim);
     assert_eq!(live.len(), 1, "the withdrawn one stays deleted, one new");
     assert_eq!(sim.referrals.len(), 1);
     assert_eq!(sim.referrals[0].authorization_ids, live);
@@ -235,6 +215,36 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
     )
     .await;
     assert_eq!(s, 409);
+}
+
+/// Each step of the send as (kind, state), in order.
+fn step_states(detail: &Value) -> Vec<(&str, &str)> {
+    detail["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect()
+}
+
+/// The ids of the authorizations ACCloud has not deleted.
+fn live_authorizations(sim: &refbridge_accloud_sim::StateSnapshot) -> Vec<i64> {
+    sim.authorizations
+        .iter()
+        .filter(|a| !a.deleted)
+        .map(|a| a.id)
+        .collect()
+}
+
+/// Runs the worker until the referral is sent.
+async fn run_until_sent(app: &TestApp) {
+    let engine = app.engine("worker-a");
+    let start = std::time::Instant::now();
+    while app.detail(ID).await["status"] != "sent" {
+        engine.run_once().await.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(20), "not sent");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
 }
 
 /// Runs the worker until step `position` is done.
@@ -289,13 +299,7 @@ async fn a_resumed_send_can_be_withdrawn_and_resumed_again() {
     app.sim().clear_faults();
     let (s, b) = resume().await;
     assert_eq!(s, 202, "{b}");
-    let engine = app.engine("worker-a");
-    let start = std::time::Instant::now();
-    while app.detail(ID).await["status"] != "sent" {
-        engine.run_once().await.unwrap();
-        assert!(start.elapsed() < Duration::from_secs(20), "not sent");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    run_until_sent(&app).await;
     let d = app.detail(ID).await;
     let changes: Vec<&str> = d["send"]["changes"]
         .as_array()
@@ -308,12 +312,7 @@ async fn a_resumed_send_can_be_withdrawn_and_resumed_again() {
         vec!["approval", "withdrawal", "resume", "withdrawal", "resume"]
     );
     let sim = app.sim().state();
-    let live: Vec<i64> = sim
-        .authorizations
-        .iter()
-        .filter(|a| !a.deleted)
-        .map(|a| a.id)
-        .collect();
+    let live = live_authorizations(&sim);
     assert_eq!((live.len(), sim.authorizations.len()), (1, 3));
     assert_eq!(sim.referrals.len(), 1);
     assert_eq!(sim.referrals[0].authorization_ids, live);
