@@ -295,14 +295,10 @@ async fn resume(
         Some(input) => Some(resolve_terms(&state, id, input).await?.1),
         None => None,
     };
-    if let Some(t) = &terms {
+    let approved = state.store.approval(id).await?;
+    if let (Some(t), Some(approved)) = (&terms, &approved) {
         // The first send's steps are planned per authorization: a resume corrects them, it
         // does not add or remove any.
-        let approved = state
-            .store
-            .approval(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?;
         let count = approved.terms["authorizations"]
             .as_array()
             .map_or(0, Vec::len);
@@ -340,13 +336,15 @@ async fn resume(
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_one();
-    let approval = state
-        .store
-        .approval(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?;
-    let terms: ApprovalTerms =
-        serde_json::from_value(approval.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    // The terms in force: the corrected ones, or those approved.
+    let terms = match terms {
+        Some(t) => t,
+        None => {
+            let approved =
+                approved.ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?;
+            serde_json::from_value(approved.terms).map_err(|e| ApiError::Internal(Box::new(e)))?
+        }
+    };
     tracing::info!(request_id = %id, "send resumed");
     Ok((
         StatusCode::ACCEPTED,
