@@ -1,5 +1,5 @@
 //! The one error type of the ACCloud client, shaped for the send protocol
-//! (`notes/SEND-PROTOCOL.md`): the caller must know whether the call *may have had an
+//! (`docs/SEND-PROTOCOL.md`): the caller must know whether the call *may have had an
 //! effect*.
 //!
 //! # Classification

@@ -1,5 +1,5 @@
-//! Resolve-by-name helpers over the paged lists (issue 4 item 2: the `CSI` group, funders,
-//! service codes and the trusted network are resolved by name, then cached by the caller).
+//! Resolve-by-name helpers over the paged lists: the `CSI` group, funders, service codes and
+//! the trusted network are resolved by name, then cached by the caller.
 //!
 //! Names match exactly after trimming, ignoring ASCII case. Filters that are only inferred
 //! (\[INF\], e.g. the trusted network's `supply_persona_id`) are sent but never trusted: every

@@ -297,6 +297,15 @@ pub struct ReferralTerms {
 }
 
 impl ApprovalTerms {
+    /// The patient plan of each authorization that has one: (index, plan id).
+    pub fn plan_links(&self) -> Vec<(usize, String)> {
+        self.authorizations
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.plan_id.clone().map(|p| (i, p)))
+            .collect()
+    }
+
     /// The referral's dates: from the earliest authorization start to the latest end.
     pub fn referral_dates(&self) -> Option<(NaiveDate, NaiveDate)> {
         let start = self.authorizations.iter().map(|a| a.start_date).min()?;
@@ -357,20 +366,6 @@ impl Defaults {
             .map(|(_, v)| v)
     }
 }
-
-/// The reasons a referral approval can be cancelled for (ACCloud's seven `reason_code`s).
-pub const CANCEL_REASONS: [&str; 7] = [
-    "datetime_change",
-    "client_request",
-    "client_hospitalization",
-    "client_passed_away",
-    "client_refused_service",
-    "processing_error",
-    "other",
-];
-
-/// The longest cancellation comment ACCloud keeps.
-pub const MAX_CANCEL_COMMENT_CHARS: usize = 1000;
 
 /// An active plan of the patient, as an approval sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,7 +602,7 @@ pub fn resolve(
     }
     for i in 0..auths.len() {
         for j in 0..i {
-            if same_natural_key(&auths[i], &auths[j]) {
+            if crate::send::keys::same_authorization(&auths[i], &auths[j]) {
                 v.push(
                     format!("authorizations[{i}]"),
                     format!("has the same dates and limits as authorizations[{j}]"),
@@ -885,17 +880,6 @@ pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Viol
     plan.revision =
         plan.client || plan.service || !plan.authorizations.is_empty() || !plan.reasons.is_empty();
     v.into_result(plan)
-}
-
-/// Two authorizations of one service that ACCloud could not tell apart: the lookup after an
-/// ambiguous failure matches on these.
-pub fn same_natural_key(a: &AuthorizationTerms, b: &AuthorizationTerms) -> bool {
-    a.start_date == b.start_date
-        && a.end_date == b.end_date
-        && a.rule_type == b.rule_type
-        && a.limits == b.limits
-        && a.first_day_of_week == b.first_day_of_week
-        && a.authorization_number == b.authorization_number
 }
 
 fn p_plan(i: usize) -> String {

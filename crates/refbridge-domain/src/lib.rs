@@ -9,6 +9,7 @@ pub mod patient;
 pub mod person;
 pub mod plan;
 pub mod role;
+pub mod send;
 pub mod status;
 pub mod timezone;
 

@@ -6,15 +6,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use refbridge_accloud::{AcCloud, AcCloudError, BranchId, GroupId, RevisionGroupId};
-use refbridge_domain::approval::ApprovalTerms;
-use refbridge_storage::{FileStore, Lease, SendError, StepState, Store, now};
+use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
+use refbridge_domain::send::StepState;
+use refbridge_storage::{FileStore, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::resolve::{Resolved, Resolver};
+use crate::classify;
+use crate::resolve::Resolver;
 use crate::retry::RetryPolicy;
-use crate::steps::{self, Ctx, Input, Outcome, Step};
+use crate::steps::{self, Ctx, Input, Outcome, SendStep, StepCx, with_step};
 
 /// The actor the audit trail shows for what workers do.
 pub const ACTOR: &str = "worker";
@@ -77,8 +78,6 @@ pub enum EngineError {
     Send(#[from] SendError),
     #[error(transparent)]
     Storage(#[from] refbridge_storage::StorageError),
-    #[error("stored approval terms are unreadable: {0}")]
-    Terms(String),
     #[error("simulated crash after the remote call of step {0}")]
     Crashed(String),
 }
@@ -242,7 +241,7 @@ impl Engine {
                 tracing::warn!(request_id = %id, "the referral step's revision group is unreadable");
                 continue;
             };
-            match steps::latest_revision(ac.as_ref(), group).await {
+            match steps::wire::latest_revision(ac.as_ref(), group).await {
                 Ok(Some(latest)) => {
                     let status = latest.referral.status.as_str();
                     self.store.record_agency_status(id, status, ACTOR).await?;
@@ -281,15 +280,13 @@ impl Engine {
         let Some(approval) = self.store.approval(id).await? else {
             return Ok(());
         };
-        let terms: ApprovalTerms = serde_json::from_value(approval.terms)
-            .map_err(|e| EngineError::Terms(e.to_string()))?;
         self.store.mark_sending(&lease, ACTOR).await?;
         let changes = self.store.send_changes(id).await?;
         let base = Input {
             rec: &rec,
             changes: &changes,
             current_change: 0,
-            terms: &terms,
+            terms: &approval.terms,
             hq_branch: BranchId(self.cfg.hq_branch_id),
             csi_group: &self.cfg.csi_group,
             attachments_folder: &self.cfg.attachments_folder,
@@ -297,20 +294,16 @@ impl Engine {
         };
         let mut ctx = Ctx::default();
         for record in self.store.send_steps(id).await? {
-            let Some(step) = Step::parse(&record.kind, &record.item) else {
-                return Err(EngineError::Terms(format!(
-                    "unknown step kind {}",
-                    record.kind
-                )));
-            };
             match record.state {
                 StepState::Done => {
-                    ctx.absorb(&step, record.remote_id.as_deref(), record.result.as_ref());
+                    if let Some(result) = &record.result {
+                        steps::absorb(&record.step, &mut ctx, result);
+                    }
                     continue;
                 }
                 StepState::Failed => return Ok(()),
                 StepState::Skipped | StepState::Replanned => continue,
-                _ => {}
+                StepState::Pending | StepState::InFlight | StepState::Unknown => {}
             }
             if let Some(nb) = record.not_before {
                 if nb > now() {
@@ -327,53 +320,73 @@ impl Engine {
                 current_change: record.change_no,
                 ..base
             };
-            let outcome = self.run_step(&lease, &step, &record, &input, &ctx).await?;
-            let span_fields = (id, step.kind(), record.position);
-            match outcome {
-                Outcome::Done { remote_id, result } => {
-                    tracing::info!(request_id = %span_fields.0, step = span_fields.1, position = span_fields.2,
-                        remote_id = %remote_id, "send step done");
-                    self.store
-                        .step_done(&lease, record.position, &remote_id, &result)
-                        .await?;
-                    ctx.absorb(&step, Some(&remote_id), Some(&result));
-                }
-                Outcome::Retry {
-                    state,
-                    after,
-                    error,
-                    count,
-                } => {
-                    let attempts =
-                        record.attempts as u32 + u32::from(state == StepState::Pending || count);
-                    if attempts >= self.cfg.retry.max_attempts {
-                        let msg = format!("gave up after {attempts} attempts; last error: {error}");
-                        tracing::warn!(request_id = %id, step = step.kind(), "send step retries exhausted");
-                        self.store
-                            .step_failed(&lease, record.position, &msg, ACTOR)
-                            .await?;
-                        return Ok(());
-                    }
-                    tracing::info!(request_id = %id, step = step.kind(), state = state.as_str(),
-                        wait_ms = after.as_millis() as u64, error = %error, "send step will retry");
-                    let at = now() + chrono::Duration::from_std(after).unwrap_or_default();
-                    self.store
-                        .step_retry(&lease, record.position, state, at, &error, count)
-                        .await?;
-                    return Ok(());
-                }
-                Outcome::Fail(msg) => {
-                    tracing::warn!(request_id = %id, step = step.kind(), "send step needs attention");
-                    self.store
-                        .step_failed(&lease, record.position, &msg, ACTOR)
-                        .await?;
-                    return Ok(());
-                }
+            let outcome = with_step!(&record.step, |s| {
+                self.run_step(s, &lease, &record, &input, &ctx).await?
+            });
+            if !self
+                .record_outcome(&lease, &record, outcome, &mut ctx)
+                .await?
+            {
+                return Ok(());
             }
         }
         self.store.finish_send(&lease, ACTOR).await?;
         tracing::info!(request_id = %id, "referral sent");
         Ok(())
+    }
+
+    /// Commits what one attempt of a step ended with. `Ok(true)`: done, go on with the next
+    /// step; `Ok(false)`: the job waits (given back to run later) or needs attention.
+    async fn record_outcome(
+        &self,
+        lease: &Lease,
+        record: &StepRecord,
+        outcome: Outcome,
+        ctx: &mut Ctx,
+    ) -> Result<bool, EngineError> {
+        let (id, kind) = (lease.request_id, record.step.kind().as_str());
+        match outcome {
+            Outcome::Done(done) => {
+                tracing::info!(request_id = %id, step = kind, position = record.position,
+                    remote_id = %done.remote_id, "send step done");
+                self.store
+                    .step_done(lease, record.position, &done.remote_id, &done.result)
+                    .await?;
+                steps::absorb(&record.step, ctx, &done.result);
+                Ok(true)
+            }
+            Outcome::Retry {
+                state,
+                after,
+                error,
+                count,
+            } => {
+                let attempts =
+                    record.attempts as u32 + u32::from(state == StepState::Pending || count);
+                if attempts >= self.cfg.retry.max_attempts {
+                    let msg = format!("gave up after {attempts} attempts; last error: {error}");
+                    tracing::warn!(request_id = %id, step = kind, "send step retries exhausted");
+                    self.store
+                        .step_failed(lease, record.position, &msg, ACTOR)
+                        .await?;
+                    return Ok(false);
+                }
+                tracing::info!(request_id = %id, step = kind, state = state.as_str(),
+                    wait_ms = after.as_millis() as u64, error = %error, "send step will retry");
+                let at = now() + chrono::Duration::from_std(after).unwrap_or_default();
+                self.store
+                    .step_retry(lease, record.position, state, at, &error, count)
+                    .await?;
+                Ok(false)
+            }
+            Outcome::Fail(msg) => {
+                tracing::warn!(request_id = %id, step = kind, "send step needs attention");
+                self.store
+                    .step_failed(lease, record.position, &msg, ACTOR)
+                    .await?;
+                Ok(false)
+            }
+        }
     }
 
     /// The deadline of one call: the configured timeout, cut to what is left of the lease.
@@ -386,179 +399,72 @@ impl Engine {
             .max(Duration::from_millis(100))
     }
 
-    async fn csi_group(&self, ac: &dyn AcCloud) -> Result<Option<GroupId>, AcCloudError> {
-        Ok(
-            match self
-                .resolver
-                .group(ac, &self.cfg.csi_group, BranchId(self.cfg.hq_branch_id))
-                .await?
-            {
-                Resolved::Found(id) => Some(GroupId(id)),
-                Resolved::Missing(_) => None,
-            },
-        )
-    }
-
-    async fn run_step(
+    /// One attempt of a step: after an unknown outcome, look before creating again (a
+    /// repeatable call is simply sent again); then prepare, commit the intent with the
+    /// natural key, and call.
+    async fn run_step<S: SendStep>(
         &self,
+        step: &S,
         lease: &Lease,
-        step: &Step,
-        record: &refbridge_storage::StepRecord,
+        record: &StepRecord,
         input: &Input<'_>,
         ctx: &Ctx,
     ) -> Result<Outcome, EngineError> {
         let ac = self.accloud.with_timeout(self.deadline(lease));
-        let ac = ac.as_ref();
-        let attempt = record.attempts as u32 + 1;
-
-        // An earlier attempt may have landed: look before creating again. (A repeatable call
-        // is simply sent again.)
-        if matches!(record.state, StepState::InFlight | StepState::Unknown) && !step.is_idempotent()
-        {
-            let group = if *step == Step::Client {
-                match self.csi_group(ac).await {
-                    Ok(g) => g,
-                    Err(e) => return Ok(self.lookup_failed(e, attempt)),
-                }
-            } else {
-                None
-            };
-            match steps::find(ac, step, input, ctx, group, record.natural_key.as_ref()).await {
+        let cx = StepCx {
+            ac: ac.as_ref(),
+            input,
+            ctx,
+            resolver: &self.resolver,
+            retry: &self.cfg.retry,
+            settle_delay: self.cfg.settle_delay,
+            attempts: u32::try_from(record.attempts).unwrap_or(u32::MAX),
+        };
+        if matches!(record.state, StepState::InFlight | StepState::Unknown) && !S::REPEATABLE {
+            match step.find(&cx, record.natural_key.as_ref()).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {
-                    if let Some(last) = record.last_attempt_at {
-                        let ready = last
-                            + chrono::Duration::from_std(self.cfg.settle_delay).unwrap_or_default();
-                        if now() < ready {
-                            return Ok(Outcome::Retry {
-                                state: StepState::Unknown,
-                                after: (ready - now()).to_std().unwrap_or_default(),
-                                error: "not found after an unknown outcome; waiting for it to settle before creating again".into(),
-                                count: false,
-                            });
-                        }
+                    if let Some(wait) = self.settling(record) {
+                        return Ok(Outcome::Retry {
+                            state: StepState::Unknown,
+                            after: wait,
+                            error: "not found after an unknown outcome; waiting for it to settle before creating again".into(),
+                            count: false,
+                        });
                     }
                 }
-                Err(e) => return Ok(self.lookup_failed(e, attempt)),
+                Err(e) => return Ok(classify::lookup_failed(cx.retry, &e, cx.attempt())),
             }
         }
-
-        let prepared = match steps::prepare(ac, step, input, ctx, &self.resolver).await {
-            Ok(Ok(p)) => p,
-            // A withdrawn authorization not found: it may still be landing from the call
-            // that was cut short, so look once more after the settle delay; then it is gone.
-            Ok(Err(Outcome::Retry { error, .. }))
-                if matches!(step, Step::AuthorizationWithdraw(_))
-                    && error == steps::NOT_FOUND_YET =>
-            {
-                return Ok(if record.attempts == 0 {
-                    Outcome::Retry {
-                        state: StepState::Unknown,
-                        after: self.cfg.settle_delay,
-                        error,
-                        count: true,
-                    }
-                } else {
-                    Outcome::Done {
-                        remote_id: String::new(),
-                        result: serde_json::json!({ "deleted": null, "found": false }),
-                    }
-                });
-            }
+        let request = match step.prepare(&cx).await {
+            Ok(Ok(request)) => request,
             Ok(Err(outcome)) => return Ok(outcome),
-            Err(e) => return Ok(self.lookup_failed(e, attempt)),
+            Err(e) => return Ok(classify::lookup_failed(cx.retry, &e, cx.attempt())),
         };
-        let key = steps::natural_key(step, input, ctx, &prepared);
+        let key = step.natural_key(&cx, &request);
         self.store.step_intent(lease, record.position, &key).await?;
-        let result = steps::create(ac, &prepared).await;
-        if self.crash_points.take(step.kind()) {
-            return Err(EngineError::Crashed(step.kind().to_owned()));
+        let result = step.call(&cx, &request).await;
+        let kind = record.step.kind();
+        if self.crash_points.take(kind.as_str()) {
+            return Err(EngineError::Crashed(kind.as_str().to_owned()));
         }
         Ok(match result {
-            Ok(done) => done,
-            Err(AcCloudError::Conflict { .. }) if *step == Step::Client => {
-                // The client exists already (an earlier attempt, or another referral of this
-                // patient): find it by its external id and reuse it.
-                let group = self.csi_group(ac).await.ok().flatten();
-                match steps::find(ac, step, input, ctx, group, Some(&key)).await {
-                    Ok(Some(found)) => found,
-                    Ok(None) => Outcome::Retry {
-                        state: StepState::Unknown,
-                        after: self.cfg.retry.backoff(1),
-                        error: "ACCloud says the client exists but does not find it yet".into(),
-                        count: true,
-                    },
-                    Err(e) => self.lookup_failed(e, attempt),
-                }
-            }
-            Err(e) => self.create_failed(e, attempt, step),
+            Ok(outcome) => outcome,
+            Err(e) => classify::create_failed(
+                cx.retry,
+                &e,
+                cx.attempt(),
+                step.retries_rejection(cx.attempt()),
+                kind.label(),
+            ),
         })
     }
 
-    fn lookup_failed(&self, e: AcCloudError, attempt: u32) -> Outcome {
-        match &e {
-            AcCloudError::RateLimited { retry_after, .. } => Outcome::Retry {
-                state: StepState::Unknown,
-                after: self.cfg.retry.wait(attempt, *retry_after),
-                error: e.to_string(),
-                count: false,
-            },
-            e if e.is_retryable() || e.is_ambiguous() => Outcome::Retry {
-                state: StepState::Unknown,
-                after: self.cfg.retry.backoff(attempt),
-                error: e.to_string(),
-                count: true,
-            },
-            // A lookup that ACCloud refuses (403, 409 "Multiple clients found") is for a human.
-            _ => Outcome::Fail(describe(&e, "looking it up")),
-        }
-    }
-
-    fn create_failed(&self, e: AcCloudError, attempt: u32, step: &Step) -> Outcome {
-        match &e {
-            AcCloudError::RateLimited { retry_after, .. } => Outcome::Retry {
-                state: StepState::Pending,
-                after: self.cfg.retry.wait(attempt, *retry_after),
-                error: e.to_string(),
-                count: false,
-            },
-            AcCloudError::Unavailable { .. } => Outcome::Retry {
-                state: StepState::Pending,
-                after: self.cfg.retry.backoff(attempt),
-                error: e.to_string(),
-                count: false,
-            },
-            e if e.is_ambiguous() => Outcome::Retry {
-                state: StepState::Unknown,
-                // Look soon: most ambiguous failures landed and are found at once.
-                after: self.cfg.retry.backoff(1),
-                error: e.to_string(),
-                count: false,
-            },
-            // A revision refused because another revision became the latest in between:
-            // read the latest again and revise that (a few times at most).
-            AcCloudError::Rejected { .. } | AcCloudError::Conflict { .. }
-                if *step == Step::ReferralUpdate && attempt < 3 =>
-            {
-                Outcome::Retry {
-                    state: StepState::Pending,
-                    after: self.cfg.retry.backoff(attempt),
-                    error: e.to_string(),
-                    count: false,
-                }
-            }
-            _ => Outcome::Fail(describe(
-                &e,
-                &format!("sending the {}", step.kind().replace('_', " ")),
-            )),
-        }
-    }
-}
-
-/// What a reviewer reads: the status and ACCloud's own message.
-fn describe(e: &AcCloudError, doing: &str) -> String {
-    match e.message() {
-        Some(m) => format!("ACCloud refused {doing}: {e}: {m}"),
-        None => format!("ACCloud refused {doing}: {e}"),
+    /// After an unknown outcome a lookup that missed is trusted only once the settle delay
+    /// has passed since the last attempt: how long is left, if any.
+    fn settling(&self, record: &StepRecord) -> Option<Duration> {
+        let last = record.last_attempt_at?;
+        let ready = last + chrono::Duration::from_std(self.cfg.settle_delay).unwrap_or_default();
+        (now() < ready).then(|| (ready - now()).to_std().unwrap_or_default())
     }
 }

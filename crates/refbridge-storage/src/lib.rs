@@ -33,8 +33,8 @@ pub use referrals::{
     ReferralRecord, ReferralSummary, StatusChange,
 };
 pub use sends::{
-    AgencyCheck, ApprovalRecord, ApproveOutcome, ChangeKind, ChangeRecord, CorrectedTerms,
-    JobRecord, Lease, NewChange, NewStep, SendError, StepRecord, StepState,
+    AgencyCheck, ApprovalRecord, ApproveOutcome, ChangeRecord, JobRecord, Lease, NewChange,
+    SendError, StepRecord, terms_hash,
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;

@@ -7,9 +7,9 @@
 //! guarantee behind that, and a unique violation from a concurrent writer makes the whole
 //! procedure run again.
 //!
-//! **Authorizations (issue 6 item 4).** Whether a plan has authorizations in progress, and
-//! withdrawing them when it is archived, goes through [`authorizations`] only. Until approvals
-//! link their authorizations to plans, no plan has any.
+//! **Authorizations.** Whether a plan has authorizations in progress, and withdrawing them
+//! when it is archived, goes through [`authorizations`] only; an approval links each of its
+//! authorizations to the patient plan it names.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_domain::form::{Insurance, StructuredReferral, Warning};
@@ -17,6 +17,7 @@ use refbridge_domain::plan::{
     ActivePlan, ConflictBehavior, ConflictReason, Decision, DeduplicationStrategy, GroupNumber,
     InsuranceType, MemberNumber, PayorName, PlanFields, PlanOrder, PlanPut, SourceId, decide,
 };
+use refbridge_domain::send;
 use refbridge_domain::{FileId, PatientId, PayorId, PlanId, RequestId};
 use serde::Serialize;
 use serde_json::json;
@@ -111,17 +112,30 @@ pub struct ArchiveResult {
     pub withdrawn_authorizations: Vec<String>,
 }
 
-/// The one place plans meet authorizations (issue 6 item 4 plugs in here).
+/// The one place plans meet authorizations.
 pub(crate) mod authorizations {
     use super::*;
 
-    /// Referrals whose first send is still under way: approved, sending or needing
-    /// attention, with no change asked after the approval.
-    /// The referral's first send is not over: no change beyond the approval but withdrawals
-    /// and the resumes that plan the first send again after them.
-    const IN_PROGRESS: &str = "r.status IN ('approved', 'sending', 'needs_attention') \
-        AND NOT EXISTS (SELECT 1 FROM send_changes c WHERE c.request_id = r.request_id \
-        AND c.change_no > 0 AND c.kind NOT IN ('withdrawal', 'resume'))";
+    /// The SQL condition on a referral `r` whose first send is not over: its send is open
+    /// ([`send::SEND_OPEN_STATUSES`]) and every change asked is part of the first send
+    /// ([`send::ChangeKind::is_first_send`]).
+    fn in_progress() -> String {
+        let open: Vec<String> = send::SEND_OPEN_STATUSES
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let later: Vec<String> = send::ChangeKind::ALL
+            .iter()
+            .filter(|k| !k.is_first_send())
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        format!(
+            "r.status IN ({}) AND NOT EXISTS (SELECT 1 FROM send_changes c \
+             WHERE c.request_id = r.request_id AND c.kind IN ({}))",
+            open.join(", "),
+            later.join(", ")
+        )
+    }
 
     /// The plans among `plans` that have an authorization in progress: from the approval
     /// that names the plan until that referral's approval has been sent.
@@ -133,7 +147,8 @@ pub(crate) mod authorizations {
         for plan in plans {
             let n: i64 = sqlx::query_scalar(&format!(
                 "SELECT COUNT(*) FROM authorization_plans ap JOIN referral_requests r ON r.request_id = ap.request_id \
-                 WHERE ap.plan_id = $1 AND {IN_PROGRESS}"
+                 WHERE ap.plan_id = $1 AND {}",
+                in_progress()
             ))
             .bind(plan.to_string())
             .fetch_one(&mut **tx)
@@ -159,15 +174,17 @@ pub(crate) mod authorizations {
         let rows = sqlx::query(&format!(
             "SELECT ap.request_id, ap.auth_index FROM authorization_plans ap \
              JOIN referral_requests r ON r.request_id = ap.request_id \
-             WHERE ap.plan_id = $1 AND {IN_PROGRESS} ORDER BY ap.request_id, ap.auth_index"
+             WHERE ap.plan_id = $1 AND {} ORDER BY ap.request_id, ap.auth_index",
+            in_progress()
         ))
         .bind(plan.to_string())
         .fetch_all(&mut **tx)
         .await?;
-        let mut by_request: Vec<(String, Vec<i64>)> = Vec::new();
+        let mut by_request: Vec<(String, Vec<usize>)> = Vec::new();
         for r in rows {
             let id: String = r.try_get("request_id")?;
             let index: i64 = r.try_get("auth_index")?;
+            let index = usize::try_from(index).map_err(|e| corrupt("authorization index", e))?;
             match by_request.last_mut() {
                 Some((last, v)) if *last == id => v.push(index),
                 _ => by_request.push((id, vec![index])),

@@ -7,79 +7,52 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use refbridge_domain::approval::ApprovalTerms;
+use refbridge_domain::send::{
+    self, ChangeKind, ChangeRefused, JobState, NaturalKey, RunEnd, Step, StepResult, StepState,
+};
 use refbridge_domain::{ReferralStatus, RequestId};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::referrals::{insert_status, request_id_of};
 use crate::{Backend, Store, audit, format_ts, now, parse_ts};
 
-/// The state of one step of a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    /// Not tried yet, or safe to try again (nothing was created).
-    Pending,
-    /// The intent is committed and the call may be under way.
-    InFlight,
-    /// The last call's outcome is unknown: look the object up before creating again.
-    Unknown,
-    Done,
-    /// Stopped: a definite rejection or exhausted retries. A human resumes it.
-    Failed,
-    /// Not to be done any more (its authorization was withdrawn).
-    Skipped,
-    /// Skipped by a withdrawal, then planned again, after it, by a resume.
-    Replanned,
+/// `'a', 'b'`: names of enum values for an SQL `IN` list. The names are the enums' own
+/// constants, so they are written into the statement (a partial index's predicate matches
+/// only a literal).
+fn sql_names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", name(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-impl StepState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InFlight => "in_flight",
-            Self::Unknown => "unknown",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-            Self::Replanned => "replanned",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, StorageError> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "in_flight" => Self::InFlight,
-            "unknown" => Self::Unknown,
-            "done" => Self::Done,
-            "failed" => Self::Failed,
-            "skipped" => Self::Skipped,
-            "replanned" => Self::Replanned,
-            other => return Err(corrupt("step state", other)),
-        })
-    }
+/// The hash that tells two sets of approved terms apart.
+pub fn terms_hash(terms: &ApprovalTerms) -> String {
+    // Plain data: serializing cannot fail.
+    let json = serde_json::to_vec(terms).unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(&json).into();
+    refbridge_domain::ContentHash::from_digest(&digest).to_string()
 }
 
-/// A step to plan: its kind and which item of that kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewStep {
-    pub kind: String,
-    pub item: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One step of a send as stored, read back typed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
     pub position: i64,
     /// 0 for the first send; then the change that added the step.
     pub change_no: i64,
-    pub kind: String,
-    pub item: String,
+    pub step: Step,
     pub state: StepState,
     pub attempts: i64,
-    pub natural_key: Option<Value>,
+    /// Committed with the intent of its last call.
+    pub natural_key: Option<NaturalKey>,
     pub remote_id: Option<String>,
-    pub result: Option<Value>,
+    pub result: Option<StepResult>,
     pub last_error: Option<String>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     pub not_before: Option<DateTime<Utc>>,
@@ -88,7 +61,7 @@ pub struct StepRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRecord {
-    pub state: String,
+    pub state: JobState,
     pub run_at: DateTime<Utc>,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
@@ -109,7 +82,7 @@ pub struct AgencyCheck {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRecord {
-    pub terms: Value,
+    pub terms: ApprovalTerms,
     pub terms_hash: String,
     pub approved_by: String,
     pub approved_at: DateTime<Utc>,
@@ -148,15 +121,6 @@ impl From<sqlx::Error> for SendError {
     fn from(e: sqlx::Error) -> Self {
         SendError::Storage(e.into())
     }
-}
-
-/// New terms given with a resume: the terms, their hash, and the plan of each authorization
-/// (index, plan id).
-#[derive(Debug, Clone, Copy)]
-pub struct CorrectedTerms<'a> {
-    pub terms: &'a Value,
-    pub terms_hash: &'a str,
-    pub plans: &'a [(usize, String)],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +183,7 @@ async fn insert_change(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
     change_no: i64,
-    kind: &str,
+    kind: ChangeKind,
     actor: &str,
     ts: &str,
     reasons: &[String],
@@ -231,7 +195,7 @@ async fn insert_change(
     )
     .bind(id.to_string())
     .bind(change_no)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(actor)
     .bind(ts)
     .bind(serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into()))
@@ -246,7 +210,7 @@ async fn insert_steps(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
     change_no: i64,
-    steps: &[NewStep],
+    steps: &[Step],
     ts: &str,
 ) -> Result<(), SendError> {
     let first_position: i64 = sqlx::query_scalar(
@@ -258,13 +222,14 @@ async fn insert_steps(
     for (i, step) in steps.iter().enumerate() {
         sqlx::query(
             "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
         .bind(id.to_string())
         .bind(first_position + i as i64)
         .bind(change_no)
-        .bind(&step.kind)
-        .bind(&step.item)
+        .bind(step.kind().as_str())
+        .bind(step.item())
+        .bind(StepState::Pending.as_str())
         .bind(ts)
         .execute(&mut **tx)
         .await?;
@@ -279,10 +244,11 @@ async fn requeue(
     ts: &str,
 ) -> Result<(), SendError> {
     sqlx::query(
-        "UPDATE send_jobs SET state = 'ready', run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
+        "UPDATE send_jobs SET state = $3, run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
     )
     .bind(ts)
     .bind(id.to_string())
+    .bind(JobState::Ready.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -292,13 +258,12 @@ async fn requeue(
 async fn replace_terms(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
-    terms: &Value,
-    hash: &str,
+    terms: &ApprovalTerms,
     ts: &str,
 ) -> Result<(), SendError> {
     sqlx::query("UPDATE approvals SET terms_json = $1, terms_hash = $2, updated_at = $3 WHERE request_id = $4")
-        .bind(terms.to_string())
-        .bind(hash)
+        .bind(terms_json(terms))
+        .bind(terms_hash(terms))
         .bind(ts)
         .bind(id.to_string())
         .execute(&mut **tx)
@@ -306,18 +271,23 @@ async fn replace_terms(
     Ok(())
 }
 
-/// Which patient plan each authorization belongs to (index, plan id).
+fn terms_json(terms: &ApprovalTerms) -> String {
+    // Plain data: serializing cannot fail.
+    serde_json::to_string(terms).unwrap_or_default()
+}
+
+/// Which patient plan each authorization belongs to.
 async fn insert_authorization_plans(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
-    plans: &[(usize, String)],
+    terms: &ApprovalTerms,
 ) -> Result<(), SendError> {
-    for (index, plan) in plans {
+    for (index, plan) in terms.plan_links() {
         sqlx::query(
             "INSERT INTO authorization_plans (request_id, auth_index, plan_id) VALUES ($1, $2, $3)",
         )
         .bind(id.to_string())
-        .bind(*index as i64)
+        .bind(index as i64)
         .bind(plan)
         .execute(&mut **tx)
         .await?;
@@ -337,94 +307,59 @@ async fn next_change_no(
     .await?)
 }
 
-/// After a withdrawal, what the first send still has to do, in order: the withdrawn
-/// authorizations created anew, then every step the withdrawal skipped. Empty when nothing
-/// was skipped.
-async fn replan_after_withdrawal(
+/// The send's steps and their states, in order: what the planners read.
+async fn step_states(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
-) -> Result<Vec<NewStep>, SendError> {
+) -> Result<Vec<(Step, StepState)>, SendError> {
     let rows = sqlx::query(
         "SELECT kind, item, state FROM send_steps WHERE request_id = $1 ORDER BY position",
     )
     .bind(id.to_string())
     .fetch_all(&mut **tx)
     .await?;
-    let mut withdrawn = std::collections::BTreeSet::new();
-    let mut skipped = Vec::new();
-    for row in rows {
-        let (kind, item, state): (String, String, String) = (
-            row.try_get("kind")?,
-            row.try_get("item")?,
-            row.try_get("state")?,
-        );
-        match (kind.as_str(), state.as_str()) {
-            (_, "skipped") => skipped.push(NewStep { kind, item }),
-            (_, "replanned") => {}
-            ("authorization_withdraw", _) => {
-                withdrawn.insert(item.parse::<i64>().unwrap_or_default());
-            }
-            ("authorization", _) => {
-                withdrawn.remove(&item.parse::<i64>().unwrap_or_default());
-            }
-            _ => {}
-        }
-    }
-    if skipped.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut steps: Vec<NewStep> = withdrawn
-        .iter()
-        .map(|i| NewStep {
-            kind: "authorization".into(),
-            item: i.to_string(),
+    rows.iter()
+        .map(|r| {
+            let (kind, item, state): (String, String, String) =
+                (r.try_get("kind")?, r.try_get("item")?, r.try_get("state")?);
+            Ok((parse_step(&kind, &item)?, parse_step_state(&state)?))
         })
-        .collect();
-    for step in skipped {
-        if !steps.contains(&step) {
-            steps.push(step);
-        }
-    }
-    Ok(steps)
+        .collect()
+}
+
+fn parse_step(kind: &str, item: &str) -> Result<Step, StorageError> {
+    Step::parse(kind, item).ok_or_else(|| corrupt("send step", format!("{kind} {item}")))
+}
+
+fn parse_step_state(s: &str) -> Result<StepState, StorageError> {
+    StepState::parse(s).ok_or_else(|| corrupt("step state", s))
+}
+
+fn parse_job_state(s: &str) -> Result<JobState, StorageError> {
+    JobState::parse(s).ok_or_else(|| corrupt("job state", s))
 }
 
 /// Withdraws authorizations of a referral whose first send is under way (their plan was
-/// archived), inside the caller's transaction: the remaining steps are skipped, a new
-/// fencing token takes the send from any worker running it, a `withdrawal` change deletes
-/// from ACCloud whatever of the authorizations may exist there (created, or being created),
-/// and the referral needs attention with `reason`.
+/// archived), inside the caller's transaction, as [`send::plan::withdrawal`] plans it: the
+/// steps not settled are skipped, a new fencing token takes the send from any worker running
+/// it, a `withdrawal` change deletes whatever of the authorizations may exist in ACCloud, and
+/// the referral needs attention with `reason`.
 pub(crate) async fn withdraw(
     tx: &mut Transaction<'static, Any>,
     id: RequestId,
-    indexes: &[i64],
+    indexes: &[usize],
     reason: &str,
     at: DateTime<Utc>,
     actor: &str,
 ) -> Result<(), SendError> {
     let ts = format_ts(at);
-    let mut steps = Vec::new();
-    for index in indexes {
-        // The latest creation of that authorization (a resume after a withdrawal creates it
-        // again).
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM send_steps WHERE request_id = $1 \
-             AND kind = 'authorization' AND item = $2 ORDER BY position DESC LIMIT 1",
-        )
-        .bind(id.to_string())
-        .bind(index.to_string())
-        .fetch_optional(&mut **tx)
-        .await?;
-        if matches!(state.as_deref(), Some("done" | "in_flight" | "unknown")) {
-            steps.push(NewStep {
-                kind: "authorization_withdraw".into(),
-                item: index.to_string(),
-            });
-        }
-    }
-    sqlx::query(
-        "UPDATE send_steps SET state = 'skipped', updated_at = $1 WHERE request_id = $2 \
-         AND state NOT IN ('done', 'skipped', 'replanned')",
-    )
+    let plan = send::plan::withdrawal(&step_states(tx, id).await?, indexes);
+    sqlx::query(&format!(
+        "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
+         AND state NOT IN ({})",
+        sql_names(&StepState::SETTLED, StepState::as_str)
+    ))
+    .bind(StepState::Skipped.as_str())
     .bind(&ts)
     .bind(id.to_string())
     .execute(&mut **tx)
@@ -434,19 +369,19 @@ pub(crate) async fn withdraw(
         tx,
         id,
         change_no,
-        "withdrawal",
+        ChangeKind::Withdrawal,
         actor,
         &ts,
         &[reason.to_owned()],
         None,
     )
     .await?;
-    insert_steps(tx, id, change_no, &steps, &ts).await?;
+    insert_steps(tx, id, change_no, &plan.steps, &ts).await?;
     sqlx::query(
         "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
          fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
     )
-    .bind(if steps.is_empty() { "paused" } else { "ready" })
+    .bind(plan.job.as_str())
     .bind(&ts)
     .bind(reason)
     .bind(id.to_string())
@@ -463,30 +398,11 @@ pub(crate) async fn withdraw(
     .await
 }
 
-/// What kind of change is asked after the first send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    /// New terms.
-    Terms,
-    Cancel,
-    Documents,
-}
-
-impl ChangeKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Terms => "change",
-            ChangeKind::Cancel => "cancel",
-            ChangeKind::Documents => "documents",
-        }
-    }
-}
-
 /// One thing asked of a send.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChangeRecord {
     pub change_no: i64,
-    pub kind: String,
+    pub kind: ChangeKind,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
     pub reasons: Vec<String>,
@@ -497,9 +413,11 @@ pub struct ChangeRecord {
 /// reasons; for new documents, the files (an upload step is added for each).
 #[derive(Debug, Clone)]
 pub struct NewChange<'a> {
+    /// Terms, cancel or documents.
     pub kind: ChangeKind,
-    pub steps: Vec<NewStep>,
-    pub terms: Option<(&'a Value, &'a str)>,
+    pub steps: Vec<Step>,
+    /// New terms in force.
+    pub terms: Option<&'a ApprovalTerms>,
     pub reasons: Vec<String>,
     pub comment: Option<&'a str>,
     pub files: Vec<crate::NewFile>,
@@ -510,23 +428,27 @@ fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
         let v: Option<String> = r.try_get(c)?;
         v.map(|s| parse_ts(&s)).transpose()
     };
-    let opt_json = |c: &str| -> Result<Option<Value>, StorageError> {
-        let v: Option<String> = r.try_get(c)?;
-        v.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(c, e)))
-            .transpose()
-    };
+    let (kind, item): (String, String) = (r.try_get("kind")?, r.try_get("item")?);
+    let step = parse_step(&kind, &item)?;
+    let key: Option<String> = r.try_get("natural_key")?;
+    let natural_key = key
+        .map(|k| NaturalKey::from_json(step.kind(), &k).map_err(|e| corrupt("natural key", e)))
+        .transpose()?;
+    let result: Option<String> = r.try_get("result_json")?;
+    let result = result
+        .map(|j| StepResult::from_json(step.kind(), &j).map_err(|e| corrupt("step result", e)))
+        .transpose()?;
     let state: String = r.try_get("state")?;
     let updated: String = r.try_get("updated_at")?;
     Ok(StepRecord {
         position: r.try_get("position")?,
         change_no: r.try_get("change_no")?,
-        kind: r.try_get("kind")?,
-        item: r.try_get("item")?,
-        state: StepState::parse(&state)?,
+        step,
+        state: parse_step_state(&state)?,
         attempts: r.try_get("attempts")?,
-        natural_key: opt_json("natural_key")?,
+        natural_key,
         remote_id: r.try_get("remote_id")?,
-        result: opt_json("result_json")?,
+        result,
         last_error: r.try_get("last_error")?,
         last_attempt_at: opt_ts("last_attempt_at")?,
         not_before: opt_ts("not_before")?,
@@ -535,19 +457,17 @@ fn step_from_row(r: &sqlx::any::AnyRow) -> Result<StepRecord, StorageError> {
 }
 
 impl Store {
-    /// Records the approval, its audit entry, the planned steps and the queued send, in one
-    /// transaction. The same terms again are a no-op; other terms are refused.
-    /// `plans`: the patient plan of each authorization that has one (index, plan id).
-    #[allow(clippy::too_many_arguments)]
+    /// Records the approval, its audit entry, the links of its authorizations to patient
+    /// plans, the planned steps and the queued send, in one transaction. The same terms
+    /// again are a no-op; other terms are refused.
     pub async fn approve(
         &self,
         id: RequestId,
-        terms: &Value,
-        terms_hash: &str,
-        steps: &[NewStep],
-        plans: &[(usize, String)],
+        terms: &ApprovalTerms,
+        steps: &[Step],
         actor: &str,
     ) -> Result<ApproveOutcome, SendError> {
+        let terms_hash = &terms_hash(terms);
         let mut tx = self.begin_write().await?;
         let status = current_status(&mut tx, id).await?;
         let existing: Option<String> =
@@ -557,7 +477,7 @@ impl Store {
                 .await?;
         if let Some(hash) = existing {
             tx.rollback().await?;
-            return if hash == terms_hash {
+            return if hash == *terms_hash {
                 Ok(ApproveOutcome::Unchanged)
             } else {
                 Err(SendError::TermsDiffer(status))
@@ -573,21 +493,22 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(id.to_string())
-        .bind(terms.to_string())
+        .bind(terms_json(terms))
         .bind(terms_hash)
         .bind(actor)
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
-        insert_change(&mut tx, id, 0, "approval", actor, &ts, &[], None).await?;
-        insert_authorization_plans(&mut tx, id, plans).await?;
+        insert_change(&mut tx, id, 0, ChangeKind::Approval, actor, &ts, &[], None).await?;
+        insert_authorization_plans(&mut tx, id, terms).await?;
         insert_steps(&mut tx, id, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
-             VALUES ($1, 'ready', $2, 0, $2, $2)",
+             VALUES ($1, $3, $2, 0, $2, $2)",
         )
         .bind(id.to_string())
         .bind(&ts)
+        .bind(JobState::Ready.as_str())
         .execute(&mut *tx)
         .await?;
         set_status(&mut tx, id, ReferralStatus::Approved, at, actor, None).await?;
@@ -647,8 +568,9 @@ impl Store {
             let run_at: String = r.try_get("run_at")?;
             let until: Option<String> = r.try_get("lease_until")?;
             let checked: Option<String> = r.try_get("agency_checked_at")?;
+            let state: String = r.try_get("state")?;
             Ok(JobRecord {
-                state: r.try_get("state")?,
+                state: parse_job_state(&state)?,
                 run_at: parse_ts(&run_at)?,
                 lease_owner: r.try_get("lease_owner")?,
                 lease_until: until.map(|u| parse_ts(&u)).transpose()?,
@@ -672,36 +594,42 @@ impl Store {
         let at = now();
         let ts = format_ts(at);
         let cutoff = format_ts(at - chrono::Duration::from_std(every).unwrap_or_default());
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT j.request_id, s.result_json FROM send_jobs j \
-             JOIN send_steps s ON s.request_id = j.request_id AND s.kind = 'referral' AND s.state = 'done' \
-             WHERE j.state = 'done' AND j.agency_checked_at < $1 \
-             AND (j.agency_status IS NULL OR j.agency_status NOT IN ('processed', 'cancelled')) \
+             JOIN send_steps s ON s.request_id = j.request_id AND s.kind = '{referral}' AND s.state = '{step_done}' \
+             WHERE j.state = '{job_done}' AND j.agency_checked_at < $1 \
+             AND (j.agency_status IS NULL OR j.agency_status NOT IN ({settled})) \
              ORDER BY j.agency_checked_at, j.request_id LIMIT $2",
-        )
-        .bind(&cutoff)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+            referral = send::StepKind::Referral.as_str(),
+            step_done = StepState::Done.as_str(),
+            job_done = JobState::Done.as_str(),
+            settled = sql_names(&send::AGENCY_SETTLED_STATUSES, |s| s),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&cutoff)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::new();
         for r in rows {
             let id: String = r.try_get("request_id")?;
             // Taken only if no other worker took it since the read.
             let taken = sqlx::query(
-                "UPDATE send_jobs SET agency_checked_at = $1 WHERE request_id = $2 AND state = 'done' \
+                "UPDATE send_jobs SET agency_checked_at = $1 WHERE request_id = $2 AND state = $4 \
                  AND agency_checked_at < $3",
             )
             .bind(&ts)
             .bind(&id)
             .bind(&cutoff)
+            .bind(JobState::Done.as_str())
             .execute(&self.pool)
             .await?
             .rows_affected()
                 == 1;
             let result: Option<String> = r.try_get("result_json")?;
             let group = result
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .and_then(|v| v.get("revision_group_id")?.as_str().map(str::to_owned));
+                .and_then(|j| StepResult::from_json(send::StepKind::Referral, &j).ok())
+                .and_then(|r| r.referral()?.revision_group_id.clone());
             if let (true, Some(revision_group_id)) = (taken, group) {
                 out.push(AgencyCheck {
                     request_id: request_id_of(&id)?,
@@ -764,10 +692,11 @@ impl Store {
         };
         let sql = format!(
             "UPDATE send_jobs SET lease_owner = $1, lease_until = $2, fence = fence + 1, updated_at = $3 \
-             WHERE request_id = (SELECT request_id FROM send_jobs WHERE state = 'ready' AND run_at <= $3 \
+             WHERE request_id = (SELECT request_id FROM send_jobs WHERE state = '{ready}' AND run_at <= $3 \
                AND (lease_until IS NULL OR lease_until < $3) ORDER BY run_at, request_id LIMIT 1{lock}) \
-             AND state = 'ready' AND (lease_until IS NULL OR lease_until < $3) \
-             RETURNING request_id, fence"
+             AND state = '{ready}' AND (lease_until IS NULL OR lease_until < $3) \
+             RETURNING request_id, fence",
+            ready = JobState::Ready.as_str(),
         );
         let row = sqlx::query(&sql)
             .bind(owner)
@@ -856,19 +785,20 @@ impl Store {
         &self,
         lease: &Lease,
         position: i64,
-        natural_key: &Value,
+        natural_key: &NaturalKey,
     ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
         check_fence(&mut tx, lease).await?;
         let ts = format_ts(now());
         sqlx::query(
-            "UPDATE send_steps SET state = 'in_flight', attempts = attempts + 1, natural_key = $1, \
+            "UPDATE send_steps SET state = $5, attempts = attempts + 1, natural_key = $1, \
              last_attempt_at = $2, not_before = NULL, updated_at = $2 WHERE request_id = $3 AND position = $4",
         )
-        .bind(natural_key.to_string())
+        .bind(natural_key.to_json())
         .bind(&ts)
         .bind(lease.request_id.to_string())
         .bind(position)
+        .bind(StepState::InFlight.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -881,19 +811,20 @@ impl Store {
         lease: &Lease,
         position: i64,
         remote_id: &str,
-        result: &Value,
+        result: &StepResult,
     ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
         check_fence(&mut tx, lease).await?;
         sqlx::query(
-            "UPDATE send_steps SET state = 'done', remote_id = $1, result_json = $2, last_error = NULL, \
+            "UPDATE send_steps SET state = $6, remote_id = $1, result_json = $2, last_error = NULL, \
              not_before = NULL, updated_at = $3 WHERE request_id = $4 AND position = $5",
         )
         .bind(remote_id)
-        .bind(result.to_string())
+        .bind(result.to_json())
         .bind(format_ts(now()))
         .bind(lease.request_id.to_string())
         .bind(position)
+        .bind(StepState::Done.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -955,21 +886,23 @@ impl Store {
         let at = now();
         let ts = format_ts(at);
         sqlx::query(
-            "UPDATE send_steps SET state = 'failed', last_error = $1, updated_at = $2 WHERE request_id = $3 AND position = $4",
+            "UPDATE send_steps SET state = $5, last_error = $1, updated_at = $2 WHERE request_id = $3 AND position = $4",
         )
         .bind(error)
         .bind(&ts)
         .bind(lease.request_id.to_string())
         .bind(position)
+        .bind(StepState::Failed.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE send_jobs SET state = 'paused', pause_reason = $1, lease_owner = NULL, lease_until = NULL, \
+            "UPDATE send_jobs SET state = $4, pause_reason = $1, lease_owner = NULL, lease_until = NULL, \
              updated_at = $2 WHERE request_id = $3",
         )
         .bind(error)
         .bind(&ts)
         .bind(lease.request_id.to_string())
+        .bind(JobState::Paused.as_str())
         .execute(&mut *tx)
         .await?;
         set_status(
@@ -1000,11 +933,12 @@ impl Store {
         check_fence(&mut tx, lease).await?;
         let at = now();
         sqlx::query(
-            "UPDATE send_jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1, \
+            "UPDATE send_jobs SET state = $3, lease_owner = NULL, lease_until = NULL, updated_at = $1, \
              agency_status = NULL, agency_checked_at = $1 WHERE request_id = $2",
         )
         .bind(format_ts(at))
         .bind(lease.request_id.to_string())
+        .bind(JobState::Done.as_str())
         .execute(&mut *tx)
         .await?;
         let last_kind: Option<String> = sqlx::query_scalar(
@@ -1013,37 +947,34 @@ impl Store {
         .bind(lease.request_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        if last_kind.as_deref() == Some("withdrawal") {
-            // The withdrawn authorizations are gone from ACCloud; the referral stays with a
-            // reviewer (its status was set when the plan was archived).
-            sqlx::query(
-                "UPDATE send_jobs SET state = 'paused', pause_reason = $1 WHERE request_id = $2",
-            )
-            .bind(
-                "authorization withdrawn: resume, with corrected terms if the plan changed, to \
-                 send the referral",
-            )
-            .bind(lease.request_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(());
-        }
-        let done = if last_kind.as_deref() == Some("cancel") {
-            ReferralStatus::Cancelled
-        } else {
-            ReferralStatus::Sent
+        let last_kind = match last_kind {
+            Some(k) => ChangeKind::parse(&k).ok_or_else(|| corrupt("change kind", k))?,
+            None => ChangeKind::Approval,
         };
-        set_status(&mut tx, lease.request_id, done, at, actor, None).await?;
+        let (status, event) = match last_kind.run_end() {
+            RunEnd::AwaitingResume(reason) => {
+                // The referral stays with a reviewer (its status was set when the change that
+                // interrupted the send was recorded).
+                sqlx::query(
+                    "UPDATE send_jobs SET state = $1, pause_reason = $2 WHERE request_id = $3",
+                )
+                .bind(JobState::Paused.as_str())
+                .bind(reason)
+                .bind(lease.request_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            RunEnd::Cancelled => (ReferralStatus::Cancelled, "send.cancelled"),
+            RunEnd::Sent => (ReferralStatus::Sent, "send.completed"),
+        };
+        set_status(&mut tx, lease.request_id, status, at, actor, None).await?;
         audit::record(
             &mut tx,
             at,
             actor,
-            if done == ReferralStatus::Cancelled {
-                "send.cancelled"
-            } else {
-                "send.completed"
-            },
+            event,
             ("referral_request", &lease.request_id.to_string()),
             &json!({}),
         )
@@ -1057,7 +988,7 @@ impl Store {
     pub async fn resume_send(
         &self,
         id: RequestId,
-        corrected: Option<CorrectedTerms<'_>>,
+        corrected: Option<&ApprovalTerms>,
         actor: &str,
     ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
@@ -1067,35 +998,50 @@ impl Store {
         }
         let at = now();
         let ts = format_ts(at);
-        if let Some(c) = corrected {
-            replace_terms(&mut tx, id, c.terms, c.terms_hash, &ts).await?;
+        if let Some(terms) = corrected {
+            replace_terms(&mut tx, id, terms, &ts).await?;
             sqlx::query("DELETE FROM authorization_plans WHERE request_id = $1")
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            insert_authorization_plans(&mut tx, id, c.plans).await?;
+            insert_authorization_plans(&mut tx, id, terms).await?;
         }
         // A withdrawal stopped the first send: plan what it skipped again, after it.
-        let replan = replan_after_withdrawal(&mut tx, id).await?;
+        let replan = send::plan::replan_after_withdrawal(&step_states(&mut tx, id).await?);
         if !replan.is_empty() {
             let change_no = next_change_no(&mut tx, id).await?;
-            insert_change(&mut tx, id, change_no, "resume", actor, &ts, &[], None).await?;
+            insert_change(
+                &mut tx,
+                id,
+                change_no,
+                ChangeKind::Resume,
+                actor,
+                &ts,
+                &[],
+                None,
+            )
+            .await?;
             sqlx::query(
-                "UPDATE send_steps SET state = 'replanned', updated_at = $1 \
-                 WHERE request_id = $2 AND state = 'skipped'",
+                "UPDATE send_steps SET state = $3, updated_at = $1 \
+                 WHERE request_id = $2 AND state = $4",
             )
             .bind(&ts)
             .bind(id.to_string())
+            .bind(StepState::Replanned.as_str())
+            .bind(StepState::Skipped.as_str())
             .execute(&mut *tx)
             .await?;
             insert_steps(&mut tx, id, change_no, &replan, &ts).await?;
         }
+        // The stopped step starts with a lookup, in case its last call landed.
         sqlx::query(
-            "UPDATE send_steps SET state = 'unknown', attempts = 0, not_before = NULL, updated_at = $1 \
-             WHERE request_id = $2 AND state = 'failed'",
+            "UPDATE send_steps SET state = $3, attempts = 0, not_before = NULL, updated_at = $1 \
+             WHERE request_id = $2 AND state = $4",
         )
         .bind(&ts)
         .bind(id.to_string())
+        .bind(StepState::Unknown.as_str())
+        .bind(StepState::Failed.as_str())
         .execute(&mut *tx)
         .await?;
         requeue(&mut tx, id, &ts).await?;
@@ -1144,15 +1090,11 @@ impl Store {
         .bind(id.to_string())
         .fetch_one(&mut *tx)
         .await?;
-        match (status, job_state.as_deref()) {
-            (ReferralStatus::Sent, Some("done")) => {}
-            (
-                ReferralStatus::Approved | ReferralStatus::Sending | ReferralStatus::NeedsAttention,
-                _,
-            ) => {
-                return Err(SendError::ChangeInProgress(last_change));
-            }
-            (other, _) => return Err(SendError::NotChangeable(other)),
+        let job_state = job_state.as_deref().map(parse_job_state).transpose()?;
+        match send::may_change(status, job_state) {
+            Ok(()) => {}
+            Err(ChangeRefused::InProgress) => return Err(SendError::ChangeInProgress(last_change)),
+            Err(ChangeRefused::NotChangeable(s)) => return Err(SendError::NotChangeable(s)),
         }
         let at = now();
         let ts = format_ts(at);
@@ -1161,7 +1103,7 @@ impl Store {
             &mut tx,
             id,
             change_no,
-            change.kind.as_str(),
+            change.kind,
             actor,
             &ts,
             &change.reasons,
@@ -1172,14 +1114,11 @@ impl Store {
         if !change.files.is_empty() {
             // Each new file is uploaded by a step of its own, keyed by the file's new id.
             let ids = crate::referrals::insert_files(&mut tx, id, &change.files, &ts).await?;
-            steps.extend(ids.into_iter().map(|f| NewStep {
-                kind: "attachment".into(),
-                item: f.to_string(),
-            }));
+            steps.extend(send::plan::documents(ids));
         }
         insert_steps(&mut tx, id, change_no, &steps, &ts).await?;
-        if let Some((terms, hash)) = change.terms {
-            replace_terms(&mut tx, id, terms, hash, &ts).await?;
+        if let Some(terms) = change.terms {
+            replace_terms(&mut tx, id, terms, &ts).await?;
         }
         requeue(&mut tx, id, &ts).await?;
         set_status(
@@ -1216,9 +1155,10 @@ impl Store {
             .map(|r| {
                 let at: String = r.try_get("requested_at")?;
                 let reasons: String = r.try_get("reasons_json")?;
+                let kind: String = r.try_get("kind")?;
                 Ok(ChangeRecord {
                     change_no: r.try_get("change_no")?,
-                    kind: r.try_get("kind")?,
+                    kind: ChangeKind::parse(&kind).ok_or_else(|| corrupt("change kind", kind))?,
                     requested_by: r.try_get("requested_by")?,
                     requested_at: parse_ts(&at)?,
                     reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("reasons", e))?,
@@ -1231,7 +1171,8 @@ impl Store {
     /// Send jobs not finished: ready or paused, for operators and tests.
     pub async fn count_unfinished_sends(&self) -> Result<i64, StorageError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state <> 'done'")
+            sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state <> $1")
+                .bind(JobState::Done.as_str())
                 .fetch_one(&self.pool)
                 .await?,
         )

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use refbridge_domain::send::{JobState, StepState};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -92,41 +93,45 @@ impl Store {
     pub async fn queue_metrics(&self) -> Result<QueueMetrics, StorageError> {
         let at = now();
         let ts = format_ts(at);
-        let row = sqlx::query(
+        let (ready, paused) = (JobState::Ready.as_str(), JobState::Paused.as_str());
+        let (pending, in_flight, unknown) = (
+            StepState::Pending.as_str(),
+            StepState::InFlight.as_str(),
+            StepState::Unknown.as_str(),
+        );
+        let sql = format!(
             "SELECT \
                COUNT(*) AS depth, \
                COALESCE(SUM(CASE WHEN run_at <= $1 THEN 1 ELSE 0 END), 0) AS due, \
                COALESCE(SUM(CASE WHEN lease_until > $1 THEN 1 ELSE 0 END), 0) AS leased, \
                MIN(CASE WHEN run_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
                    THEN run_at END) AS oldest_due \
-             FROM send_jobs WHERE state = 'ready'",
-        )
-        .bind(&ts)
-        .fetch_one(&self.pool)
-        .await?;
+             FROM send_jobs WHERE state = '{ready}'"
+        );
+        let row = sqlx::query(&sql).bind(&ts).fetch_one(&self.pool).await?;
         let queue_depth: i64 = row.try_get("depth")?;
         let due: i64 = row.try_get("due")?;
         let leased: i64 = row.try_get("leased")?;
         let oldest_due: Option<String> = row.try_get("oldest_due")?;
-        let paused: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state = 'paused'")
-                .fetch_one(&self.pool)
-                .await?;
-        let oldest_pending: Option<String> = sqlx::query_scalar(
+        let paused: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM send_jobs WHERE state = '{paused}'"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest_pending: Option<String> = sqlx::query_scalar(&format!(
             "SELECT MIN(s.updated_at) FROM send_steps s JOIN send_jobs j ON j.request_id = s.request_id \
-             WHERE j.state = 'ready' AND s.state IN ('pending', 'in_flight', 'unknown')",
-        )
+             WHERE j.state = '{ready}' AND s.state IN ('{pending}', '{in_flight}', '{unknown}')",
+        ))
         .fetch_one(&self.pool)
         .await?;
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT \
-               COALESCE(SUM(CASE WHEN state = 'unknown' THEN 1 ELSE 0 END), 0) AS unknown, \
-               COALESCE(SUM(CASE WHEN state = 'in_flight' THEN 1 ELSE 0 END), 0) AS in_flight, \
-               MIN(CASE WHEN state = 'unknown' THEN updated_at END) AS oldest_unknown \
-             FROM send_steps WHERE state IN ('unknown', 'in_flight')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+               COALESCE(SUM(CASE WHEN state = '{unknown}' THEN 1 ELSE 0 END), 0) AS unknown, \
+               COALESCE(SUM(CASE WHEN state = '{in_flight}' THEN 1 ELSE 0 END), 0) AS in_flight, \
+               MIN(CASE WHEN state = '{unknown}' THEN updated_at END) AS oldest_unknown \
+             FROM send_steps WHERE state IN ('{unknown}', '{in_flight}')",
+        );
+        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
         let unknown_steps: i64 = row.try_get("unknown")?;
         let in_flight_steps: i64 = row.try_get("in_flight")?;
         let oldest_unknown: Option<String> = row.try_get("oldest_unknown")?;

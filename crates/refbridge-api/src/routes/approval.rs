@@ -7,12 +7,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
+use refbridge_domain::send::{self, Cancellation, ChangeKind, Step, StepKind};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
-use refbridge_storage::{
-    ApproveOutcome, ChangeKind, CorrectedTerms, NewChange, NewStep, SendError,
-};
+use refbridge_storage::{ApproveOutcome, NewChange, SendError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -43,16 +41,6 @@ pub(crate) fn documents_body_limit(max_file_bytes: u64) -> usize {
         .unwrap_or(usize::MAX)
         .saturating_mul(MAX_DOCUMENTS)
         .saturating_add(1 << 20)
-}
-
-/// The patient plan of each authorization that has one: (index, plan id).
-fn authorization_plans(terms: &ApprovalTerms) -> Vec<(usize, String)> {
-    terms
-        .authorizations
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| a.plan_id.clone().map(|p| (i, p)))
-        .collect()
 }
 
 /// Files in one `documents` request.
@@ -99,12 +87,6 @@ fn sanitize(s: &str) -> String {
     }
     // Unknown field names are ours to name: serde puts them in backticks, which we keep.
     out
-}
-
-pub(crate) fn terms_hash(terms: &ApprovalTerms) -> Result<String, ApiError> {
-    let json = serde_json::to_vec(terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let digest: [u8; 32] = Sha256::digest(&json).into();
-    Ok(refbridge_domain::ContentHash::from_digest(&digest).to_string())
 }
 
 async fn resolve_terms(
@@ -183,34 +165,10 @@ async fn approve(
     let id = parse_id(&request_id)?;
     let input = body(input)?;
     let (rec, terms) = resolve_terms(&state, id, &input).await?;
-    let hash = terms_hash(&terms)?;
-    let mut steps = vec![
-        NewStep {
-            kind: "client".into(),
-            item: String::new(),
-        },
-        NewStep {
-            kind: "service".into(),
-            item: String::new(),
-        },
-    ];
-    steps.extend((0..terms.authorizations.len()).map(|i| NewStep {
-        kind: "authorization".into(),
-        item: i.to_string(),
-    }));
-    steps.push(NewStep {
-        kind: "referral".into(),
-        item: String::new(),
-    });
-    steps.extend(rec.files.iter().map(|f| NewStep {
-        kind: "attachment".into(),
-        item: f.id.to_string(),
-    }));
-    let terms_json = serde_json::to_value(&terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let plans = authorization_plans(&terms);
+    let steps = send::plan::first_send(terms.authorizations.len(), rec.files.iter().map(|f| f.id));
     let outcome = state
         .store
-        .approve(id, &terms_json, &hash, &steps, &plans, &caller.name)
+        .approve(id, &terms, &steps, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_one();
@@ -297,42 +255,11 @@ async fn resume(
     };
     let approved = state.store.approval(id).await?;
     if let (Some(t), Some(approved)) = (&terms, &approved) {
-        // The first send's steps are planned per authorization: a resume corrects them, it
-        // does not add or remove any.
-        let count = approved.terms["authorizations"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if t.authorizations.len() != count {
-            return Err(ApiError::field(
-                "authorizations",
-                &format!(
-                    "a resume keeps the approved number of authorizations ({count}); add or \
-                     remove them with a change once the referral is sent"
-                ),
-            ));
-        }
+        send::plan::check_resume_terms(&approved.terms, t)?;
     }
-    let stored = match &terms {
-        Some(t) => Some((
-            serde_json::to_value(t).map_err(|e| ApiError::Internal(Box::new(e)))?,
-            terms_hash(t)?,
-            authorization_plans(t),
-        )),
-        None => None,
-    };
     state
         .store
-        .resume_send(
-            id,
-            stored
-                .as_ref()
-                .map(|(terms, terms_hash, plans)| CorrectedTerms {
-                    terms,
-                    terms_hash,
-                    plans,
-                }),
-            &caller.name,
-        )
+        .resume_send(id, terms.as_ref(), &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_one();
@@ -340,9 +267,9 @@ async fn resume(
     let terms = match terms {
         Some(t) => t,
         None => {
-            let approved =
-                approved.ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?;
-            serde_json::from_value(approved.terms).map_err(|e| ApiError::Internal(Box::new(e)))?
+            approved
+                .ok_or_else(|| ApiError::NotFound(format!("no approval for {id}")))?
+                .terms
         }
     };
     tracing::info!(request_id = %id, "send resumed");
@@ -369,9 +296,8 @@ pub struct DryRun {
 /// One call a change makes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlannedCall {
-    /// The send step: client_update, service_update, authorization_update,
-    /// authorization_delete, authorization, referral_update, referral_cancel, attachment.
-    pub step: String,
+    /// The send step.
+    pub step: StepKind,
     /// Which authorization (its index) or file.
     pub item: String,
     /// The ACCloud call.
@@ -395,40 +321,15 @@ pub struct ChangeResponse {
     pub terms: Option<ApprovalTerms>,
 }
 
-fn call_of(kind: &str) -> &'static str {
-    match kind {
-        "client_update" => "PUT /ext/api/v2/patients/clients/{id}",
-        "service_update" => "PUT /ext/api/v2/scheduler/services/{id}",
-        "authorization_update" => "PUT /ext/api/v2/scheduler/authorizations/{id}",
-        "authorization_delete" => "DELETE /ext/api/v2/scheduler/authorizations/{id}",
-        "authorization" => "POST /ext/api/v2/scheduler/authorizations",
-        "referral_update" => {
-            "POST /api/v1/alayamarket/outbox/referrals/from_service/{service_id}/update/{latest_referral_id}"
-        }
-        "referral_cancel" => {
-            "POST /api/v1/alayamarket/outbox/referrals/{latest_referral_id}/cancel"
-        }
-        "attachment" => "POST /api/v1/alayamarket/outbox/referrals/{referral_id}/client_attachment",
-        _ => "",
-    }
-}
-
-fn planned(steps: &[NewStep]) -> Vec<PlannedCall> {
-    steps
-        .iter()
-        .map(|s| PlannedCall {
-            step: s.kind.clone(),
-            item: s.item.clone(),
-            call: call_of(&s.kind).to_owned(),
+fn planned(steps: &[Step]) -> Vec<PlannedCall> {
+    send::plan::calls(steps)
+        .into_iter()
+        .map(|c| PlannedCall {
+            step: c.kind,
+            item: c.item,
+            call: c.call.to_owned(),
         })
         .collect()
-}
-
-fn step(kind: &str, item: impl Into<String>) -> NewStep {
-    NewStep {
-        kind: kind.into(),
-        item: item.into(),
-    }
 }
 
 /// Change the terms of a sent referral. Only what changed is sent, in order: client,
@@ -461,36 +362,8 @@ async fn change(
             "referral request {id} is not approved yet: approve it with POST first"
         )));
     };
-    let old_terms: ApprovalTerms =
-        serde_json::from_value(current.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let plan = approval::diff(&old_terms, &new_terms)?;
-    let mut steps = Vec::new();
-    if plan.client {
-        steps.push(step("client_update", ""));
-    }
-    if plan.service {
-        steps.push(step("service_update", ""));
-    }
-    for op in &plan.authorizations {
-        match *op {
-            approval::AuthorizationChange::Update(i) => {
-                steps.push(step("authorization_update", i.to_string()))
-            }
-            approval::AuthorizationChange::Replace(i) => {
-                steps.push(step("authorization_delete", i.to_string()));
-                steps.push(step("authorization", i.to_string()));
-            }
-            approval::AuthorizationChange::Create(i) => {
-                steps.push(step("authorization", i.to_string()))
-            }
-            approval::AuthorizationChange::Delete(i) => {
-                steps.push(step("authorization_delete", i.to_string()))
-            }
-        }
-    }
-    if plan.revision {
-        steps.push(step("referral_update", ""));
-    }
+    let plan = approval::diff(&current.terms, &new_terms)?;
+    let steps = send::plan::change_of_terms(&plan);
     let dry_run = q.dry_run.unwrap_or(false);
     let mut response = ChangeResponse {
         request_id: id,
@@ -514,9 +387,6 @@ async fn change(
         }
         return Ok((StatusCode::OK, Json(response)));
     }
-    let hash = terms_hash(&new_terms)?;
-    let terms_json =
-        serde_json::to_value(&new_terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let comment = input
         .revision_comment
         .as_deref()
@@ -525,7 +395,7 @@ async fn change(
     let change = NewChange {
         kind: ChangeKind::Terms,
         steps,
-        terms: Some((&terms_json, &hash)),
+        terms: Some(&new_terms),
         reasons: plan.reasons,
         comment,
         files: Vec::new(),
@@ -577,30 +447,7 @@ async fn cancel(
             e.status()
         ))
     })?;
-    let mut v = refbridge_domain::Violations::default();
-    let reason = input
-        .reason_code
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_owned();
-    if !approval::CANCEL_REASONS.contains(&reason.as_str()) {
-        v.push(
-            "reason_code",
-            format!("must be one of {}", approval::CANCEL_REASONS.join(", ")),
-        );
-    }
-    let comment = input
-        .comment
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    if comment.is_some_and(|c| c.chars().count() > approval::MAX_CANCEL_COMMENT_CHARS) {
-        v.push("comment", "must be at most 1000 characters");
-    }
-    if !v.is_empty() {
-        return Err(v.into());
-    }
+    let cancellation = Cancellation::parse(input.reason_code.as_deref(), input.comment.as_deref())?;
     let rec = state
         .store
         .get_referral(id)
@@ -619,14 +466,14 @@ async fn cancel(
     if rec.status == ReferralStatus::Cancelled {
         return Ok((StatusCode::OK, Json(response)));
     }
-    let steps = vec![step("referral_cancel", reason.clone())];
+    let steps = send::plan::cancellation(&cancellation);
     response.planned_calls = planned(&steps);
     let change = NewChange {
         kind: ChangeKind::Cancel,
         steps,
         terms: None,
-        reasons: vec![format!("Cancelled: {reason}")],
-        comment,
+        reasons: vec![cancellation.reason_text()],
+        comment: cancellation.comment.as_deref(),
         files: Vec::new(),
     };
     let change_no = state
@@ -762,9 +609,9 @@ async fn documents(
                 .files
                 .iter()
                 .map(|f| PlannedCall {
-                    step: "attachment".into(),
+                    step: StepKind::Attachment,
                     item: f.name.clone(),
-                    call: call_of("attachment").to_owned(),
+                    call: StepKind::Attachment.call().to_owned(),
                 })
                 .collect(),
             terms: None,

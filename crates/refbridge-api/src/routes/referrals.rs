@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use refbridge_domain::form::{StructuredReferral, Warning};
 use refbridge_domain::intake::{Agency, ClientMeta, FormField, FormMeta};
+use refbridge_domain::send::{ChangeKind, JobState, StepKind, StepState};
 use refbridge_domain::{FileId, ReferralStatus, RequestId, Role, Violations};
 use refbridge_storage::{
     AuditEvent, DenyError, ListFilter, ReferralRecord, ReferralSummary, StatusChange,
@@ -256,7 +257,7 @@ pub struct SendView {
     pub approved_by: String,
     pub approved_at: DateTime<Utc>,
     /// ready, paused or done.
-    pub state: String,
+    pub state: Option<JobState>,
     /// When the next attempt is due (while ready).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the send stopped (while paused).
@@ -278,7 +279,7 @@ pub struct ChangeView {
     pub change_no: i64,
     /// approval, change, cancel, documents, withdrawal (a plan archived during the first
     /// send) or resume (the first send planned again after a withdrawal).
-    pub kind: String,
+    pub kind: ChangeKind,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
     pub reasons: Vec<String>,
@@ -288,13 +289,12 @@ pub struct ChangeView {
 /// One step of the send.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StepView {
-    /// client, service, authorization, referral or attachment.
-    pub kind: String,
+    pub kind: StepKind,
     /// Which authorization (its index) or file (its id).
     pub item: String,
     /// pending, in_flight, unknown, done, failed, skipped (by a withdrawal) or replanned
     /// (skipped, then planned again by a resume).
-    pub state: String,
+    pub state: StepState,
     /// 0 for the first send, then the change that added the step (see `changes`).
     pub change_no: i64,
     pub attempts: i64,
@@ -324,25 +324,17 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
         steps
             .iter()
             .rev()
-            .filter(|s| s.state == refbridge_storage::StepState::Done)
-            .find_map(|s| {
-                let st = s.result.as_ref()?.get(match s.kind.as_str() {
-                    "referral_update" => "base_status",
-                    _ => "status",
-                });
-                st.and_then(|v| v.as_str()).map(str::to_owned)
-            })
+            .filter(|s| s.state == StepState::Done)
+            .find_map(|s| Some(s.result.as_ref()?.agency_status()?.to_owned()))
     });
-    let terms =
-        serde_json::from_value(approval.terms).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Some(SendView {
-        terms,
+        terms: approval.terms,
         approved_by: approval.approved_by,
         approved_at: approval.approved_at,
-        state: job.as_ref().map(|j| j.state.clone()).unwrap_or_default(),
+        state: job.as_ref().map(|j| j.state),
         next_attempt_at: job
             .as_ref()
-            .filter(|j| j.state == "ready")
+            .filter(|j| j.state == JobState::Ready)
             .map(|j| j.run_at),
         pause_reason: job.and_then(|j| j.pause_reason),
         agency_status,
@@ -361,13 +353,13 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
         steps: steps
             .into_iter()
             .map(|s| StepView {
-                kind: s.kind,
-                item: s.item,
-                state: s.state.as_str().to_owned(),
+                kind: s.step.kind(),
+                item: s.step.item(),
+                state: s.state,
                 change_no: s.change_no,
                 attempts: s.attempts,
                 accloud_id: s.remote_id,
-                result: s.result,
+                result: s.result.map(|r| r.to_value()),
                 last_error: s.last_error,
                 last_attempt_at: s.last_attempt_at,
                 updated_at: s.updated_at,

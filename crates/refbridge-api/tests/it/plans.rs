@@ -381,8 +381,8 @@ async fn raise_error_answers_409_and_changes_nothing() {
     assert_eq!(plans_of(&app, &p, true).await, before);
 }
 
-// B9 (b); (a) needs authorizations linked to plans (item 4) and is covered by the domain's
-// `taken_plan_order_follows_the_conflict_behavior`.
+// B9 (b); (a) needs authorizations linked to plans: the e2e tests and the domain's
+// `taken_plan_order_follows_the_conflict_behavior` cover it.
 #[tokio::test]
 async fn raise_error_on_auth_withdrawal_replaces_when_nothing_is_in_progress() {
     let (app, p, x, _) = setup().await;
@@ -651,7 +651,7 @@ async fn payors_map_to_funders_by_normalised_name() {
     );
 }
 
-// Intake feeds plans (item 5)
+// Intake feeds plans
 #[tokio::test]
 async fn intake_records_the_insurances_as_plans_with_unmapped_payors() {
     let app = spawn_app().await;

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,17 +25,14 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Subcommand};
-use refbridge_accloud::{
-    AcCloud, AcCloudConfig, AttachmentUpload, AuthorizationCaseManager, AuthorizationId,
-    AuthorizationMethodology, BranchId, CaseManager, Demographics, FunderId, FunderShare,
-    FundingMethodology, GroupId, HttpAcCloud, NewAuthorization, NewClient, NewReferral, NewService,
-    SecretString, ServiceClientRef, ServiceCodeId, ServiceCodeRef, SupplyPersonaId, lookup,
-};
+use refbridge_accloud::{AcCloudConfig, BranchId, HttpAcCloud, SecretString};
 use refbridge_accloud_sim::{Endpoint, RunningSim, SimConfig};
 use refbridge_api::AppState;
-use refbridge_domain::approval::{self, ApprovalTerms, Ref};
+use refbridge_domain::approval::ApprovalTerms;
+use refbridge_domain::send;
 use refbridge_domain::{ReferralStatus, RequestId, Role};
-use refbridge_saga::EngineConfig;
+use refbridge_saga::steps::{self, Input};
+use refbridge_saga::{EngineConfig, Resolver};
 use refbridge_storage::{ListFilter, ReferralRecord};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -1004,8 +1001,7 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
         .approval(records[0].request_id)
         .await?
         .context("the approval is missing")?;
-    let terms: ApprovalTerms =
-        serde_json::from_value(approval.terms).context("the stored approval terms")?;
+    let terms = approval.terms;
     drop(http);
     api.stop().await;
 
@@ -1029,16 +1025,10 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
     })
 }
 
-/// What the engine resolves once and caches.
-struct Reference {
-    group: GroupId,
-    funder: FunderId,
-    code: ServiceCodeId,
-}
-
 /// The same ACCloud calls as the send, `concurrency` referrals at once, nothing persisted:
-/// the lookups the engine caches, then per referral client, service, authorizations,
-/// referral and attachments, built as `refbridge_saga::steps` builds them.
+/// each referral's first send run by the saga's own steps (requests built, answers absorbed,
+/// reference data resolved once and cached as the engine does), with no intent, no result
+/// and no lookup recorded.
 async fn baseline(
     sim: &RunningSim,
     cfg: &Config,
@@ -1049,213 +1039,39 @@ async fn baseline(
 ) -> anyhow::Result<Duration> {
     let ac = accloud_for(sim, cfg)?;
     let n = records.len();
-    let records = Arc::new(records);
-    let terms = Arc::new(terms);
-    let files_root = state.files.clone();
-    let hq = BranchId(cfg.accloud.hq_branch_id);
-    let folder_group = cfg.accloud.csi_group.clone();
-
+    let shared = Arc::new((records, terms, Resolver::default(), state.files.clone()));
+    let (hq, group, folder) = (
+        BranchId(cfg.accloud.hq_branch_id),
+        cfg.accloud.csi_group.clone(),
+        cfg.accloud.attachments_folder.clone(),
+    );
     let started = Instant::now();
-    let group = lookup::find_client_group(ac.as_ref(), &folder_group, Some(hq))
-        .await?
-        .context("the simulator has no CSI group")?
-        .id;
-    let funder = match &terms.service.funder {
-        Ref::Id(id) => FunderId(*id),
-        Ref::Name(name) => {
-            lookup::find_funder(ac.as_ref(), name, None)
-                .await?
-                .context("the simulator has no such funder")?
-                .id
-        }
-    };
-    let code = match &terms.service.service_code {
-        Ref::Id(id) => ServiceCodeId(*id),
-        Ref::Name(name) => {
-            lookup::find_service_code(ac.as_ref(), name, None)
-                .await?
-                .context("the simulator has no such service code")?
-                .id
-        }
-    };
-    let supplier = SupplyPersonaId(records[0].request.agency.alayamarket_org_id);
-    lookup::find_trusted_supplier(ac.as_ref(), supplier)
-        .await?
-        .context("the agency is not in the simulator's trusted network")?;
-    let reference = Arc::new(Reference {
-        group,
-        funder,
-        code,
-    });
     let results = drive(n, concurrency, move |i| {
-        let (ac, records, terms, reference, files_root) = (
-            ac.clone(),
-            records.clone(),
-            terms.clone(),
-            reference.clone(),
-            files_root.clone(),
-        );
+        let (ac, shared, group, folder) =
+            (ac.clone(), shared.clone(), group.clone(), folder.clone());
         async move {
-            send_one(
-                ac.as_ref(),
-                &records[i],
-                &terms,
-                &reference,
-                hq,
-                &files_root,
-            )
-            .await
+            let (records, terms, resolver, files) = &*shared;
+            let rec = &records[i];
+            let input = Input {
+                rec,
+                changes: &[],
+                current_change: 0,
+                terms,
+                hq_branch: hq,
+                csi_group: &group,
+                attachments_folder: &folder,
+                files_root: files,
+            };
+            let plan =
+                send::plan::first_send(terms.authorizations.len(), rec.files.iter().map(|f| f.id));
+            steps::run_unrecorded(ac.as_ref(), &input, resolver, &plan)
+                .await
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("baseline send stopped: {e}"))
         }
     })
     .await?;
     let elapsed = started.elapsed();
     all_ok("baseline sends", &results)?;
     Ok(elapsed)
-}
-
-async fn send_one(
-    ac: &dyn AcCloud,
-    rec: &ReferralRecord,
-    t: &ApprovalTerms,
-    r: &Reference,
-    hq: BranchId,
-    files: &refbridge_storage::FileStore,
-) -> anyhow::Result<()> {
-    let c = &rec.request.client;
-    let mut demo = Demographics::new(c.first_name.clone(), c.last_name.clone());
-    for (k, v) in [
-        ("birthday", c.birthday.map(|b| b.to_string())),
-        (
-            "gender",
-            c.gender
-                .as_deref()
-                .map(|g| match g.to_ascii_uppercase().as_str() {
-                    "F" | "FEMALE" => "F".to_owned(),
-                    "M" | "MALE" => "M".to_owned(),
-                    _ => "O".to_owned(),
-                }),
-        ),
-        ("email", c.email.clone()),
-        ("phone_main", c.phone_main.clone()),
-        ("address", c.address.clone()),
-        ("city", c.city.clone()),
-        ("state", c.state.clone()),
-        ("zip", c.zip.clone()),
-        ("country", c.country.clone()),
-    ] {
-        if let Some(v) = v {
-            demo = demo.with(k, v);
-        }
-    }
-    let client = ac
-        .create_client(&NewClient {
-            external_id: rec.patient_id.to_string(),
-            branch_id: Some(hq),
-            demographics: demo,
-            language: None,
-            groups: vec![r.group],
-            timezone: Some(c.timezone.name().to_owned()),
-        })
-        .await?
-        .id;
-    let mut profile = BTreeMap::new();
-    profile.insert(
-        "target_agency".to_owned(),
-        Value::String(rec.request.agency.name.clone()),
-    );
-    let service = ac
-        .create_service(&NewService {
-            service_id: rec.request_id.to_string(),
-            name: t.service.name.clone(),
-            client: ServiceClientRef::AlayaCare(client),
-            start_date: t.service.start_date,
-            projected_end_date: t.service.end_date,
-            funding_methodology: FundingMethodology::SingleFunder,
-            funders: vec![FunderShare {
-                funder_id: r.funder,
-                is_primary: true,
-                percentage: 100,
-            }],
-            service_code: ServiceCodeRef::Id(r.code),
-            service_instructions: t.service.instructions.clone(),
-            notes: None,
-            use_client_address: Some(true),
-            profile,
-        })
-        .await?
-        .id;
-    let mut authorization_ids: Vec<AuthorizationId> = Vec::new();
-    for a in &t.authorizations {
-        let cm = a.case_manager.clone().unwrap_or_default();
-        let created = ac
-            .create_authorization(&NewAuthorization {
-                client_id: client,
-                service_ids: vec![service],
-                start_at: a.start_date,
-                end_at: Some(a.end_date),
-                methodology: AuthorizationMethodology::Service,
-                rule_type: refbridge_saga::steps::rule_type(a.rule_type),
-                limits: refbridge_saga::steps::limits(&a.limits),
-                first_day_of_week: a.first_day_of_week,
-                authorization_number: a.authorization_number.clone(),
-                member_number: a.member_number.clone(),
-                program_id: a.program_id.clone(),
-                notes: a.notes.clone(),
-                case_manager: AuthorizationCaseManager {
-                    name: cm.name,
-                    phone: cm.phone,
-                    fax: cm.fax,
-                    email: cm.email,
-                },
-            })
-            .await?;
-        authorization_ids.push(created.id);
-    }
-    let (start, end) = t.referral_dates().context("no authorization dates")?;
-    let tz = c.timezone.tz();
-    let (Some(start_at), Some(end_at)) = (
-        refbridge_saga::steps::local_midnight(start, tz),
-        refbridge_saga::steps::local_midnight(end, tz),
-    ) else {
-        bail!("the referral dates do not exist in the client's time zone");
-    };
-    let referral = ac
-        .create_referral(
-            service,
-            &NewReferral {
-                care_type: match t.referral.care_type {
-                    approval::CareType::Nursing => refbridge_accloud::CareType::Nursing,
-                    approval::CareType::Psw => refbridge_accloud::CareType::Psw,
-                },
-                referral_type: match t.referral.referral_type {
-                    approval::ReferralType::Service => refbridge_accloud::ReferralType::Service,
-                    approval::ReferralType::Visit => refbridge_accloud::ReferralType::Visit,
-                },
-                start_at,
-                end_at,
-                supply_persona_id: SupplyPersonaId(rec.request.agency.alayamarket_org_id),
-                authorization_ids,
-                comment: t.referral.comment.clone(),
-                case_manager: t.referral.case_manager.clone().map(|c| CaseManager {
-                    name: c.name,
-                    phone_number: c.phone,
-                    fax_number: c.fax,
-                    email: c.email,
-                }),
-            },
-        )
-        .await?;
-    for f in &rec.files {
-        let path: PathBuf = files.path_of(&f.sha256);
-        ac.upload_client_attachment(
-            referral.id(),
-            &AttachmentUpload {
-                path,
-                file_name: refbridge_saga::steps::attachment_name(&rec.request_id.to_string(), f),
-                content_type: Some(f.media_type.clone()),
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }

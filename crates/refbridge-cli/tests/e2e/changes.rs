@@ -351,8 +351,9 @@ async fn revisions_chain_in_one_group_with_only_the_newest_latest() {
 #[tokio::test]
 async fn cancel_works_with_each_reason_code() {
     let app = spawn_app().await;
-    for (i, code) in refbridge_domain::approval::CANCEL_REASONS
+    for (i, code) in refbridge_domain::send::CancelReason::ALL
         .iter()
+        .map(|r| r.as_str())
         .enumerate()
     {
         let id = format!("00000000-0000-4000-8000-{i:012}");
@@ -384,7 +385,7 @@ async fn cancel_works_with_each_reason_code() {
             })
             .unwrap();
         assert_eq!(r.status, "cancelled");
-        assert_eq!(r.reason_code.as_deref(), Some(*code));
+        assert_eq!(r.reason_code.as_deref(), Some(code));
         assert_eq!(r.cancellation_comment.as_deref(), Some("per CPR+"));
     }
 }

@@ -10,9 +10,10 @@ use refbridge_accloud::{AcCloud, AcCloudError};
 use refbridge_accloud_sim::{Endpoint, FaultKind, ScriptedFault, SimConfig};
 use refbridge_cli::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
 use refbridge_domain::RequestId;
+use refbridge_domain::send::{ClientResult, JobState, NaturalKey, StepResult, StepState, keys};
 use refbridge_saga::{Engine, EngineConfig};
 use refbridge_storage::{Backend, SendError, Store, StoreOptions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{TestApp, sample_terms, spawn_app_with};
 
@@ -49,22 +50,17 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
     // Every write A attempts is refused; none of them changes anything.
     let before = store.send_steps(id).await.unwrap();
     let lost = |r: Result<(), SendError>| matches!(r, Err(SendError::LeaseLost));
-    assert!(lost(store.step_intent(&a, 0, &json!({"k": 1})).await));
+    let key = NaturalKey::Client(keys::client("patient"));
+    assert!(lost(store.step_intent(&a, 0, &key).await));
+    let result = StepResult::Client(ClientResult {
+        client_id: 999,
+        reused: false,
+        updated: false,
+    });
+    assert!(lost(store.step_done(&a, 0, "999", &result).await));
     assert!(lost(
         store
-            .step_done(&a, 0, "999", &json!({"client_id": 999}))
-            .await
-    ));
-    assert!(lost(
-        store
-            .step_retry(
-                &a,
-                0,
-                refbridge_storage::StepState::Pending,
-                Utc::now(),
-                "x",
-                false
-            )
+            .step_retry(&a, 0, StepState::Pending, Utc::now(), "x", false)
             .await
     ));
     assert!(lost(store.step_failed(&a, 0, "x", "worker-a").await));
@@ -78,10 +74,10 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
     let job = store.send_job(id).await.unwrap().unwrap();
     assert_eq!(job.lease_owner.as_deref(), Some("worker-b"));
     assert_eq!(job.fence, b.fence);
-    assert_eq!(job.state, "ready");
+    assert_eq!(job.state, JobState::Ready);
 
     // B's writes go through.
-    store.step_intent(&b, 0, &json!({"k": 1})).await.unwrap();
+    store.step_intent(&b, 0, &key).await.unwrap();
     assert_eq!(store.send_steps(id).await.unwrap()[0].attempts, 1);
 }
 
