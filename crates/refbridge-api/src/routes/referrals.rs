@@ -262,11 +262,12 @@ pub struct SendView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the send stopped (while paused).
     pub pause_reason: Option<String>,
-    /// What the agency last showed of the referral: assigned, processed or cancelled. Read
-    /// by the last send step that looked at it, and re-read by the workers' periodic check
-    /// (`worker.agency_check_secs`) until the agency has processed or cancelled it.
+    /// What the agency last showed of the referral: assigned, processed or cancelled. The
+    /// newest of ACCloud's answer to the last send step that touched the referral and the
+    /// workers' periodic check (`worker.agency_check_secs`), which re-reads it until the agency
+    /// has processed or cancelled it.
     pub agency_status: Option<String>,
-    /// When the periodic check last read it (absent until the first check after a send).
+    /// When the periodic check read it, when that is where it comes from.
     pub agency_checked_at: Option<DateTime<Utc>>,
     /// Everything asked of this send, in order: the approval (0), then each change.
     pub changes: Vec<ChangeView>,
@@ -315,18 +316,22 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
     let job = state.store.send_job(id).await?;
     let steps = state.store.send_steps(id).await?;
     let changes = state.store.send_changes(id).await?;
-    let polled = job.as_ref().and_then(|j| j.agency_status.clone());
-    let agency_checked_at = job
-        .as_ref()
-        .filter(|j| j.agency_status.is_some())
-        .and_then(|j| j.agency_checked_at);
-    let agency_status = polled.or_else(|| {
-        steps
-            .iter()
-            .rev()
-            .filter(|s| s.state == StepState::Done)
-            .find_map(|s| Some(s.result.as_ref()?.agency_status()?.to_owned()))
+    // The newest of what the periodic check read and what the last step that touched the
+    // referral was answered.
+    let polled = job.as_ref().and_then(|j| {
+        let status = j.agency_status.clone()?;
+        Some((status, j.agency_checked_at?))
     });
+    let answered = steps
+        .iter()
+        .rev()
+        .filter(|s| s.state == StepState::Done)
+        .find_map(|s| Some((s.result.as_ref()?.agency_status()?.to_owned(), s.updated_at)));
+    let (agency_status, agency_checked_at) = match (polled, answered) {
+        (Some((_, checked)), Some((a, at))) if at > checked => (Some(a), None),
+        (Some((p, checked)), _) => (Some(p), Some(checked)),
+        (None, answered) => (answered.map(|(a, _)| a), None),
+    };
     Ok(Some(SendView {
         terms: approval.terms,
         approved_by: approval.approved_by,

@@ -537,17 +537,40 @@ async fn documents_after_sending_are_uploaded_once_each() {
     assert_eq!(res.status(), 400);
 }
 
+/// A referral the agency processed still takes changes; what refbridge shows then is ACCloud's
+/// answer to the revision (assigned again), not the processed status read before it.
 #[tokio::test]
-async fn a_referral_the_agency_processed_still_takes_changes_and_shows_it() {
+async fn after_a_change_the_agency_status_is_the_new_revisions() {
     let app = sent_app().await;
     let r = latest_revision(&app);
     app.sim().mark_processed(r.id).unwrap();
+    let mut cfg = app.engine_cfg.clone();
+    cfg.agency_check_every = Some(Duration::ZERO);
+    let watcher = refbridge_saga::Engine::new(
+        app.state.store.clone(),
+        app.state.files.clone(),
+        app.accloud.clone(),
+        cfg,
+    );
+    assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
+    let d = app.detail(ID).await;
+    assert_eq!(d["send"]["agency_status"], "processed");
+    assert!(d["send"]["agency_checked_at"].is_string());
+
     let mut terms = sample_terms();
     end_plus(&mut terms, 7);
     change_and_wait(&app, &terms).await;
+    let latest = latest_revision(&app);
+    assert_eq!(latest.revision_number, 2);
+    assert_eq!(latest.status, "assigned");
     let d = app.detail(ID).await;
-    assert_eq!(d["send"]["agency_status"], "processed");
-    assert_eq!(latest_revision(&app).revision_number, 2);
+    assert_eq!(d["send"]["agency_status"], "assigned", "from ACCloud's answer");
+    assert_eq!(d["send"]["agency_checked_at"], Value::Null);
+    // The next periodic read agrees, and is shown with its time.
+    assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
+    let d = app.detail(ID).await;
+    assert_eq!(d["send"]["agency_status"], "assigned");
+    assert!(d["send"]["agency_checked_at"].is_string());
 }
 
 /// Idle workers re-read what the agency did with a sent referral until it is final.

@@ -132,11 +132,11 @@ impl StepResult {
         }
     }
 
-    /// What the agency showed of the referral when this step read it: for a revision, the
-    /// status of the revision it revised; for the referral and its cancellation, their own.
+    /// What the agency shows of the referral, as ACCloud answered this step: the status of
+    /// the revision the step created, read or cancelled (a new revision is `assigned` again,
+    /// whatever the agency had done with the one it revised).
     pub fn agency_status(&self) -> Option<&str> {
-        let r = self.referral()?;
-        Some(r.base_status.as_deref().unwrap_or(&r.status))
+        Some(&self.referral()?.status)
     }
 }
 
@@ -161,7 +161,7 @@ mod tests {
             StepResult::from_json(StepKind::ReferralUpdate, &json).unwrap(),
             referral
         );
-        assert_eq!(referral.agency_status(), Some("processed"));
+        assert_eq!(referral.agency_status(), Some("assigned"));
         let client = StepResult::Client(ClientResult {
             client_id: 7,
             reused: true,
