@@ -13,7 +13,7 @@ use chrono::{NaiveDate, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{ConfigError, SeedData, SimConfig};
+use crate::config::{ConfigError, SeedData, SeedSupplier, SimConfig};
 use crate::error::ApiError;
 use crate::faults::{Endpoint, FaultConfig, FaultEngine, FaultKind, ScriptedFault};
 use crate::journal::{Journal, JournalEntry, Outcome};
@@ -130,8 +130,8 @@ pub enum ControlError {
     /// No referral with that id.
     #[error("referral {0} not found")]
     ReferralNotFound(Uuid),
-    /// The referral cannot be marked processed in its current state.
-    #[error("referral {id} cannot be marked processed: {reason}")]
+    /// The referral cannot be marked processed (or cancelled) in its current state.
+    #[error("referral {id} cannot be changed so: {reason}")]
     NotProcessable {
         /// Referral id.
         id: Uuid,
@@ -220,6 +220,17 @@ impl SimHandle {
         lock(&self.shared.faults).set(FaultConfig::none());
     }
 
+    /// Adds a supplier to the demand organization's trusted network, as CSI does in ACCloud.
+    pub fn trust_supplier(&self, id: Uuid, name: &str) {
+        let mut store = self.shared.store();
+        if !store.seed.trusted_network.iter().any(|s| s.id == id) {
+            store.seed.trusted_network.push(SeedSupplier {
+                id,
+                name: name.to_owned(),
+            });
+        }
+    }
+
     /// Marks the latest revision of a referral `processed`, as the agency
     /// does when it processes it.
     pub fn mark_processed(&self, referral_id: Uuid) -> Result<(), ControlError> {
@@ -241,6 +252,24 @@ impl SimHandle {
             });
         }
         referral.status = "processed".to_owned();
+        referral.updated_at = Some(Utc::now());
+        Ok(())
+    }
+
+    /// Cancels the latest revision of a referral, as the agency can in ACCloud.
+    pub fn cancel_as_agency(&self, referral_id: Uuid) -> Result<(), ControlError> {
+        let mut store = self.shared.store();
+        let referral = store
+            .referrals
+            .get_mut(&referral_id)
+            .ok_or(ControlError::ReferralNotFound(referral_id))?;
+        if !referral.is_latest_revision || referral.status == "cancelled" {
+            return Err(ControlError::NotProcessable {
+                id: referral_id,
+                reason: format!("status is {}", referral.status),
+            });
+        }
+        referral.status = "cancelled".to_owned();
         referral.updated_at = Some(Utc::now());
         Ok(())
     }

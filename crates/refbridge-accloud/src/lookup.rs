@@ -113,3 +113,23 @@ pub async fn find_trusted_supplier(
     )
     .await
 }
+
+/// Every member of CSI's trusted network (the demand organization's trusted suppliers).
+pub async fn trusted_network(ac: &dyn AcCloud) -> Result<Vec<Organization>> {
+    let mut page = PageRequest::default();
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let filter = TrustedNetworkFilter {
+            page: Some(page),
+            ..Default::default()
+        };
+        let p = ac.list_trusted_network(&filter).await?;
+        let more = p.has_next() && !p.items.is_empty();
+        out.extend(p.items);
+        if !more {
+            break;
+        }
+        page = page.next();
+    }
+    Ok(out)
+}

@@ -71,6 +71,7 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     pub agency_check_secs: u64,
     pub agency_check_batch: usize,
+    pub trusted_network_secs: u64,
 }
 
 /// A secret setting: never printed.

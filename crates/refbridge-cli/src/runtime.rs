@@ -102,6 +102,8 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
         agency_check_every: (w.agency_check_secs > 0)
             .then(|| Duration::from_secs(w.agency_check_secs)),
         agency_check_batch: w.agency_check_batch,
+        trusted_network_every: (w.trusted_network_secs > 0)
+            .then(|| Duration::from_secs(w.trusted_network_secs)),
     }
 }
 

@@ -75,6 +75,12 @@ impl CareType {
             _ => None,
         }
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Psw => "psw",
+            Self::Nursing => "nursing",
+        }
+    }
 }
 
 impl ReferralType {
@@ -83,6 +89,12 @@ impl ReferralType {
             "visit" => Some(Self::Visit),
             "service" => Some(Self::Service),
             _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visit => "visit",
+            Self::Service => "service",
         }
     }
 }
@@ -712,6 +724,211 @@ fn resolve_client(
 
 // ---- changes after the send ----
 
+impl ApprovalInput {
+    /// The terms in force as an input: resolving it gives the same terms back.
+    pub fn from_terms(t: &ApprovalTerms) -> Self {
+        let c = &t.client;
+        let refs = |r: &Ref| match r {
+            Ref::Id(id) => (Some(*id), None),
+            Ref::Name(n) => (None, Some(n.clone())),
+        };
+        let (service_code_id, service_code_name) = refs(&t.service.service_code);
+        let (funder_id, funder_name) = refs(&t.service.funder);
+        Self {
+            client: Some(ClientInput {
+                first_name: Some(c.first_name.clone()),
+                last_name: Some(c.last_name.clone()),
+                birthday: c.birthday.map(|b| b.to_string()),
+                gender: c.gender.clone(),
+                email: c.email.clone(),
+                phone_main: c.phone_main.clone(),
+                address: c.address.clone(),
+                city: c.city.clone(),
+                state: c.state.clone(),
+                zip: c.zip.clone(),
+                country: c.country.clone(),
+                timezone: Some(c.timezone.clone()),
+            }),
+            service: Some(ServiceInput {
+                name: Some(t.service.name.clone()),
+                service_code_id,
+                service_code_name,
+                funder_id,
+                funder_name,
+                instructions: t.service.instructions.clone(),
+                start_date: t.service.start_date.map(|d| d.to_string()),
+                end_date: t.service.end_date.map(|d| d.to_string()),
+            }),
+            authorizations: Some(
+                t.authorizations
+                    .iter()
+                    .map(|a| AuthorizationInput {
+                        start_date: Some(a.start_date.to_string()),
+                        end_date: Some(a.end_date.to_string()),
+                        rule_type: Some(a.rule_type.as_str().to_owned()),
+                        limits: a.limits.clone(),
+                        first_day_of_week: Some(i64::from(a.first_day_of_week)),
+                        authorization_number: a.authorization_number.clone(),
+                        member_number: a.member_number.clone(),
+                        program_id: a.program_id.clone(),
+                        notes: a.notes.clone(),
+                        case_manager: a.case_manager.clone(),
+                        plan_id: a.plan_id.clone(),
+                    })
+                    .collect(),
+            ),
+            referral: Some(ReferralInput {
+                care_type: Some(t.referral.care_type.as_str().to_owned()),
+                referral_type: Some(t.referral.referral_type.as_str().to_owned()),
+                comment: t.referral.comment.clone(),
+                case_manager: t.referral.case_manager.clone(),
+            }),
+            revision_comment: None,
+        }
+    }
+
+    /// A change of terms as asked, over the terms in force: every field it names replaces
+    /// the one in force, every other is kept. Authorizations are matched by index (a longer
+    /// list adds, a shorter one removes); an authorization's limits are one term (naming any
+    /// limit replaces them all), and so is a case manager.
+    pub fn over_terms(&self, t: &ApprovalTerms) -> Self {
+        let base = Self::from_terms(t);
+        let authorizations = match (&self.authorizations, base.authorizations) {
+            (None, kept) => kept,
+            (Some(asked), kept) => {
+                let kept = kept.unwrap_or_default();
+                Some(
+                    asked
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| match kept.get(i) {
+                            Some(k) => a.over(k),
+                            None => a.clone(),
+                        })
+                        .collect(),
+                )
+            }
+        };
+        Self {
+            client: over_opt(&self.client, base.client, ClientInput::over),
+            service: over_opt(&self.service, base.service, ServiceInput::over),
+            authorizations,
+            referral: over_opt(&self.referral, base.referral, ReferralInput::over),
+            revision_comment: self.revision_comment.clone(),
+        }
+    }
+}
+
+fn over_opt<T: Clone>(asked: &Option<T>, kept: Option<T>, over: fn(&T, &T) -> T) -> Option<T> {
+    match (asked, kept) {
+        (Some(a), Some(k)) => Some(over(a, &k)),
+        (Some(a), None) => Some(a.clone()),
+        (None, k) => k,
+    }
+}
+
+/// `asked` where it names a value, else `kept`.
+fn or<T: Clone>(asked: &Option<T>, kept: &Option<T>) -> Option<T> {
+    asked.clone().or_else(|| kept.clone())
+}
+
+/// A pair of fields of which one names the object (by id or by name): asked if it names it.
+fn or_pair<A: Clone, B: Clone>(
+    asked: (&Option<A>, &Option<B>),
+    kept: (&Option<A>, &Option<B>),
+) -> (Option<A>, Option<B>) {
+    if asked.0.is_some() || asked.1.is_some() {
+        (asked.0.clone(), asked.1.clone())
+    } else {
+        (kept.0.clone(), kept.1.clone())
+    }
+}
+
+impl ClientInput {
+    fn over(&self, k: &Self) -> Self {
+        Self {
+            first_name: or(&self.first_name, &k.first_name),
+            last_name: or(&self.last_name, &k.last_name),
+            birthday: or(&self.birthday, &k.birthday),
+            gender: or(&self.gender, &k.gender),
+            email: or(&self.email, &k.email),
+            phone_main: or(&self.phone_main, &k.phone_main),
+            address: or(&self.address, &k.address),
+            city: or(&self.city, &k.city),
+            state: or(&self.state, &k.state),
+            zip: or(&self.zip, &k.zip),
+            country: or(&self.country, &k.country),
+            timezone: or(&self.timezone, &k.timezone),
+        }
+    }
+}
+
+impl ServiceInput {
+    fn over(&self, k: &Self) -> Self {
+        let (service_code_id, service_code_name) = or_pair(
+            (&self.service_code_id, &self.service_code_name),
+            (&k.service_code_id, &k.service_code_name),
+        );
+        let (funder_id, funder_name) = or_pair(
+            (&self.funder_id, &self.funder_name),
+            (&k.funder_id, &k.funder_name),
+        );
+        Self {
+            name: or(&self.name, &k.name),
+            service_code_id,
+            service_code_name,
+            funder_id,
+            funder_name,
+            instructions: or(&self.instructions, &k.instructions),
+            start_date: or(&self.start_date, &k.start_date),
+            end_date: or(&self.end_date, &k.end_date),
+        }
+    }
+}
+
+impl AuthorizationInput {
+    fn over(&self, k: &Self) -> Self {
+        Self {
+            start_date: or(&self.start_date, &k.start_date),
+            end_date: or(&self.end_date, &k.end_date),
+            rule_type: or(&self.rule_type, &k.rule_type),
+            limits: if self.limits == Limits::default() {
+                k.limits.clone()
+            } else {
+                self.limits.clone()
+            },
+            first_day_of_week: or(&self.first_day_of_week, &k.first_day_of_week),
+            authorization_number: or(&self.authorization_number, &k.authorization_number),
+            member_number: or(&self.member_number, &k.member_number),
+            program_id: or(&self.program_id, &k.program_id),
+            notes: or(&self.notes, &k.notes),
+            case_manager: or(&self.case_manager, &k.case_manager),
+            plan_id: or(&self.plan_id, &k.plan_id),
+        }
+    }
+}
+
+impl ReferralInput {
+    fn over(&self, k: &Self) -> Self {
+        Self {
+            care_type: or(&self.care_type, &k.care_type),
+            referral_type: or(&self.referral_type, &k.referral_type),
+            comment: or(&self.comment, &k.comment),
+            case_manager: or(&self.case_manager, &k.case_manager),
+        }
+    }
+}
+
+/// The authorization as the agency receives it: its case manager is kept on the HQ branch
+/// only, and the plan it belongs to is ours alone.
+fn as_agency_sees(a: &AuthorizationTerms) -> AuthorizationTerms {
+    AuthorizationTerms {
+        case_manager: None,
+        plan_id: None,
+        ..a.clone()
+    }
+}
+
 /// What a change to one authorization takes in ACCloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", content = "index", rename_all = "snake_case")]
@@ -731,14 +948,16 @@ pub struct ChangePlan {
     pub client: bool,
     pub service: bool,
     pub authorizations: Vec<AuthorizationChange>,
-    /// Whether a referral revision is needed (whenever anything changed).
+    /// Whether a referral revision is needed: whenever something the agency receives
+    /// changed.
     pub revision: bool,
     pub reasons: Vec<String>,
 }
 
 impl ChangePlan {
+    /// No call to make at all.
     pub fn is_empty(&self) -> bool {
-        !self.revision
+        !self.revision && !self.client && !self.service && self.authorizations.is_empty()
     }
 }
 
@@ -801,6 +1020,7 @@ pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Viol
         plan.reasons.push("Service instructions changed".into());
     }
     let n = old.authorizations.len().max(new.authorizations.len());
+    let mut agency_sees = false;
     for i in 0..n {
         let label = if n > 1 {
             format!("Authorization {}", i + 1)
@@ -833,6 +1053,7 @@ pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Viol
                     }
                 } else if a != b {
                     plan.authorizations.push(AuthorizationChange::Update(i));
+                    agency_sees |= as_agency_sees(a) != as_agency_sees(b);
                 }
                 if a.end_date != b.end_date {
                     plan.reasons.push(format!(
@@ -840,7 +1061,8 @@ pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Viol
                         a.end_date, b.end_date
                     ));
                 }
-                if !immutable && a != b && a.end_date == b.end_date {
+                if !immutable && as_agency_sees(a) != as_agency_sees(b) && a.end_date == b.end_date
+                {
                     plan.reasons.push(format!("{label} details changed"));
                 }
             }
@@ -877,8 +1099,14 @@ pub fn diff(old: &ApprovalTerms, new: &ApprovalTerms) -> Result<ChangePlan, Viol
     if old.referral.comment != new.referral.comment {
         plan.reasons.push("Referral comment changed".into());
     }
-    plan.revision =
-        plan.client || plan.service || !plan.authorizations.is_empty() || !plan.reasons.is_empty();
+    // A revision only when something the agency receives changed: an authorization's case
+    // manager alone is updated on the HQ branch without one.
+    let agency_sees = agency_sees
+        || plan
+            .authorizations
+            .iter()
+            .any(|op| !matches!(op, AuthorizationChange::Update(_)));
+    plan.revision = plan.client || plan.service || agency_sees || !plan.reasons.is_empty();
     v.into_result(plan)
 }
 
@@ -1048,6 +1276,117 @@ mod tests {
             today(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn terms_resolve_back_from_themselves() {
+        let t = terms();
+        let again = resolve(
+            &ApprovalInput::from_terms(&t),
+            &form(),
+            &meta(),
+            &[],
+            &defaults(),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(again, t);
+    }
+
+    #[test]
+    fn a_change_keeps_every_term_it_does_not_name() {
+        let mut t = terms();
+        t.client.email = Some("corrected@example.com".into());
+        t.referral.comment = Some("Ring twice".into());
+        let weekly = Limits {
+            rule_weekly: Some(3.0),
+            ..Limits::default()
+        };
+        let asked = ApprovalInput {
+            authorizations: Some(vec![AuthorizationInput {
+                limits: weekly.clone(),
+                ..AuthorizationInput::default()
+            }]),
+            ..ApprovalInput::default()
+        };
+        // On its own the input lacks a rule type; over the terms in force it keeps it.
+        let alone = resolve(&asked, &form(), &meta(), &[], &defaults(), today()).unwrap_err();
+        assert_eq!(alone.0[0].path, "authorizations[0].rule_type");
+        let changed = resolve(
+            &asked.over_terms(&t),
+            &form(),
+            &meta(),
+            &[],
+            &defaults(),
+            today(),
+        )
+        .unwrap();
+        let (a, b) = (&t.authorizations[0], &changed.authorizations[0]);
+        assert_eq!(b.limits, weekly, "naming a limit replaces the limits");
+        assert_eq!(
+            (b.rule_type, b.start_date, b.end_date, &b.member_number),
+            (a.rule_type, a.start_date, a.end_date, &a.member_number)
+        );
+        assert_eq!(changed.client, t.client, "a corrected client is kept");
+        assert_eq!(changed.referral, t.referral);
+        assert_eq!(changed.service, t.service);
+
+        // Naming only the end date keeps the limits too.
+        let asked = ApprovalInput {
+            authorizations: Some(vec![AuthorizationInput {
+                end_date: Some("2027-01-20".into()),
+                ..AuthorizationInput::default()
+            }]),
+            ..ApprovalInput::default()
+        };
+        let changed = resolve(
+            &asked.over_terms(&t),
+            &form(),
+            &meta(),
+            &[],
+            &defaults(),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(changed.authorizations[0].limits, a.limits);
+        assert_eq!(
+            changed.authorizations[0].end_date,
+            NaiveDate::from_ymd_opt(2027, 1, 20).unwrap()
+        );
+        // Nothing named: nothing changes.
+        let same = ApprovalInput::default().over_terms(&t);
+        let same = resolve(&same, &form(), &meta(), &[], &defaults(), today()).unwrap();
+        assert!(diff(&t, &same).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_authorizations_case_manager_alone_is_updated_without_a_revision() {
+        let old = terms();
+        let cm = CaseManager {
+            name: Some("Dana".into()),
+            ..CaseManager::default()
+        };
+        let mut new = old.clone();
+        new.authorizations[0].case_manager = Some(cm.clone());
+        let plan = diff(&old, &new).unwrap();
+        assert_eq!(plan.authorizations, vec![AuthorizationChange::Update(0)]);
+        assert!(!plan.revision, "the agency does not receive it");
+        assert!(plan.reasons.is_empty());
+        assert!(!plan.is_empty(), "the HQ branch still gets the update");
+
+        // The referral's case manager is what the agency sees.
+        let mut new = old.clone();
+        new.referral.case_manager = Some(cm);
+        let plan = diff(&old, &new).unwrap();
+        assert!(plan.revision);
+        assert_eq!(plan.reasons, vec!["Case manager changed".to_owned()]);
+
+        // The plan an authorization belongs to is not sent to the agency either.
+        let mut new = old.clone();
+        new.authorizations[0].plan_id = Some("another plan".into());
+        let plan = diff(&old, &new).unwrap();
+        assert_eq!(plan.authorizations, vec![AuthorizationChange::Update(0)]);
+        assert!(!plan.revision);
     }
 
     #[test]

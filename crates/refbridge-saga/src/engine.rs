@@ -48,6 +48,9 @@ pub struct EngineConfig {
     /// Referrals read per round of agency checks (a round at most every
     /// [`AGENCY_ROUND_EVERY`]): bounds the calls this spends.
     pub agency_check_batch: usize,
+    /// How old the stored copy of CSI's trusted network (which approvals are checked
+    /// against) may get before a worker reads it again. `None`: never read.
+    pub trusted_network_every: Option<Duration>,
 }
 
 /// The least time between two rounds of agency checks by one worker.
@@ -68,6 +71,7 @@ impl Default for EngineConfig {
             attachments_folder: "Marketplace Documents".to_owned(),
             agency_check_every: Some(Duration::from_secs(600)),
             agency_check_batch: 10,
+            trusted_network_every: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -157,14 +161,18 @@ impl Engine {
         loop {
             while tasks.try_join_next().is_some() {}
             while round.try_join_next().is_some() {}
-            // A round of agency checks now and then, beside the sends, never two at once.
-            if self.cfg.agency_check_every.is_some()
+            // A round of reads now and then (the agency's status of sent referrals, the
+            // trusted network), beside the sends, never two at once.
+            if (self.cfg.agency_check_every.is_some() || self.cfg.trusted_network_every.is_some())
                 && last_round.is_none_or(|t| t.elapsed() >= AGENCY_ROUND_EVERY)
                 && round.is_empty()
             {
                 last_round = Some(Instant::now());
                 let me = self.clone();
                 round.spawn(async move {
+                    if let Err(e) = me.refresh_trusted_network_once().await {
+                        tracing::warn!(error = %e, "reading the trusted network failed");
+                    }
                     if let Err(e) = me.check_agency_once().await {
                         tracing::warn!(error = %e, "agency checks failed");
                     }
@@ -259,6 +267,35 @@ impl Engine {
         Ok(read)
     }
 
+    /// Reads CSI's trusted network again when the stored copy is older than
+    /// [`EngineConfig::trusted_network_every`] (or was never read); `Ok(true)` when it did.
+    /// Several workers may read it at about the same time; the last read wins.
+    pub async fn refresh_trusted_network_once(&self) -> Result<bool, EngineError> {
+        let Some(every) = self.cfg.trusted_network_every else {
+            return Ok(false);
+        };
+        let last = self.store.trusted_network_read_at().await?;
+        let every = chrono::Duration::from_std(every).unwrap_or_default();
+        if last.is_some_and(|at| now() - at < every) {
+            return Ok(false);
+        }
+        let ac = self.accloud.with_timeout(self.cfg.request_timeout);
+        let members = match refbridge_accloud::lookup::trusted_network(ac.as_ref()).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the trusted network");
+                return Ok(false);
+            }
+        };
+        let members: Vec<(String, String)> = members
+            .into_iter()
+            .map(|o| (o.id.to_string(), o.name))
+            .collect();
+        self.store.replace_trusted_network(&members).await?;
+        tracing::debug!(members = members.len(), "trusted network read");
+        Ok(true)
+    }
+
     async fn process_logged(&self, lease: Lease) {
         let id = lease.request_id;
         if let Err(e) = self.process(lease).await {
@@ -282,6 +319,7 @@ impl Engine {
         };
         self.store.mark_sending(&lease, ACTOR).await?;
         let changes = self.store.send_changes(id).await?;
+        let claimed = self.store.delivered_attachments(rec.patient_id).await?;
         let base = Input {
             rec: &rec,
             changes: &changes,
@@ -291,6 +329,7 @@ impl Engine {
             csi_group: &self.cfg.csi_group,
             attachments_folder: &self.cfg.attachments_folder,
             files_root: &self.files,
+            claimed_files: &claimed,
         };
         let mut ctx = Ctx::default();
         for record in self.store.send_steps(id).await? {
@@ -383,6 +422,13 @@ impl Engine {
                 tracing::warn!(request_id = %id, step = kind, "send step needs attention");
                 self.store
                     .step_failed(lease, record.position, &msg, ACTOR)
+                    .await?;
+                Ok(false)
+            }
+            Outcome::CancelledByAgency(reason) => {
+                tracing::info!(request_id = %id, step = kind, "the agency cancelled the referral");
+                self.store
+                    .cancelled_by_agency(lease, record.position, &reason, ACTOR)
                     .await?;
                 Ok(false)
             }

@@ -7,6 +7,7 @@ mod idempotency;
 mod patients;
 mod payors;
 mod plans;
+mod reference;
 mod referrals;
 mod sends;
 #[cfg(any(test, feature = "test-util"))]
@@ -28,13 +29,14 @@ pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
 pub use payors::PayorRecord;
 pub use plans::{ArchiveResult, PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, PlanStatus};
+pub use reference::TrustedNetworkRead;
 pub use referrals::{
     DenyError, FileRecord, IntakeOutcome, IntakeReceipt, ListFilter, NewFile, NewReferral,
     ReferralRecord, ReferralSummary, StatusChange,
 };
 pub use sends::{
     AgencyCheck, ApprovalRecord, ApproveOutcome, ChangeRecord, JobRecord, Lease, NewChange,
-    SendError, StepRecord, terms_hash,
+    RecordedChange, SendError, StepRecord, terms_hash,
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;

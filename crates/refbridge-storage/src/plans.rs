@@ -26,6 +26,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::payors::payor_for_name;
+use crate::sends::sql_names;
 use crate::{Store, audit, format_ts, now, parse_ts};
 
 /// How many times a PUT runs again after losing a race on a unique index.
@@ -120,20 +121,19 @@ pub(crate) mod authorizations {
     /// ([`send::SEND_OPEN_STATUSES`]) and every change asked is part of the first send
     /// ([`send::ChangeKind::is_first_send`]).
     fn in_progress() -> String {
-        let open: Vec<String> = send::SEND_OPEN_STATUSES
+        let later: Vec<send::ChangeKind> = send::ChangeKind::ALL
             .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        let later: Vec<String> = send::ChangeKind::ALL
-            .iter()
+            .copied()
             .filter(|k| !k.is_first_send())
-            .map(|k| format!("'{}'", k.as_str()))
             .collect();
         format!(
             "r.status IN ({}) AND NOT EXISTS (SELECT 1 FROM send_changes c \
              WHERE c.request_id = r.request_id AND c.kind IN ({}))",
-            open.join(", "),
-            later.join(", ")
+            sql_names(
+                &send::SEND_OPEN_STATUSES,
+                refbridge_domain::ReferralStatus::as_str
+            ),
+            sql_names(&later, send::ChangeKind::as_str),
         )
     }
 

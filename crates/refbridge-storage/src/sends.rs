@@ -24,7 +24,7 @@ use crate::{Backend, Store, audit, format_ts, now, parse_ts};
 /// `'a', 'b'`: names of enum values for an SQL `IN` list. The names are the enums' own
 /// constants, so they are written into the statement (a partial index's predicate matches
 /// only a literal).
-fn sql_names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> String {
+pub(crate) fn sql_names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> String {
     values
         .iter()
         .map(|v| format!("'{}'", name(*v)))
@@ -34,8 +34,7 @@ fn sql_names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> String {
 
 /// The hash that tells two sets of approved terms apart.
 pub fn terms_hash(terms: &ApprovalTerms) -> String {
-    // Plain data: serializing cannot fail.
-    let json = serde_json::to_vec(terms).unwrap_or_default();
+    let json = serde_json::to_vec(terms).expect("approval terms are plain data");
     let digest: [u8; 32] = Sha256::digest(&json).into();
     refbridge_domain::ContentHash::from_digest(&digest).to_string()
 }
@@ -272,8 +271,7 @@ async fn replace_terms(
 }
 
 fn terms_json(terms: &ApprovalTerms) -> String {
-    // Plain data: serializing cannot fail.
-    serde_json::to_string(terms).unwrap_or_default()
+    serde_json::to_string(terms).expect("approval terms are plain data")
 }
 
 /// Which patient plan each authorization belongs to.
@@ -407,6 +405,32 @@ pub struct ChangeRecord {
     pub requested_at: DateTime<Utc>,
     pub reasons: Vec<String>,
     pub comment: Option<String>,
+}
+
+/// What [`Store::record_change`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedChange {
+    /// The change's number; `None` when nothing was left to record (every file's content
+    /// was there already).
+    pub change_no: Option<i64>,
+    /// The positions of the change's files whose content the referral already had.
+    pub files_already_there: Vec<usize>,
+}
+
+/// The contents of a referral's files.
+async fn delivered_contents(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+) -> Result<Vec<refbridge_domain::ContentHash>, SendError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT sha256 FROM referral_files WHERE request_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .iter()
+        .map(|h| refbridge_domain::ContentHash::parse(h).map_err(|e| corrupt("file hash", e)))
+        .collect::<Result<_, _>>()?)
 }
 
 /// A change to record: its kind, the steps it needs, and (for new terms) the terms and the
@@ -927,6 +951,72 @@ impl Store {
         Ok(())
     }
 
+    /// The agency cancelled the referral in ACCloud while a change was being sent: the step
+    /// at `position` and every step not settled are skipped (with `reason`), the job is done,
+    /// and the referral is cancelled.
+    pub async fn cancelled_by_agency(
+        &self,
+        lease: &Lease,
+        position: i64,
+        reason: &str,
+        actor: &str,
+    ) -> Result<(), SendError> {
+        let mut tx = self.begin_write().await?;
+        check_fence(&mut tx, lease).await?;
+        let at = now();
+        let ts = format_ts(at);
+        let id = lease.request_id.to_string();
+        sqlx::query(
+            "UPDATE send_steps SET last_error = $1, updated_at = $2 WHERE request_id = $3 AND position = $4",
+        )
+        .bind(reason)
+        .bind(&ts)
+        .bind(&id)
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
+             AND state NOT IN ({})",
+            sql_names(&StepState::SETTLED, StepState::as_str)
+        ))
+        .bind(StepState::Skipped.as_str())
+        .bind(&ts)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE send_jobs SET state = $1, lease_owner = NULL, lease_until = NULL, pause_reason = NULL, \
+             agency_status = $2, agency_checked_at = $3, updated_at = $3 WHERE request_id = $4",
+        )
+        .bind(JobState::Done.as_str())
+        .bind(send::AGENCY_CANCELLED)
+        .bind(&ts)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        set_status(
+            &mut tx,
+            lease.request_id,
+            ReferralStatus::Cancelled,
+            at,
+            actor,
+            Some(reason),
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            at,
+            actor,
+            "send.cancelled_by_agency",
+            ("referral_request", &id),
+            &json!({ "step": position }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every step is done: the referral is sent.
     pub async fn finish_send(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
@@ -1070,13 +1160,15 @@ impl Store {
     /// Records a change asked after the send (new terms, a cancellation, new documents): the
     /// change, its steps after the existing ones, the new terms or files, the queued send,
     /// the status and the audit entry, in one transaction. Refused while another change (or
-    /// the first send) is under way, and once the referral is cancelled or denied.
+    /// the first send) is under way, and once the referral is cancelled or denied. A file
+    /// whose content the referral already has is not recorded again
+    /// ([`send::files::by_content`]); when no file is left, nothing is recorded.
     pub async fn record_change(
         &self,
         id: RequestId,
         change: &NewChange<'_>,
         actor: &str,
-    ) -> Result<i64, SendError> {
+    ) -> Result<RecordedChange, SendError> {
         let mut tx = self.begin_write().await?;
         let status = current_status(&mut tx, id).await?;
         let job_state: Option<String> =
@@ -1096,9 +1188,29 @@ impl Store {
             Err(ChangeRefused::InProgress) => return Err(SendError::ChangeInProgress(last_change)),
             Err(ChangeRefused::NotChangeable(s)) => return Err(SendError::NotChangeable(s)),
         }
+        let sorted = if change.files.is_empty() {
+            send::files::ByContent::default()
+        } else {
+            let delivered = delivered_contents(&mut tx, id).await?;
+            let sorted =
+                send::files::by_content(&delivered, change.files.iter().map(|f| &f.blob.hash));
+            if sorted.send.is_empty() {
+                tx.rollback().await?;
+                return Ok(RecordedChange {
+                    change_no: None,
+                    files_already_there: sorted.already_there,
+                });
+            }
+            sorted
+        };
         let at = now();
         let ts = format_ts(at);
         let change_no = last_change + 1;
+        let reasons = if change.files.is_empty() {
+            change.reasons.clone()
+        } else {
+            vec![send::plan::documents_reason(sorted.send.len())]
+        };
         insert_change(
             &mut tx,
             id,
@@ -1106,14 +1218,19 @@ impl Store {
             change.kind,
             actor,
             &ts,
-            &change.reasons,
+            &reasons,
             change.comment,
         )
         .await?;
         let mut steps = change.steps.clone();
-        if !change.files.is_empty() {
+        if !sorted.send.is_empty() {
             // Each new file is uploaded by a step of its own, keyed by the file's new id.
-            let ids = crate::referrals::insert_files(&mut tx, id, &change.files, &ts).await?;
+            let files: Vec<crate::NewFile> = sorted
+                .send
+                .iter()
+                .map(|&i| change.files[i].clone())
+                .collect();
+            let ids = crate::referrals::insert_files(&mut tx, id, &files, &ts).await?;
             steps.extend(send::plan::documents(ids));
         }
         insert_steps(&mut tx, id, change_no, &steps, &ts).await?;
@@ -1136,11 +1253,42 @@ impl Store {
             actor,
             &format!("send.{}", change.kind.as_str()),
             ("referral_request", &id.to_string()),
-            &json!({ "change_no": change_no, "steps": change.steps.len(), "files": change.files.len() }),
+            &json!({ "change_no": change_no, "steps": steps.len(), "files": sorted.send.len() }),
         )
         .await?;
         tx.commit().await?;
-        Ok(change_no)
+        Ok(RecordedChange {
+            change_no: Some(change_no),
+            files_already_there: sorted.already_there,
+        })
+    }
+
+    /// The ACCloud paths of the files delivered to the client of `patient` (by any of its
+    /// referrals): an upload found after an unknown outcome is never one of these.
+    pub async fn delivered_attachments(
+        &self,
+        patient: refbridge_domain::PatientId,
+    ) -> Result<Vec<String>, StorageError> {
+        let sql = format!(
+            "SELECT s.result_json FROM send_steps s JOIN referral_requests r ON r.request_id = s.request_id \
+             WHERE r.patient_id = $1 AND s.kind = '{}' AND s.state = '{}' AND s.result_json IS NOT NULL",
+            send::StepKind::Attachment.as_str(),
+            StepState::Done.as_str(),
+        );
+        let rows: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(patient.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|json| {
+                match StepResult::from_json(send::StepKind::Attachment, json)
+                    .map_err(|e| corrupt("step result", e))?
+                {
+                    StepResult::Attachment(a) => Ok(a.filepath),
+                    _ => Err(corrupt("step result", "not an attachment's")),
+                }
+            })
+            .collect()
     }
 
     pub async fn send_changes(&self, id: RequestId) -> Result<Vec<ChangeRecord>, StorageError> {

@@ -153,7 +153,7 @@ async fn plan_contexts(
         (status = 200, body = ApprovalResponse, description = "approved before with these terms"),
         (status = 400, body = ErrorBody, description = "invalid terms; every problem listed"),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "denied, or approved with other terms"),
+        (status = 409, body = ErrorBody, description = "denied, approved with other terms, or the agency is not in CSI's trusted network"),
     ))]
 async fn approve(
     State(state): State<AppState>,
@@ -165,7 +165,13 @@ async fn approve(
     let id = parse_id(&request_id)?;
     let input = body(input)?;
     let (rec, terms) = resolve_terms(&state, id, &input).await?;
-    let steps = send::plan::first_send(terms.authorizations.len(), rec.files.iter().map(|f| f.id));
+    check_trusted(&state, &rec).await?;
+    // Each content once: a file the form carries twice reaches the agency once.
+    let unique = send::files::by_content([], rec.files.iter().map(|f| &f.sha256)).send;
+    let steps = send::plan::first_send(
+        terms.authorizations.len(),
+        unique.iter().map(|&i| rec.files[i].id),
+    );
     let outcome = state
         .store
         .approve(id, &terms, &steps, &caller.name)
@@ -193,6 +199,34 @@ async fn approve(
             changed,
         }),
     ))
+}
+
+/// How old the stored copy of the trusted network may be to refuse an approval: an older one
+/// may miss an agency added since (the send checks the network again anyway).
+const TRUSTED_NETWORK_MAX_AGE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Refuses an approval for an agency outside CSI's trusted network as the workers last read
+/// it: the send could create nothing the agency would receive.
+async fn check_trusted(
+    state: &AppState,
+    rec: &refbridge_storage::ReferralRecord,
+) -> Result<(), ApiError> {
+    let agency = &rec.request.agency;
+    let supplier = agency.alayamarket_org_id.to_string();
+    let Some(read) = state.store.trusted_network_read(&supplier).await? else {
+        return Ok(());
+    };
+    if read.trusted || chrono::Utc::now() - read.read_at > TRUSTED_NETWORK_MAX_AGE {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!(
+        "the agency {} ({supplier}) is not in CSI's trusted network in ACCloud (read at {}): \
+         add it to the trusted network in ACCloud, then approve again once refbridge has read \
+         the network (every worker.trusted_network_secs)",
+        agency.name,
+        read.read_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )))
 }
 
 fn send_error(id: RequestId, e: SendError) -> ApiError {
@@ -319,6 +353,10 @@ pub struct ChangeResponse {
     pub reasons: Vec<String>,
     pub planned_calls: Vec<PlannedCall>,
     pub terms: Option<ApprovalTerms>,
+    /// New documents: the names of those whose content the referral already has (by intake
+    /// or an earlier upload). They are not sent again.
+    #[serde(default)]
+    pub already_delivered: Vec<String>,
 }
 
 fn planned(steps: &[Step]) -> Vec<PlannedCall> {
@@ -332,10 +370,13 @@ fn planned(steps: &[Step]) -> Vec<PlannedCall> {
         .collect()
 }
 
-/// Change the terms of a sent referral. Only what changed is sent, in order: client,
-/// service, authorizations (updated in place when ACCloud allows it, else deleted and
-/// created again), then a referral revision with reasons in plain words. Unchanged terms make
-/// no call. One change at a time: while one is being sent, another is rejected with 409.
+/// Change the terms of a sent referral. The body names what changes, in the approval's
+/// shape; every term it does not name is kept (authorizations by index; an authorization's
+/// limits, and a case manager, are one term each). Only what changed is sent, in order:
+/// client, service, authorizations (updated in place when ACCloud allows it, else deleted
+/// and created again), then a referral revision with reasons in plain words, when something
+/// the agency receives changed (an authorization's case manager is kept on the HQ branch
+/// only). Unchanged terms make no call. One change at a time: while one is being sent, another is rejected with 409.
 #[utoipa::path(put, path = "/v1/referral-requests/{request_id}/approval", tag = "review",
     params(("request_id" = String, Path, format = Uuid), DryRun),
     request_body = ApprovalInput,
@@ -356,8 +397,14 @@ async fn change(
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
     let input = body(input)?;
-    let (rec, new_terms) = resolve_terms(&state, id, &input).await?;
-    let Some(current) = state.store.approval(id).await? else {
+    // A change keeps every term it does not name.
+    let current = state.store.approval(id).await?;
+    let asked = match &current {
+        Some(c) => input.over_terms(&c.terms),
+        None => input.clone(),
+    };
+    let (rec, new_terms) = resolve_terms(&state, id, &asked).await?;
+    let Some(current) = current else {
         return Err(ApiError::Conflict(format!(
             "referral request {id} is not approved yet: approve it with POST first"
         )));
@@ -374,6 +421,7 @@ async fn change(
         reasons: plan.reasons.clone(),
         planned_calls: planned(&steps),
         terms: Some(new_terms.clone()),
+        already_delivered: Vec::new(),
     };
     if dry_run || plan.is_empty() {
         if !matches!(
@@ -404,10 +452,11 @@ async fn change(
         .store
         .record_change(id, &change, &caller.name)
         .await
-        .map_err(|e| send_error(id, e))?;
+        .map_err(|e| send_error(id, e))?
+        .change_no;
     state.wake.notify_one();
     tracing::info!(request_id = %id, change_no, steps = change.steps.len(), "change of terms queued");
-    response.change_no = Some(change_no);
+    response.change_no = change_no;
     response.status = ReferralStatus::Sending;
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
@@ -462,6 +511,7 @@ async fn cancel(
         reasons: Vec::new(),
         planned_calls: Vec::new(),
         terms: None,
+        already_delivered: Vec::new(),
     };
     if rec.status == ReferralStatus::Cancelled {
         return Ok((StatusCode::OK, Json(response)));
@@ -480,23 +530,28 @@ async fn cancel(
         .store
         .record_change(id, &change, &caller.name)
         .await
-        .map_err(|e| send_error(id, e))?;
+        .map_err(|e| send_error(id, e))?
+        .change_no;
     state.wake.notify_one();
     tracing::info!(request_id = %id, change_no, "cancellation queued");
     response.changed = true;
-    response.change_no = Some(change_no);
+    response.change_no = change_no;
     response.status = ReferralStatus::Sending;
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
 /// Upload more documents to the sent referral: multipart, one or more file parts (each with a
-/// filename, at most 50 MB), streamed to storage, each uploaded to ACCloud exactly once.
+/// filename, at most 50 MB), streamed to storage, each uploaded to ACCloud exactly once under
+/// its name made safe. A document whose content the referral already has (from intake or an
+/// earlier upload) is not sent again: `already_delivered` names them, and when every file is
+/// there already nothing is queued (200, `changed` false).
 #[utoipa::path(post, path = "/v1/referral-requests/{request_id}/documents", tag = "review",
     params(("request_id" = String, Path, format = Uuid)),
     request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
     security(("bearer" = [])),
     responses(
         (status = 202, body = ChangeResponse, description = "the uploads are queued"),
+        (status = 200, body = ChangeResponse, description = "every document was delivered already"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
     ))]
@@ -585,17 +640,39 @@ async fn documents(
         kind: ChangeKind::Documents,
         steps: Vec::new(),
         terms: None,
-        reasons: vec![format!("{} document(s) added", files.len())],
+        reasons: Vec::new(),
         comment: None,
         files,
     };
-    let change_no = state
+    let recorded = state
         .store
         .record_change(id, &change, &caller.name)
         .await
         .map_err(|e| send_error(id, e))?;
+    let name = |i: &usize| change.files[*i].name.clone();
+    let already_delivered: Vec<String> = recorded.files_already_there.iter().map(name).collect();
+    let Some(change_no) = recorded.change_no else {
+        tracing::info!(request_id = %id, files = change.files.len(), "documents already delivered");
+        return Ok((
+            StatusCode::OK,
+            Json(ChangeResponse {
+                request_id: id,
+                status: rec.status,
+                changed: false,
+                dry_run: false,
+                change_no: None,
+                reasons: Vec::new(),
+                planned_calls: Vec::new(),
+                terms: None,
+                already_delivered,
+            }),
+        ));
+    };
     state.wake.notify_one();
-    tracing::info!(request_id = %id, change_no, files = change.files.len(), "documents queued");
+    let queued: Vec<usize> = (0..change.files.len())
+        .filter(|i| !recorded.files_already_there.contains(i))
+        .collect();
+    tracing::info!(request_id = %id, change_no, files = queued.len(), "documents queued");
     Ok((
         StatusCode::ACCEPTED,
         Json(ChangeResponse {
@@ -604,17 +681,17 @@ async fn documents(
             changed: true,
             dry_run: false,
             change_no: Some(change_no),
-            reasons: change.reasons.clone(),
-            planned_calls: change
-                .files
+            reasons: vec![send::plan::documents_reason(queued.len())],
+            planned_calls: queued
                 .iter()
-                .map(|f| PlannedCall {
+                .map(|i| PlannedCall {
                     step: StepKind::Attachment,
-                    item: f.name.clone(),
+                    item: send::files::delivered_name(&name(i)),
                     call: StepKind::Attachment.call().to_owned(),
                 })
                 .collect(),
             terms: None,
+            already_delivered,
         }),
     ))
 }

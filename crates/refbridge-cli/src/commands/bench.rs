@@ -1061,6 +1061,7 @@ async fn baseline(
                 csi_group: &group,
                 attachments_folder: &folder,
                 files_root: files,
+                claimed_files: &[],
             };
             let plan =
                 send::plan::first_send(terms.authorizations.len(), rec.files.iter().map(|f| f.id));

@@ -508,21 +508,12 @@ async fn documents_after_sending_are_uploaded_once_each() {
         vec!["POST AttachmentUpload", "POST AttachmentUpload"]
     );
     assert_eq!(d["files"].as_array().unwrap().len(), 3);
-    let names: Vec<String> = app
-        .sim()
-        .state()
-        .attachments
-        .iter()
-        .map(|a| a.filename.clone())
-        .collect();
+    let names: Vec<String> = attachment_names(&app);
     assert_eq!(names.len(), 3);
-    assert!(
-        names.iter().any(|n| n.ends_with("-2-plan_of_care.pdf")),
-        "{names:?}"
-    );
-    assert!(
-        names.iter().any(|n| n.ends_with("-3-scan.bin")),
-        "{names:?}"
+    assert_eq!(
+        names[1..],
+        ["plan_of_care.pdf".to_owned(), "scan.bin".to_owned()],
+        "the agency sees the names given"
     );
     assert!(app.sim().duplicates().is_empty());
 
@@ -564,7 +555,10 @@ async fn after_a_change_the_agency_status_is_the_new_revisions() {
     assert_eq!(latest.revision_number, 2);
     assert_eq!(latest.status, "assigned");
     let d = app.detail(ID).await;
-    assert_eq!(d["send"]["agency_status"], "assigned", "from ACCloud's answer");
+    assert_eq!(
+        d["send"]["agency_status"], "assigned",
+        "from ACCloud's answer"
+    );
     assert_eq!(d["send"]["agency_checked_at"], Value::Null);
     // The next periodic read agrees, and is shown with its time.
     assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
@@ -812,4 +806,256 @@ async fn ambiguous_faults_on_cancel_and_document_upload_are_resolved_by_lookup()
         });
     }
     futures::future::join_all(runs).await;
+}
+
+// ---- a change keeps what it does not name; revisions only for what the agency receives ----
+
+/// Naming limits without a rule type keeps the rule type (and the dates, number and the
+/// rest): new limits replace the authorization, and the revision carries them.
+#[tokio::test]
+async fn a_change_naming_only_limits_keeps_the_rule_type_and_the_rest() {
+    let app = sent_app().await;
+    let before = live_auths(&app);
+    let (s, b) = put_terms(&app, &json!({"authorizations": [{"rule_weekly": 3}]}), "").await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        writes(&app),
+        vec![
+            "DELETE AuthorizationDelete",
+            "POST AuthorizationCreate",
+            "POST ReferralUpdate"
+        ]
+    );
+    let after = live_auths(&app);
+    assert_eq!(after.len(), 1);
+    let (old, new) = (&before[0], &after[0]);
+    assert_ne!(new.id, old.id, "replaced: limits cannot change in place");
+    assert_eq!(new.rule_type, "VISITS");
+    assert_eq!(new.rules.weekly, Some(3.0));
+    assert_eq!(new.rules.period, None, "naming a limit replaces the limits");
+    assert_eq!(
+        (new.start_at, new.end_at, &new.authorization_number),
+        (old.start_at, old.end_at, &old.authorization_number)
+    );
+    let r = latest_revision(&app);
+    assert_eq!(r.revision_number, 2);
+    assert_eq!(r.authorization_ids, vec![new.id]);
+    assert!(app.sim().duplicates().is_empty());
+}
+
+/// An authorization's case manager is kept on the HQ branch only: changing it alone updates
+/// the authorization and sends the agency no revision.
+#[tokio::test]
+async fn an_authorizations_case_manager_alone_sends_no_revision() {
+    let app = sent_app().await;
+    let before = live_auths(&app);
+    let (s, b) = put_terms(
+        &app,
+        &json!({"authorizations": [{"case_manager": {"name": "Dana Lee"}}]}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["reasons"], json!([]));
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    assert_eq!(writes(&app), vec!["PUT AuthorizationUpdate"]);
+    let after = live_auths(&app);
+    assert_eq!(after[0].id, before[0].id, "updated in place");
+    assert_eq!(after[0].case_manager_name.as_deref(), Some("Dana Lee"));
+    assert_eq!(after[0].end_at, before[0].end_at);
+    assert_eq!(latest_revision(&app).revision_number, 1, "no revision");
+}
+
+// ---- documents: once by content, under their own names ----
+
+/// The names the uploads are stored under in the client's attachments folder.
+fn attachment_names(app: &TestApp) -> Vec<String> {
+    app.sim()
+        .state()
+        .attachments
+        .iter()
+        .map(|a| a.filepath.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn post_documents(app: &TestApp, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, bytes) in files {
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+        );
+    }
+    let res = app
+        .http
+        .post(format!("{}/v1/referral-requests/{ID}/documents", app.base))
+        .bearer_auth(&app.reviewer)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A document whose content the referral already has, from intake or an earlier upload, is
+/// not sent again; the answer names it.
+#[tokio::test]
+async fn documents_posted_again_are_not_sent_again() {
+    let app = sent_app().await;
+    let plan = b"%PDF-1.4 plan of care".to_vec();
+    let scan = vec![9u8; 3000];
+    let docs = [("plan_of_care.pdf", plan.clone()), ("scan.bin", scan)];
+    let (s, b) = post_documents(&app, &docs).await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    app.sim().clear_journal();
+
+    // The same request again (a retry without an Idempotency-Key): nothing to send.
+    let (s, b) = post_documents(&app, &docs).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["changed"], false);
+    assert_eq!(
+        b["already_delivered"],
+        json!(["plan_of_care.pdf", "scan.bin"])
+    );
+    assert_eq!(b["planned_calls"], json!([]));
+    assert_eq!(app.detail(ID).await["status"], "sent");
+
+    // The intake's file under another name, one known content and one new.
+    let d = app.detail(ID).await;
+    let intake_file = &d["files"][0];
+    let intake_bytes = app
+        .http
+        .get(format!(
+            "{}{}",
+            app.base,
+            intake_file["href"].as_str().unwrap()
+        ))
+        .bearer_auth(&app.reviewer)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let (s, b) = post_documents(
+        &app,
+        &[
+            ("order again.pdf", intake_bytes),
+            ("copy of plan.pdf", plan),
+            ("new.txt", b"a new note".to_vec()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(
+        b["already_delivered"],
+        json!(["order again.pdf", "copy of plan.pdf"])
+    );
+    assert_eq!(b["reasons"], json!(["1 document(s) added"]));
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    assert_eq!(writes(&app), vec!["POST AttachmentUpload"]);
+    assert_eq!(app.detail(ID).await["files"].as_array().unwrap().len(), 4);
+    assert_eq!(attachment_names(&app).len(), 4);
+    assert!(app.sim().duplicates().is_empty());
+}
+
+/// Two documents of one name: ACCloud stores the second as `name (1).ext`. After unknown
+/// outcomes on both uploads, each is found again by its content, not created again.
+#[tokio::test]
+async fn documents_sharing_a_name_are_each_found_again_after_an_unknown_outcome() {
+    let app = sent_app().await;
+    app.sim().push_scripted_fault(ScriptedFault::new(
+        Endpoint::AttachmentUpload,
+        FaultKind::ErrorAfterCommit { status: 502 },
+        2,
+    ));
+    let (s, b) = post_documents(
+        &app,
+        &[
+            // Same name, same size: only the content tells them apart.
+            ("scan.pdf", b"%PDF-1.4 page one".to_vec()),
+            ("scan.pdf", b"%PDF-1.4 page two".to_vec()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let d = app
+        .wait_status(ID, &["sent"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        writes(&app),
+        vec!["POST AttachmentUpload", "POST AttachmentUpload"],
+        "each uploaded once"
+    );
+    let names = attachment_names(&app);
+    assert_eq!(
+        names[1..],
+        ["scan.pdf".to_owned(), "scan (1).pdf".to_owned()]
+    );
+    let uploads: Vec<&Value> = d["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "attachment" && s["change_no"] == 1)
+        .collect();
+    assert_eq!(uploads.len(), 2);
+    for step in uploads {
+        assert_eq!(step["attempts"], 1, "{step}");
+        assert_eq!(step["result"]["found_by_lookup"], true, "{step}");
+    }
+    assert!(app.sim().duplicates().is_empty());
+}
+
+/// A change to a referral the agency cancelled in ACCloud cannot reach it: the send ends with
+/// the referral cancelled instead of pausing for a resume that could never send it.
+#[tokio::test]
+async fn a_change_to_a_referral_the_agency_cancelled_ends_it_cancelled() {
+    let app = sent_app().await;
+    app.sim()
+        .cancel_as_agency(latest_revision(&app).id)
+        .unwrap();
+    let mut terms = sample_terms();
+    end_plus(&mut terms, 7);
+    let (s, b) = put_terms(&app, &terms, "").await;
+    assert_eq!(s, 202, "{b}");
+    let d = app
+        .wait_status(
+            ID,
+            &["cancelled", "needs_attention"],
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(d["status"], "cancelled", "{}", d["send"]);
+    assert_eq!(writes(&app), vec!["PUT AuthorizationUpdate"]);
+    assert_eq!(latest_revision(&app).revision_number, 1, "no revision");
+    assert_eq!(d["send"]["agency_status"], "cancelled");
+    let last = d["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "referral_update");
+    assert_eq!(last["state"], "skipped");
+    assert!(
+        last["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled in ACCloud"),
+        "{last}"
+    );
+    end_plus(&mut terms, 7);
+    assert_eq!(
+        put_terms(&app, &terms, "").await.0,
+        409,
+        "nothing more to change"
+    );
 }

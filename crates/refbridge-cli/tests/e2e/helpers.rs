@@ -46,6 +46,8 @@ pub fn test_engine_config(owner: &str) -> EngineConfig {
             cap: Duration::from_millis(400),
             max_attempts: 40,
         },
+        // Tests read the trusted network when they mean to (it costs a call).
+        trusted_network_every: None,
         ..EngineConfig::default()
     }
 }

@@ -303,22 +303,96 @@ async fn a_definite_rejection_pauses_for_attention_and_a_corrected_resume_finish
     assert_eq!(s, 409, "nothing left to resume");
 }
 
+const UNTRUSTED: &str = "6f1c7a52-0000-4000-8000-000000000000";
+
+/// An agency outside CSI's trusted network stops the send before anything is created; once
+/// the network has it, a resume sends the referral.
 #[tokio::test]
-async fn an_agency_outside_the_trusted_network_needs_attention() {
+async fn an_agency_outside_the_trusted_network_stops_the_send_before_anything_is_created() {
     let app = spawn_app().await;
     let mut p = app.payload(ID, 1094);
-    p["agency"]["alayamarket_org_id"] = json!("6f1c7a52-0000-4000-8000-000000000000");
+    p["agency"]["alayamarket_org_id"] = json!(UNTRUSTED);
     app.post_referral(&p).await;
-    app.approve(ID, &sample_terms()).await;
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 202, "never read the network: the send checks it: {b}");
     let d = app
         .wait_status(ID, &["needs_attention"], Duration::from_secs(20))
         .await;
-    assert_eq!(d["send"]["steps"][3]["kind"], "referral");
-    assert_eq!(
-        d["send"]["steps"][3]["last_error"],
-        "the agency 6f1c7a52-0000-4000-8000-000000000000 is not in CSI's trusted network"
+    assert_eq!(d["send"]["steps"][0]["kind"], "client");
+    let error = d["send"]["steps"][0]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "the agency {} ({UNTRUSTED}) is not in CSI's trusted network",
+            p["agency"]["name"].as_str().unwrap()
+        )),
+        "{error}"
     );
-    assert!(app.sim().state().referrals.is_empty());
+    let held = app.sim().state();
+    assert!(held.clients.is_empty() && held.services.is_empty());
+    assert!(held.authorizations.is_empty() && held.referrals.is_empty());
+
+    app.sim()
+        .trust_supplier(UNTRUSTED.parse().unwrap(), "Newly Trusted Home Care");
+    let (s, b) = app
+        .post(&format!("/v1/referral-requests/{ID}/approval/resume"), None)
+        .await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    let held = app.sim().state();
+    assert_eq!(
+        (
+            held.clients.len(),
+            held.services.len(),
+            held.referrals.len()
+        ),
+        (1, 1, 1)
+    );
+    assert!(app.sim().duplicates().is_empty());
+}
+
+/// Once the workers have read the trusted network, an approval for an agency outside it is
+/// refused at once, and accepted after the network has it and was read again.
+#[tokio::test]
+async fn an_approval_for_an_agency_outside_the_trusted_network_is_refused() {
+    let app = spawn_app().await;
+    let mut cfg = app.engine_cfg.clone();
+    cfg.trusted_network_every = Some(Duration::ZERO);
+    let reader = refbridge_saga::Engine::new(
+        app.state.store.clone(),
+        app.state.files.clone(),
+        app.accloud.clone(),
+        cfg,
+    );
+    assert!(reader.refresh_trusted_network_once().await.unwrap());
+    let mut p = app.payload(ID, 1094);
+    p["agency"]["alayamarket_org_id"] = json!(UNTRUSTED);
+    app.post_referral(&p).await;
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 409, "{b}");
+    let said = b.to_string();
+    assert!(
+        said.contains(UNTRUSTED) && said.contains("not in CSI's trusted network"),
+        "{b}"
+    );
+    assert_eq!(
+        app.detail(ID).await["status"],
+        "received",
+        "nothing recorded"
+    );
+
+    app.sim()
+        .trust_supplier(UNTRUSTED.parse().unwrap(), "Newly Trusted Home Care");
+    assert!(reader.refresh_trusted_network_once().await.unwrap());
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+
+    // A trusted agency is approved as before.
+    let other = "00000000-0000-4000-8000-000000000031";
+    app.post_referral(&app.payload(other, 1095)).await;
+    assert_eq!(app.approve(other, &sample_terms()).await.0, 202);
 }
 
 #[tokio::test]
@@ -344,5 +418,31 @@ async fn an_existing_client_is_reused_and_given_the_csi_group() {
     assert_eq!(s.clients.len(), 1);
     assert_eq!(s.services.len(), 2);
     assert_eq!(d["send"]["steps"][0]["result"]["reused"], true);
+    assert!(app.sim().duplicates().is_empty());
+}
+
+/// A form that carries the same file twice delivers it once; both stay on the referral.
+#[tokio::test]
+async fn a_file_the_form_carries_twice_is_delivered_once() {
+    let app = spawn_app().await;
+    let mut p = app.payload(ID, 1094);
+    let mut again = p["files"][0].clone();
+    again["file_name"] = json!("the same order.pdf");
+    p["files"].as_array_mut().unwrap().push(again);
+    app.post_referral(&p).await;
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+    let d = app
+        .wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    assert_eq!(d["files"].as_array().unwrap().len(), 2);
+    let uploads = d["send"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "attachment")
+        .count();
+    assert_eq!(uploads, 1);
+    assert_eq!(app.sim().state().attachments.len(), 1);
     assert!(app.sim().duplicates().is_empty());
 }

@@ -122,8 +122,7 @@ impl NaturalKey {
     }
 
     pub fn to_json(&self) -> String {
-        // Plain data: serializing cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self).expect("a natural key is plain data")
     }
 }
 

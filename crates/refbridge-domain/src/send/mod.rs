@@ -11,6 +11,7 @@
 //! Adding a step kind: a [`StepKind`] variant (its name and its ACCloud call), a [`Step`]
 //! variant, and the module that runs it in `refbridge-saga` (see `docs/ARCHITECTURE.md`).
 
+pub mod files;
 pub mod keys;
 pub mod plan;
 mod result;
@@ -359,7 +360,10 @@ pub const SEND_OPEN_STATUSES: [ReferralStatus; 3] = [
 
 /// The agency's statuses after which it does nothing more with a referral: the workers stop
 /// re-reading it.
-pub const AGENCY_SETTLED_STATUSES: [&str; 2] = ["processed", "cancelled"];
+pub const AGENCY_SETTLED_STATUSES: [&str; 2] = ["processed", AGENCY_CANCELLED];
+
+/// ACCloud's status of a cancelled referral.
+pub const AGENCY_CANCELLED: &str = "cancelled";
 
 /// Why a change cannot be recorded now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

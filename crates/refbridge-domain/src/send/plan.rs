@@ -57,6 +57,11 @@ pub fn documents(files: impl IntoIterator<Item = FileId>) -> Vec<Step> {
     files.into_iter().map(Step::Attachment).collect()
 }
 
+/// The reason recorded with new documents.
+pub fn documents_reason(count: usize) -> String {
+    format!("{count} document(s) added")
+}
+
 /// A resume with corrected terms corrects the first send's steps, which are planned per
 /// authorization: it neither adds nor removes one.
 pub fn check_resume_terms(

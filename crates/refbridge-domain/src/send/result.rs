@@ -88,9 +88,9 @@ pub enum StepResult {
 
 /// A stored result that does not fit its step's kind.
 #[derive(Debug, thiserror::Error)]
-#[error("the stored result of a {kind} step is unreadable: {source}")]
+#[error("the stored result of a {} step is unreadable: {source}", .kind.as_str())]
 pub struct ResultError {
-    kind: &'static str,
+    kind: StepKind,
     source: serde_json::Error,
 }
 
@@ -110,19 +110,15 @@ impl StepResult {
             }
             StepKind::Attachment => from_str(json).map(Self::Attachment),
         };
-        parsed.map_err(|source| ResultError {
-            kind: kind.as_str(),
-            source,
-        })
+        parsed.map_err(|source| ResultError { kind, source })
     }
 
     pub fn to_json(&self) -> String {
-        // Plain data: serializing cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self).expect("a step result is plain data")
     }
 
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        serde_json::to_value(self).expect("a step result is plain data")
     }
 
     pub fn referral(&self) -> Option<&ReferralResult> {

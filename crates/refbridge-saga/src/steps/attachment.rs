@@ -1,12 +1,20 @@
-//! One file of the referral, uploaded to the client's attachments through the referral.
-//! Found again in the Files API listing of the client's attachments folder by its name
-//! (unique per document, see [`wire::attachment_name`]) and size.
+//! One file of the referral, uploaded to the client's attachments through the referral,
+//! under the name it was given made safe ([`files::delivered_name`]).
+//!
+//! Found again after an unknown outcome in the Files API listing of the client's attachments
+//! folder: an entry under that name, or under `name (n).ext` (what ACCloud stores when the
+//! name was taken), of the same size, that no step has recorded as its own upload (of this
+//! referral or another of the client's), whose content has the same SHA-256 (downloaded and
+//! hashed). Two documents of one name stay apart by content, and a content is delivered once
+//! per referral ([`files::by_content`]), so the match is exact.
 
-use refbridge_accloud::{AcCloudError, AttachmentUpload, ReferralId};
-use refbridge_domain::FileId;
-use refbridge_domain::send::{AttachmentResult, NaturalKey, StepResult, keys};
+use refbridge_accloud::{AcCloudError, AttachmentUpload, ClientId, FileEntry, ReferralId};
+use refbridge_domain::send::{AttachmentResult, NaturalKey, StepResult, files, keys};
+use refbridge_domain::{ContentHash, FileId};
+use refbridge_storage::FileRecord;
+use sha2::{Digest, Sha256};
 
-use super::{Done, Outcome, SendStep, StepCx, missing, wire};
+use super::{Done, Outcome, SendStep, StepCx, missing};
 
 /// The referral request's file with this id.
 pub struct Attachment(pub FileId);
@@ -26,7 +34,7 @@ impl SendStep for Attachment {
             referral,
             AttachmentUpload {
                 path: input.files_root.path_of(&file.sha256),
-                file_name: wire::attachment_name(&input.rec.request_id.to_string(), file),
+                file_name: files::delivered_name(&file.name),
                 content_type: Some(file.media_type.clone()),
             },
         )))
@@ -56,28 +64,37 @@ impl SendStep for Attachment {
         let (Some(client), Some(file)) = (cx.ctx.client, input.file(self.0)) else {
             return Ok(Some(missing("the client or file")));
         };
-        let name = wire::attachment_name(&input.rec.request_id.to_string(), file);
-        let entries = cx
+        let name = files::delivered_name(&file.name);
+        let Some(entries) = cx
             .ac
             .list_client_files(client, input.attachments_folder)
-            .await?;
-        Ok(entries.and_then(|entries| {
-            entries
-                .into_iter()
-                .find(|e| !e.is_dir() && e.basename() == name && e.size == Some(file.size as u64))
-                .map(|e| {
+            .await?
+        else {
+            return Ok(None);
+        };
+        let candidates = entries.into_iter().filter(|e| {
+            !e.is_dir()
+                && files::is_stored_as(&name, e.basename())
+                && e.size == u64::try_from(file.size).ok()
+                && !input.claimed_files.contains(&e.name)
+        });
+        for entry in candidates {
+            if same_content(cx, client, &entry, file).await? {
+                return Ok(Some(
                     Done::new(
-                        e.name.clone(),
+                        entry.name.clone(),
                         StepResult::Attachment(AttachmentResult {
-                            filepath: e.name,
+                            filepath: entry.name,
                             file_name: name,
                             size: file.size,
                             found_by_lookup: true,
                         }),
                     )
-                    .into()
-                })
-        }))
+                    .into(),
+                ));
+            }
+        }
+        Ok(None)
     }
 
     async fn call(
@@ -97,4 +114,19 @@ impl SendStep for Attachment {
         )
         .into())
     }
+}
+
+/// Whether the stored entry holds the file's bytes.
+async fn same_content(
+    cx: &StepCx<'_>,
+    client: ClientId,
+    entry: &FileEntry,
+    file: &FileRecord,
+) -> Result<bool, AcCloudError> {
+    let path = format!("{}/{}", cx.input.attachments_folder, entry.basename());
+    let Some(bytes) = cx.ac.download_client_file(client, &path).await? else {
+        return Ok(false);
+    };
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    Ok(ContentHash::from_digest(&digest) == file.sha256)
 }

@@ -16,41 +16,43 @@ use super::{Ctx, Done, Outcome, SendStep, StepCx, missing, wire};
 pub struct Authorization(pub usize);
 
 impl SendStep for Authorization {
-    type Request = NewAuthorization;
+    /// The request, and the key it is found again by.
+    type Request = (AuthorizationKey, NewAuthorization);
 
     async fn prepare(
         &self,
         cx: &StepCx<'_>,
-    ) -> Result<Result<NewAuthorization, Outcome>, AcCloudError> {
-        let (Some(client), Some(service), Some(a)) = (
+    ) -> Result<Result<Self::Request, Outcome>, AcCloudError> {
+        let (Some(client), Some(service), Some(a), Some(key)) = (
             cx.ctx.client,
             cx.ctx.service,
             cx.input.terms.authorizations.get(self.0),
+            key_of(cx, self.0),
         ) else {
             return Ok(Err(missing("the client or service")));
         };
-        Ok(Ok(NewAuthorization {
-            client_id: client,
-            service_ids: vec![service],
-            start_at: a.start_date,
-            end_at: Some(a.end_date),
-            methodology: AuthorizationMethodology::Service,
-            rule_type: wire::rule_type(a.rule_type),
-            limits: wire::limits(&a.limits),
-            first_day_of_week: a.first_day_of_week,
-            authorization_number: a.authorization_number.clone(),
-            member_number: a.member_number.clone(),
-            program_id: a.program_id.clone(),
-            notes: a.notes.clone(),
-            case_manager: wire::authorization_case_manager(&a.case_manager),
-        }))
+        Ok(Ok((
+            key,
+            NewAuthorization {
+                client_id: client,
+                service_ids: vec![service],
+                start_at: a.start_date,
+                end_at: Some(a.end_date),
+                methodology: AuthorizationMethodology::Service,
+                rule_type: wire::rule_type(a.rule_type),
+                limits: wire::limits(&a.limits),
+                first_day_of_week: a.first_day_of_week,
+                authorization_number: a.authorization_number.clone(),
+                member_number: a.member_number.clone(),
+                program_id: a.program_id.clone(),
+                notes: a.notes.clone(),
+                case_manager: wire::authorization_case_manager(&a.case_manager),
+            },
+        )))
     }
 
-    fn natural_key(&self, cx: &StepCx<'_>, _request: &NewAuthorization) -> NaturalKey {
-        match key_of(cx, self.0) {
-            Some(key) => NaturalKey::Authorization(key),
-            None => NaturalKey::Object(keys::ObjectKey::Authorization(None)),
-        }
+    fn natural_key(&self, _cx: &StepCx<'_>, (key, _): &Self::Request) -> NaturalKey {
+        NaturalKey::Authorization(key.clone())
     }
 
     async fn find(
@@ -78,7 +80,7 @@ impl SendStep for Authorization {
     async fn call(
         &self,
         cx: &StepCx<'_>,
-        request: &NewAuthorization,
+        (_, request): &Self::Request,
     ) -> Result<Outcome, AcCloudError> {
         Ok(done(cx.ac.create_authorization(request).await?.id).into())
     }

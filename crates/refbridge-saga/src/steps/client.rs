@@ -17,6 +17,11 @@ impl SendStep for Client {
     type Request = NewClient;
 
     async fn prepare(&self, cx: &StepCx<'_>) -> Result<Result<NewClient, Outcome>, AcCloudError> {
+        // An agency outside CSI's trusted network cannot receive the referral: stop before
+        // anything is created (a resume goes on once the network has it).
+        if let Some(untrusted) = super::untrusted(cx).await? {
+            return Ok(Err(untrusted));
+        }
         let input = cx.input;
         let group = match cx
             .resolver

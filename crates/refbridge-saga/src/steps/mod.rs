@@ -34,7 +34,7 @@ use crate::classify;
 use crate::resolve::Resolver;
 use crate::retry::RetryPolicy;
 
-pub use wire::{attachment_name, local_midnight};
+pub use wire::local_midnight;
 
 /// One kind of send step.
 pub trait SendStep: Sync {
@@ -175,6 +175,9 @@ pub enum Outcome {
     },
     /// A definite problem a human must look at.
     Fail(String),
+    /// The agency cancelled the referral in ACCloud: nothing more can reach it, and the send
+    /// ends with the referral cancelled, for this reason.
+    CancelledByAgency(String),
 }
 
 /// A step's object in ACCloud: its id there and what we keep of it.
@@ -212,6 +215,9 @@ pub struct Input<'a> {
     pub csi_group: &'a str,
     pub attachments_folder: &'a str,
     pub files_root: &'a refbridge_storage::FileStore,
+    /// The ACCloud paths of the uploads recorded by the done steps of the client's referrals
+    /// (`Store::delivered_attachments`): a lookup never takes one of these as its own.
+    pub claimed_files: &'a [String],
 }
 
 impl Input<'_> {
@@ -256,6 +262,19 @@ impl StepCx<'_> {
     pub fn attempt(&self) -> u32 {
         self.attempts + 1
     }
+}
+
+/// `Some(Fail)` when the referral's agency is not in CSI's trusted network.
+async fn untrusted(cx: &StepCx<'_>) -> Result<Option<Outcome>, AcCloudError> {
+    let supplier = cx.input.supplier();
+    if cx.resolver.trusted(cx.ac, supplier).await? {
+        return Ok(None);
+    }
+    Ok(Some(Outcome::Fail(format!(
+        "the agency {} ({supplier}) is not in CSI's trusted network: add it to the trusted \
+         network in ACCloud, then resume",
+        cx.input.rec.request.agency.name
+    ))))
 }
 
 fn not_known(what: &str) -> String {

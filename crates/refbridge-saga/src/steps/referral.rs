@@ -22,11 +22,9 @@ impl SendStep for Referral {
             return Ok(Err(missing("the service")));
         };
         let input = cx.input;
-        if !cx.resolver.trusted(cx.ac, input.supplier()).await? {
-            return Ok(Err(Outcome::Fail(format!(
-                "the agency {} is not in CSI's trusted network",
-                input.supplier()
-            ))));
+        // Checked before the client too; again here, in case the network changed since.
+        if let Some(untrusted) = super::untrusted(cx).await? {
+            return Ok(Err(untrusted));
         }
         let parts = match wire::referral_parts(input, cx.ctx) {
             Ok(p) => p,

@@ -36,9 +36,12 @@ impl SendStep for ReferralUpdate {
                 "ACCloud lists no revision of this referral".into(),
             )));
         };
+        // No revision of a cancelled referral: the send ends with it cancelled, rather than
+        // pausing for a resume that could never send it.
         if latest.referral.status == ReferralStatus::Cancelled {
-            return Ok(Err(Outcome::Fail(
-                "the referral was cancelled in ACCloud".into(),
+            return Ok(Err(Outcome::CancelledByAgency(
+                "the referral was cancelled in ACCloud before this change reached the agency"
+                    .into(),
             )));
         }
         let parts = match wire::referral_parts(cx.input, cx.ctx) {

@@ -10,7 +10,6 @@ use refbridge_accloud::{
 };
 use refbridge_domain::approval::{self, ClientTerms, Limits};
 use refbridge_domain::send::{self, ReferralResult, StepResult};
-use refbridge_storage::FileRecord;
 use serde_json::Value;
 
 use super::{Ctx, Done, Input, not_known};
@@ -50,13 +49,6 @@ pub fn service_profile(input: &Input<'_>) -> BTreeMap<String, Value> {
         "target_agency".to_owned(),
         Value::String(input.rec.request.agency.name.clone()),
     )])
-}
-
-/// The attachment's name in ACCloud: unique per document (the request id's first block and
-/// the file's position), so that the Files API listing can find it again exactly.
-pub fn attachment_name(request_id: &str, file: &FileRecord) -> String {
-    let prefix = request_id.split('-').next().unwrap_or(request_id);
-    format!("rb-{prefix}-{}-{}", file.position + 1, file.name)
 }
 
 /// Local midnight of `date` in `tz`, as an instant with its offset.

@@ -1,0 +1,79 @@
+//! ACCloud reference data the workers read and the API consults without calling ACCloud:
+//! CSI's trusted network.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::StorageError;
+use crate::{Store, format_ts, now, parse_ts};
+
+const TRUSTED_NETWORK: &str = "trusted_network";
+
+/// What the last read of the trusted network says of one agency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedNetworkRead {
+    pub trusted: bool,
+    pub read_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Replaces the trusted network with what ACCloud listed now: (supply persona id, name).
+    pub async fn replace_trusted_network(
+        &self,
+        members: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM trusted_network")
+            .execute(&mut *tx)
+            .await?;
+        for (id, name) in members {
+            sqlx::query(
+                "INSERT INTO trusted_network (supply_persona_id, name) VALUES ($1, $2) \
+                 ON CONFLICT (supply_persona_id) DO NOTHING",
+            )
+            .bind(id.to_ascii_lowercase())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
+             ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",
+        )
+        .bind(TRUSTED_NETWORK)
+        .bind(format_ts(now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When the trusted network was last read; `None` before the first read.
+    pub async fn trusted_network_read_at(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        let at: Option<String> =
+            sqlx::query_scalar("SELECT read_at FROM reference_reads WHERE what = $1")
+                .bind(TRUSTED_NETWORK)
+                .fetch_optional(&self.pool)
+                .await?;
+        at.map(|a| parse_ts(&a)).transpose()
+    }
+
+    /// Whether the agency was in the trusted network at its last read; `None` before the
+    /// first read.
+    pub async fn trusted_network_read(
+        &self,
+        supply_persona_id: &str,
+    ) -> Result<Option<TrustedNetworkRead>, StorageError> {
+        let Some(read_at) = self.trusted_network_read_at().await? else {
+            return Ok(None);
+        };
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM trusted_network WHERE supply_persona_id = $1")
+                .bind(supply_persona_id.to_ascii_lowercase())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(TrustedNetworkRead {
+            trusted: n > 0,
+            read_at,
+        }))
+    }
+}
