@@ -386,8 +386,13 @@ impl Engine {
         let (id, kind) = (lease.request_id, record.step.kind().as_str());
         match outcome {
             Outcome::Done(done) => {
+                let remote_id = if record.step.kind().id_may_be_logged() {
+                    done.remote_id.as_str()
+                } else {
+                    "-"
+                };
                 tracing::info!(request_id = %id, step = kind, position = record.position,
-                    remote_id = %done.remote_id, "send step done");
+                    remote_id, "send step done");
                 self.store
                     .step_done(lease, record.position, &done.remote_id, &done.result)
                     .await?;

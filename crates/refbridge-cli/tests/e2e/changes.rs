@@ -882,23 +882,7 @@ fn attachment_names(app: &TestApp) -> Vec<String> {
 }
 
 async fn post_documents(app: &TestApp, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
-    let mut form = reqwest::multipart::Form::new();
-    for (name, bytes) in files {
-        form = form.part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
-        );
-    }
-    let res = app
-        .http
-        .post(format!("{}/v1/referral-requests/{ID}/documents", app.base))
-        .bearer_auth(&app.reviewer)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.post_documents(ID, files).await
 }
 
 /// A document whose content the referral already has, from intake or an earlier upload, is

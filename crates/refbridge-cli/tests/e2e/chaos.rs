@@ -44,6 +44,7 @@ async fn many_approvals_with_faults_and_killed_workers_all_end_sent_exactly_once
         ..SimConfig::default()
     };
     let mut app = spawn_app_with(sim_cfg, false).await;
+    let mut generation = 0;
     for w in ["worker-a", "worker-b"] {
         let e = app.engine(w);
         app.start_worker(e);
@@ -62,28 +63,7 @@ async fn many_approvals_with_faults_and_killed_workers_all_end_sent_exactly_once
 
     // Kill every worker several times while the sends are under way.
     let start = Instant::now();
-    let mut kills = 0;
-    let mut generation = 0;
-    loop {
-        let sent = count_sent(&app, &ids).await;
-        if sent == n {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "{sent}/{n} sent after 240 s"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if kills < 6 {
-            app.kill_workers();
-            kills += 1;
-            generation += 1;
-            for w in ["worker-a", "worker-b"] {
-                let e = app.engine(&format!("{w}-{generation}"));
-                app.start_worker(e);
-            }
-        }
-    }
+    let mut kills = until_all_sent(&mut app, &ids, 6, &mut generation).await;
     let dups = app.sim().duplicates();
     assert!(dups.is_empty(), "duplicates: {dups:?}");
     let s = app.sim().state();
@@ -92,6 +72,28 @@ async fn many_approvals_with_faults_and_killed_workers_all_end_sent_exactly_once
     assert_eq!(s.authorizations.iter().filter(|a| !a.deleted).count(), n);
     assert_eq!(s.referrals.len(), n);
     assert_eq!(s.attachments.len(), n);
+
+    // New documents for every fourth referral, two of one name and size, under the same
+    // faults and kills; then the same documents again (a caller's retry): nothing more.
+    let with_docs: Vec<&String> = ids.iter().step_by(4).collect();
+    let docs = |id: &str| {
+        vec![
+            ("scan.pdf", format!("%PDF-1.4 one {id}").into_bytes()),
+            ("scan.pdf", format!("%PDF-1.4 two {id}").into_bytes()),
+        ]
+    };
+    for id in &with_docs {
+        let (s, b) = app.post_documents(id, &docs(id)).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    kills += until_all_sent(&mut app, &ids, 2, &mut generation).await;
+    for id in &with_docs {
+        let (s, b) = app.post_documents(id, &docs(id)).await;
+        assert_eq!((s, &b["changed"]), (200, &serde_json::json!(false)), "{b}");
+    }
+    let dups = app.sim().duplicates();
+    assert!(dups.is_empty(), "duplicates after documents: {dups:?}");
+    assert_eq!(app.sim().state().attachments.len(), n + 2 * with_docs.len());
     assert_eq!(app.state.store.count_unfinished_sends().await.unwrap(), 0);
     let faulted = app
         .sim()
@@ -104,6 +106,39 @@ async fn many_approvals_with_faults_and_killed_workers_all_end_sent_exactly_once
         start.elapsed()
     );
     assert!(faulted > 0, "faults were injected");
+}
+
+/// Waits until every referral is sent, killing and restarting the workers up to `kills`
+/// times on the way; returns how many times it killed them.
+async fn until_all_sent(
+    app: &mut crate::helpers::TestApp,
+    ids: &[String],
+    kills: usize,
+    generation: &mut usize,
+) -> usize {
+    let start = Instant::now();
+    let mut killed = 0;
+    loop {
+        let sent = count_sent(app, ids).await;
+        if sent == ids.len() {
+            return killed;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "{sent}/{} sent after 240 s",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if killed < kills {
+            app.kill_workers();
+            killed += 1;
+            *generation += 1;
+            for w in ["worker-a", "worker-b"] {
+                let e = app.engine(&format!("{w}-{generation}"));
+                app.start_worker(e);
+            }
+        }
+    }
 }
 
 async fn count_sent(app: &crate::helpers::TestApp, ids: &[String]) -> usize {

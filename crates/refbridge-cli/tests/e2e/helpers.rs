@@ -216,6 +216,27 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST …/documents` with these files (name, bytes) as multipart file parts.
+    pub async fn post_documents(&self, id: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        let res = self
+            .http
+            .post(format!("{}/v1/referral-requests/{id}/documents", self.base))
+            .bearer_auth(&self.reviewer)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn post(&self, path: &str, body: Option<&Value>) -> (u16, Value) {
         let mut req = self
             .http

@@ -137,6 +137,12 @@ impl StepKind {
         )
     }
 
+    /// Whether the ACCloud id of the step's object may be logged: an attachment's is its
+    /// path, which carries the file's name (personal data, as file names can be).
+    pub fn id_may_be_logged(self) -> bool {
+        !matches!(self, Self::Attachment)
+    }
+
     /// In plain words, for messages: "authorization update".
     pub fn label(self) -> &'static str {
         match self {
