@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+pub mod console;
 mod error;
 mod idempotency;
 mod routes;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(console::router())
         .with_state(state.clone())
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(state, idempotency::replay))

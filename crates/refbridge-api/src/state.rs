@@ -11,6 +11,8 @@ pub struct ApiConfig {
     pub default_conflict_behavior: refbridge_domain::plan::ConflictBehavior,
     /// Defaults for what an approval leaves out.
     pub approval: refbridge_domain::approval::Defaults,
+    /// The console's sessions.
+    pub console: crate::console::session::ConsoleSettings,
 }
 
 impl Default for ApiConfig {
@@ -20,6 +22,7 @@ impl Default for ApiConfig {
             max_file_bytes: 50 * 1024 * 1024,
             default_conflict_behavior: refbridge_domain::plan::ConflictBehavior::Replace,
             approval: refbridge_domain::approval::Defaults::default(),
+            console: crate::console::session::ConsoleSettings::default(),
         }
     }
 }

@@ -31,6 +31,27 @@ pub struct Config {
     pub accloud: AcCloudSettings,
     pub worker: WorkerSettings,
     pub approval: refbridge_domain::approval::Defaults,
+    pub console: ConsoleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub idle_timeout_secs: u64,
+    pub absolute_timeout_secs: u64,
+    pub secure_cookies: bool,
+}
+
+impl ConsoleConfig {
+    pub fn settings(&self) -> refbridge_api::console::session::ConsoleSettings {
+        refbridge_api::console::session::ConsoleSettings {
+            limits: refbridge_storage::SessionLimits {
+                idle: std::time::Duration::from_secs(self.idle_timeout_secs),
+                absolute: std::time::Duration::from_secs(self.absolute_timeout_secs),
+            },
+            secure_cookies: self.secure_cookies,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +262,14 @@ impl Config {
             return bad(
                 "worker.lease_secs",
                 "must cover at least two request timeouts",
+            );
+        }
+        if self.console.idle_timeout_secs == 0
+            || self.console.absolute_timeout_secs < self.console.idle_timeout_secs
+        {
+            return bad(
+                "console.idle_timeout_secs",
+                "must be at least 1 and at most console.absolute_timeout_secs",
             );
         }
         if w.max_attempts == 0 {

@@ -29,6 +29,7 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
             max_file_bytes: cfg.max_file_bytes,
             default_conflict_behavior: cfg.default_conflict_behavior,
             approval: cfg.approval.clone(),
+            console: cfg.console.settings(),
         },
         wake: Default::default(),
     })
@@ -41,9 +42,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = refbridge_api::app(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use refbridge_cli::commands::{Cli, Command, bench, demo, migrate, serve, sim, token, worker};
+use refbridge_cli::commands::{
+    Cli, Command, bench, demo, migrate, serve, sim, token, user, worker,
+};
 use refbridge_cli::config::Config;
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
             Command::Migrate => migrate::run(cfg).await,
             Command::Bench { command } => bench::run(cfg, command).await,
             Command::Token { command } => token::run(cfg, command).await,
+            Command::User { command } => user::run(cfg, command).await,
         }
     });
     match result {

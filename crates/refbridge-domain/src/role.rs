@@ -1,4 +1,4 @@
-//! What an API token may do.
+//! What an API token or a console user may do.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,17 +10,20 @@ pub enum Role {
     Intake,
     /// Reads referrals and decides on them (a reviewer, or CPR+).
     Reviewer,
+    /// Keeps the sends moving (the engineer on call): sees ids and states, no personal data.
+    Operator,
     /// Everything.
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Intake, Role::Reviewer, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Intake, Role::Reviewer, Role::Operator, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Intake => "intake",
             Role::Reviewer => "reviewer",
+            Role::Operator => "operator",
             Role::Admin => "admin",
         }
     }
@@ -45,6 +48,7 @@ mod tests {
             assert!(Role::Admin.allows(needed));
             assert_eq!(Role::Intake.allows(needed), needed == Role::Intake);
             assert_eq!(Role::Reviewer.allows(needed), needed == Role::Reviewer);
+            assert_eq!(Role::Operator.allows(needed), needed == Role::Operator);
         }
     }
 

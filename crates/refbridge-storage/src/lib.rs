@@ -14,6 +14,7 @@ mod sends;
 pub mod test_util;
 mod time;
 mod tokens;
+mod users;
 mod workers;
 
 use std::str::FromStr;
@@ -40,6 +41,7 @@ pub use sends::{
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
+pub use users::{SessionLimits, SessionRecord, UserRecord};
 pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

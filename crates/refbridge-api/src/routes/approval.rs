@@ -164,8 +164,27 @@ async fn approve(
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
     let input = body(input)?;
-    let (rec, terms) = resolve_terms(&state, id, &input).await?;
-    check_trusted(&state, &rec).await?;
+    let response = approve_referral(&state, id, &input, &caller.name).await?;
+    Ok((
+        if response.changed {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        Json(response),
+    ))
+}
+
+/// Approves a referral with the terms `input` resolves to, and queues its send: what the
+/// API's approval and the console's approve form both do.
+pub(crate) async fn approve_referral(
+    state: &AppState,
+    id: RequestId,
+    input: &ApprovalInput,
+    actor: &str,
+) -> Result<ApprovalResponse, ApiError> {
+    let (rec, terms) = resolve_terms(state, id, input).await?;
+    check_trusted(state, &rec).await?;
     // Each content once: a file the form carries twice reaches the agency once.
     let unique = send::files::by_content([], rec.files.iter().map(|f| &f.sha256)).send;
     let steps = send::plan::first_send(
@@ -174,7 +193,7 @@ async fn approve(
     );
     let outcome = state
         .store
-        .approve(id, &terms, &steps, &caller.name)
+        .approve(id, &terms, &steps, actor)
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_one();
@@ -186,19 +205,22 @@ async fn approve(
         .unwrap_or(ReferralStatus::Approved);
     let changed = outcome == ApproveOutcome::Approved;
     tracing::info!(request_id = %id, changed, "referral request approved");
-    Ok((
-        if changed {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        },
-        Json(ApprovalResponse {
-            request_id: id,
-            status,
-            terms,
-            changed,
-        }),
-    ))
+    Ok(ApprovalResponse {
+        request_id: id,
+        status,
+        terms,
+        changed,
+    })
+}
+
+/// The terms an approval with `input` would send (every default filled in), without
+/// recording anything: what the console's approve form is prefilled with.
+pub(crate) async fn preview_terms(
+    state: &AppState,
+    id: RequestId,
+    input: &ApprovalInput,
+) -> Result<ApprovalTerms, ApiError> {
+    Ok(resolve_terms(state, id, input).await?.1)
 }
 
 /// How old the stored copy of the trusted network may be to refuse an approval: an older one
@@ -229,7 +251,7 @@ async fn check_trusted(
     )))
 }
 
-fn send_error(id: RequestId, e: SendError) -> ApiError {
+pub(crate) fn send_error(id: RequestId, e: SendError) -> ApiError {
     match e {
         SendError::NotFound => ApiError::NotFound(format!("no referral request {id}")),
         SendError::NotApprovable(st) => ApiError::Conflict(format!(

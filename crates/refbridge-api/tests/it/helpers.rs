@@ -62,9 +62,12 @@ pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(listener, refbridge_api::app(state))
-            .await
-            .expect("serve");
+        axum::serve(
+            listener,
+            refbridge_api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serve");
     });
     let [intake_token, reviewer_token, admin_token]: [String; 3] =
         tokens.try_into().expect("3 tokens");

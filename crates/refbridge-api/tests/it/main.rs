@@ -1,5 +1,6 @@
 //! The API's integration tests: one binary, one module per flow.
 
+mod console;
 mod helpers;
 mod idempotency;
 mod intake;

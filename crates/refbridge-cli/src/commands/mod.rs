@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod serve;
 pub mod sim;
 pub mod token;
+pub mod user;
 pub mod worker;
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,11 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: token::TokenCommand,
+    },
+    /// Manage the people who sign in to the console.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
     },
 }
 

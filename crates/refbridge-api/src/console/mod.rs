@@ -1,0 +1,46 @@
+//! The console: refbridge in the browser for CSI's coordinators and the engineer on call.
+//! Server-rendered HTML (maud: the pages are Rust, checked when they are compiled, and every
+//! value is escaped), its one stylesheet embedded; it works without JavaScript.
+//!
+//! People sign in with a user name and password ([`session`]); the JSON API keeps its bearer
+//! tokens. Every form carries the session's CSRF token.
+
+mod pages;
+mod referrals;
+pub mod session;
+mod sign_in;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+const CSS: &str = include_str!("console.css");
+
+/// The console's routes, and `/` sent to it.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(referrals::inbox))
+        .route("/console/login", get(sign_in::page).post(sign_in::sign_in))
+        .route("/console/logout", post(sign_in::sign_out))
+        .route("/console/referrals/{id}", get(referrals::referral))
+        .route("/console/referrals/{id}/approve", post(referrals::approve))
+        .route("/console/referrals/{id}/deny", post(referrals::deny))
+        .route("/console/referrals/{id}/resume", post(referrals::resume))
+        .route(
+            "/console/assets/console.css",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=3600"),
+                    ],
+                    CSS,
+                )
+                    .into_response()
+            }),
+        )
+}

@@ -1,0 +1,124 @@
+//! The pages' frame and the small pieces they share: the layout, messages, fields.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use super::session::ConsoleUser;
+
+/// A whole page: the header with the navigation and the signed-in user, then `body`.
+pub fn layout(title: &str, user: Option<&ConsoleUser>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · refbridge" }
+                link rel="stylesheet" href="/console/assets/console.css";
+            }
+            body {
+                a class="skip" href="#main" { "Skip to the content" }
+                header class="top" {
+                    a class="brand" href="/console" { "refbridge" }
+                    @if let Some(u) = user {
+                        nav aria-label="Main" {
+                            a href="/console" { "Inbox" }
+                        }
+                        form class="signout" method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(u.csrf_token);
+                            span class="who" { (u.user.name) " (" (u.user.role.as_str()) ")" }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A page that says why an action was refused, with its status.
+pub fn message(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    user: Option<&ConsoleUser>,
+) -> Response {
+    (
+        status,
+        layout(
+            title,
+            user,
+            html! { p class="notice" role="alert" { (text) } },
+        ),
+    )
+        .into_response()
+}
+
+/// A form refused (its CSRF token missing or wrong).
+pub fn refused(text: &str) -> Response {
+    message(StatusCode::FORBIDDEN, "Refused", text, None)
+}
+
+/// A page the signed-in person's role may not see.
+pub fn not_for_role(user: &ConsoleUser) -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Not for your role",
+        "This page is for reviewers and admins.",
+        Some(user),
+    )
+}
+
+/// One labelled input, with the problem found in it (if any) announced next to it.
+pub fn field(name: &str, label: &str, value: &str, kind: &str, error: Option<&str>) -> Markup {
+    let id = field_id(name);
+    let hint = format!("{id}-error");
+    html! {
+        div class={ "field" @if error.is_some() { " invalid" } } {
+            label for=(id) { (label) }
+            @if let Some(e) = error {
+                input id=(id) name=(name) type=(kind) value=(value) aria-invalid="true" aria-describedby=(hint);
+                p id=(hint) class="error" { "Problem: " (e) }
+            } @else {
+                input id=(id) name=(name) type=(kind) value=(value);
+            }
+        }
+    }
+}
+
+/// A labelled choice among `options` (value, label).
+pub fn select(
+    name: &str,
+    label: &str,
+    value: &str,
+    options: &[(&str, &str)],
+    error: Option<&str>,
+) -> Markup {
+    let id = field_id(name);
+    let hint = format!("{id}-error");
+    html! {
+        div class={ "field" @if error.is_some() { " invalid" } } {
+            label for=(id) { (label) }
+            select id=(id) name=(name) aria-describedby=[error.map(|_| hint.clone())] {
+                @for (v, l) in options {
+                    option value=(v) selected[*v == value] { (l) }
+                }
+            }
+            @if let Some(e) = error {
+                p id=(hint) class="error" { "Problem: " (e) }
+            }
+        }
+    }
+}
+
+/// An element id from a form field name (`authorizations[0].end_date`).
+fn field_id(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
+        .collect()
+}

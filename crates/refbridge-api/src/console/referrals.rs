@@ -1,0 +1,684 @@
+//! The inbox and the referral page, with the reviewer's actions: approve (a form prefilled
+//! with every default the API would use, its errors shown at their fields), deny, resume.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use refbridge_domain::approval::{
+    ApprovalInput, ApprovalTerms, AuthorizationInput, CaseManager, Limits, Ref, ReferralInput,
+    ServiceInput,
+};
+use refbridge_domain::{ReferralStatus, RequestId, Role};
+use refbridge_storage::{ListFilter, ReferralRecord};
+use serde::Deserialize;
+
+use super::pages::{field, layout, message, not_for_role, select};
+use super::session::ConsoleUser;
+use crate::error::ApiError;
+use crate::routes::approval::{approve_referral, preview_terms, send_error};
+use crate::state::AppState;
+
+const PAGE: u32 = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct InboxQuery {
+    status: Option<String>,
+    /// Keyset cursor: `<received_at RFC 3339>_<request id>` of the last row shown.
+    before: Option<String>,
+}
+
+fn parse_before(s: &str) -> Option<(DateTime<Utc>, RequestId)> {
+    let (at, id) = s.rsplit_once('_')?;
+    Some((
+        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+        RequestId::parse(id).ok()?,
+    ))
+}
+
+fn status_label(s: ReferralStatus) -> String {
+    s.as_str().replace('_', " ")
+}
+
+pub async fn inbox(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Query(q): Query<InboxQuery>,
+) -> Result<Response, ApiError> {
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(ReferralStatus::parse);
+    let filter = ListFilter {
+        status,
+        before: q.before.as_deref().and_then(parse_before),
+        limit: PAGE + 1,
+        ..ListFilter::default()
+    };
+    let mut rows = state.store.list_referrals(&filter).await?;
+    let more = rows.len() > PAGE as usize;
+    rows.truncate(PAGE as usize);
+    let ids: Vec<_> = rows.iter().map(|r| r.patient_id).collect();
+    let names = state.store.patient_names(&ids).await?;
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|r| format!("{}_{}", r.received_at.to_rfc3339(), r.request_id));
+    let status_value = status.map(|s| s.as_str()).unwrap_or_default();
+    let mut options = vec![("", "any status".to_owned())];
+    options.extend(
+        ReferralStatus::ALL
+            .iter()
+            .map(|s| (s.as_str(), status_label(*s))),
+    );
+    let body = html! {
+        form class="filters" method="get" action="/console" {
+            div class="field" {
+                label for="status" { "Status" }
+                select id="status" name="status" {
+                    @for (v, l) in &options {
+                        option value=(v) selected[*v == status_value] { (l) }
+                    }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if rows.is_empty() {
+            p { "No referral requests." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    caption class="skip" { "Referral requests, newest first" }
+                    thead { tr {
+                        th scope="col" { "Received" }
+                        th scope="col" { "Patient" }
+                        th scope="col" { "Agency" }
+                        th scope="col" { "Service requested" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Warnings" }
+                    } }
+                    tbody {
+                        @for r in &rows {
+                            tr {
+                                td { (r.received_at.format("%Y-%m-%d %H:%M UTC")) }
+                                td {
+                                    a href={ "/console/referrals/" (r.request_id) } {
+                                        @match names.get(&r.patient_id) {
+                                            Some((first, last)) => { (last) ", " (first) }
+                                            None => { (r.request_id) }
+                                        }
+                                    }
+                                }
+                                td { (r.agency_name) }
+                                td { (r.service_requested.as_deref().unwrap_or("—")) }
+                                td class={ "status status-" (r.status.as_str()) } { (status_label(r.status)) }
+                                td { (r.warning_count) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &next {
+                p { a href={ "/console?status=" (status_value) "&before=" (next) } { "Older referral requests" } }
+            }
+        }
+    };
+    Ok(layout("Inbox", Some(&user), body).into_response())
+}
+
+async fn load(state: &AppState, raw: &str) -> Result<Result<ReferralRecord, Response>, ApiError> {
+    let Ok(id) = RequestId::parse(raw) else {
+        return Ok(Err(message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such referral request.",
+            None,
+        )));
+    };
+    Ok(state.store.get_referral(id).await?.ok_or_else(|| {
+        message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such referral request.",
+            None,
+        )
+    }))
+}
+
+pub async fn referral(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let form = if rec.status == ReferralStatus::Received {
+        let (values, errors) =
+            match preview_terms(&state, rec.request_id, &ApprovalInput::default()).await {
+                Ok(terms) => (values_of(&terms), HashMap::new()),
+                Err(ApiError::InvalidRequest { details, .. }) => (
+                    HashMap::new(),
+                    details.into_iter().map(|v| (v.path, v.problem)).collect(),
+                ),
+                Err(e) => return Err(e),
+            };
+        Some((values, errors))
+    } else {
+        None
+    };
+    Ok(page(&state, &user, &rec, form, None).await?.into_response())
+}
+
+/// The referral page; `form`: the approve form's values and problems, while it can be
+/// approved.
+async fn page(
+    state: &AppState,
+    user: &ConsoleUser,
+    rec: &ReferralRecord,
+    form: Option<(HashMap<String, String>, HashMap<String, String>)>,
+    notice: Option<&str>,
+) -> Result<Markup, ApiError> {
+    let id = rec.request_id;
+    let steps = state.store.send_steps(id).await?;
+    let job = state.store.send_job(id).await?;
+    let c = &rec.request.client;
+    let warned = |label: &str| -> Vec<&str> {
+        rec.warnings
+            .iter()
+            .filter(|w| w.field == label)
+            .map(|w| w.message.as_str())
+            .collect()
+    };
+    let body = html! {
+        @if let Some(n) = notice {
+            p class="notice bad" role="alert" { (n) }
+        }
+        dl class="facts" {
+            dt { "Status" } dd class={ "status status-" (rec.status.as_str()) } { (status_label(rec.status)) }
+            @if let Some(reason) = job.as_ref().and_then(|j| j.pause_reason.as_deref()) {
+                dt { "Why it stopped" } dd { (reason) }
+            }
+            dt { "Patient" } dd { (c.last_name) ", " (c.first_name)
+                @if let Some(b) = c.birthday { " · born " (b) } }
+            dt { "Agency" } dd { (rec.request.agency.name) }
+            dt { "Service requested" } dd { (rec.referral.service.requested.as_deref().unwrap_or("—")) }
+            dt { "Received" } dd { (rec.received_at.format("%Y-%m-%d %H:%M UTC")) }
+            dt { "Request id" } dd { code { (id) } }
+        }
+        h2 { "The form as the agency filled it" }
+        div class="table-wrap" {
+            table {
+                thead { tr { th scope="col" { "Field" } th scope="col" { "Value" } th scope="col" { "Warnings" } } }
+                tbody {
+                    @for f in &rec.request.fields {
+                        tr {
+                            td { (f.field_label) }
+                            td { (show(&f.field_value)) }
+                            td class="warning" { @for w in warned(&f.field_label) { (w) br; } }
+                        }
+                    }
+                }
+            }
+        }
+        @let other: Vec<_> = rec.warnings.iter().filter(|w| !rec.request.fields.iter().any(|f| f.field_label == w.field)).collect();
+        @if !other.is_empty() {
+            h2 { "Other warnings" }
+            ul { @for w in other { li { strong { (w.field) } ": " (w.message) } } }
+        }
+        h2 { "Files" }
+        @if rec.files.is_empty() { p { "No files." } } @else {
+            ul { @for f in &rec.files { li { (f.name) " · " (f.media_type) " · " (f.size) " bytes" } } }
+        }
+        @if let Some((values, errors)) = &form {
+            h2 { "Approve" }
+            (approve_form(id, user, values, errors))
+            h2 { "Deny" }
+            form method="post" action={ "/console/referrals/" (id) "/deny" } {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                div class="field" {
+                    label for="reason" { "Reason (sent to no one; kept in the record)" }
+                    textarea id="reason" name="reason" rows="3" required {}
+                }
+                button type="submit" class="secondary" { "Deny" }
+            }
+        }
+        @if rec.status == ReferralStatus::NeedsAttention {
+            h2 { "Resume" }
+            form method="post" action={ "/console/referrals/" (id) "/resume" } {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                p { "Resume the send from the step where it stopped; that step first looks its object up in ACCloud, in case its last call landed." }
+                button type="submit" { "Resume the send" }
+            }
+        }
+        @if !steps.is_empty() {
+            h2 { "Send timeline" }
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Step" } th scope="col" { "State" } th scope="col" { "Attempts" }
+                        th scope="col" { "ACCloud id" } th scope="col" { "Last error" } th scope="col" { "Updated" }
+                    } }
+                    tbody {
+                        @for s in &steps {
+                            tr {
+                                td { (s.step.kind().label()) @if !s.step.item().is_empty() { " " small { (s.step.item()) } } }
+                                td { (s.state.as_str().replace('_', " ")) }
+                                td { (s.attempts) }
+                                td { code { (s.remote_id.as_deref().unwrap_or("—")) } }
+                                td { (s.last_error.as_deref().unwrap_or("")) }
+                                td { (s.updated_at.format("%H:%M:%S")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Status history" }
+        ul { @for h in &rec.history {
+            li { (h.at.format("%Y-%m-%d %H:%M:%S UTC")) " · " (status_label(h.status)) " · " (h.actor)
+                @if let Some(r) = &h.reason { " · " (r) } }
+        } }
+    };
+    Ok(layout(
+        &format!("Referral from {}", rec.request.agency.name),
+        Some(user),
+        body,
+    ))
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The approve form's fields: (name, label, kind). Names are the API's field paths, so its
+/// problems land at their fields.
+const FIELDS: [(&str, &str, &str); 14] = [
+    ("service.name", "Service name", "text"),
+    (
+        "service.service_code",
+        "Service code (ACCloud name or id)",
+        "text",
+    ),
+    ("service.funder", "Funder (ACCloud name or id)", "text"),
+    (
+        "service.instructions",
+        "Instructions for the agency",
+        "text",
+    ),
+    (
+        "authorizations[0].start_date",
+        "Authorization start",
+        "date",
+    ),
+    ("authorizations[0].end_date", "Authorization end", "date"),
+    ("authorizations[0].rule_daily", "Per day", "text"),
+    ("authorizations[0].rule_weekly", "Per week", "text"),
+    ("authorizations[0].rule_monthly", "Per month", "text"),
+    ("authorizations[0].rule_period", "In total", "text"),
+    (
+        "authorizations[0].authorization_number",
+        "Authorization number",
+        "text",
+    ),
+    ("authorizations[0].member_number", "Member number", "text"),
+    ("referral.comment", "Comment for the agency", "text"),
+    (
+        "referral.case_manager.name",
+        "Case manager the agency sees",
+        "text",
+    ),
+];
+
+fn approve_form(
+    id: RequestId,
+    user: &ConsoleUser,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+) -> Markup {
+    let v = |k: &str| values.get(k).map(String::as_str).unwrap_or_default();
+    // A problem with a pair of fields (code id or name) shows at the one field.
+    let e = |k: &str| {
+        errors
+            .iter()
+            .find(|(path, _)| path.as_str() == k || path.starts_with(&format!("{k}_")))
+            .map(|(_, p)| p.as_str())
+    };
+    let unplaced: Vec<(&String, &String)> = errors
+        .iter()
+        .filter(|(path, _)| {
+            !FIELDS
+                .iter()
+                .any(|(k, _, _)| path.as_str() == *k || path.starts_with(&format!("{k}_")))
+                && ![
+                    "authorizations[0].rule_type",
+                    "referral.care_type",
+                    "referral.referral_type",
+                ]
+                .contains(&path.as_str())
+        })
+        .collect();
+    html! {
+        @if !unplaced.is_empty() {
+            div class="notice bad" role="alert" {
+                p { "Please correct these:" }
+                ul { @for (path, problem) in &unplaced { li { (path) ": " (problem) } } }
+            }
+        }
+        form method="post" action={ "/console/referrals/" (id) "/approve" } novalidate {
+            input type="hidden" name="csrf" value=(user.csrf_token);
+            fieldset {
+                legend { "Service" }
+                @for (k, l, t) in &FIELDS[0..4] { (field(k, l, v(k), t, e(k))) }
+            }
+            fieldset {
+                legend { "Authorization" }
+                (select("authorizations[0].rule_type", "Rule type", v("authorizations[0].rule_type"),
+                    &[("VISITS", "Visits"), ("HOURS", "Hours")], e("authorizations[0].rule_type")))
+                @for (k, l, t) in &FIELDS[4..12] { (field(k, l, v(k), t, e(k))) }
+            }
+            fieldset {
+                legend { "Referral" }
+                (select("referral.care_type", "Care type", v("referral.care_type"),
+                    &[("nursing", "Nursing"), ("psw", "PSW")], e("referral.care_type")))
+                (select("referral.referral_type", "Referral type", v("referral.referral_type"),
+                    &[("service", "Service"), ("visit", "Visit")], e("referral.referral_type")))
+                @for (k, l, t) in &FIELDS[12..] { (field(k, l, v(k), t, e(k))) }
+            }
+            button type="submit" { "Approve and send" }
+        }
+    }
+}
+
+fn reference(r: &Ref) -> String {
+    match r {
+        Ref::Id(id) => id.to_string(),
+        Ref::Name(n) => n.clone(),
+    }
+}
+
+fn num(n: Option<f64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// The form's values from terms.
+fn values_of(t: &ApprovalTerms) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_owned(), v);
+    };
+    put("service.name", t.service.name.clone());
+    put("service.service_code", reference(&t.service.service_code));
+    put("service.funder", reference(&t.service.funder));
+    put(
+        "service.instructions",
+        t.service.instructions.clone().unwrap_or_default(),
+    );
+    if let Some(a) = t.authorizations.first() {
+        put("authorizations[0].start_date", a.start_date.to_string());
+        put("authorizations[0].end_date", a.end_date.to_string());
+        put(
+            "authorizations[0].rule_type",
+            a.rule_type.as_str().to_owned(),
+        );
+        put("authorizations[0].rule_daily", num(a.limits.rule_daily));
+        put("authorizations[0].rule_weekly", num(a.limits.rule_weekly));
+        put("authorizations[0].rule_monthly", num(a.limits.rule_monthly));
+        put("authorizations[0].rule_period", num(a.limits.rule_period));
+        put(
+            "authorizations[0].authorization_number",
+            a.authorization_number.clone().unwrap_or_default(),
+        );
+        put(
+            "authorizations[0].member_number",
+            a.member_number.clone().unwrap_or_default(),
+        );
+    }
+    put(
+        "referral.care_type",
+        t.referral.care_type.as_str().to_owned(),
+    );
+    put(
+        "referral.referral_type",
+        t.referral.referral_type.as_str().to_owned(),
+    );
+    put(
+        "referral.comment",
+        t.referral.comment.clone().unwrap_or_default(),
+    );
+    put(
+        "referral.case_manager.name",
+        t.referral
+            .case_manager
+            .as_ref()
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default(),
+    );
+    m
+}
+
+/// The approval the form asks for; a number that is not one is a problem at its field.
+fn input_of(f: &HashMap<String, String>) -> Result<ApprovalInput, HashMap<String, String>> {
+    let text = |k: &str| {
+        f.get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut problems = HashMap::new();
+    let mut number = |k: &str| -> Option<f64> {
+        let t = text(k)?;
+        match t.parse::<f64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                problems.insert(k.to_owned(), "must be a number".to_owned());
+                None
+            }
+        }
+    };
+    let limits = Limits {
+        rule_daily: number("authorizations[0].rule_daily"),
+        rule_weekly: number("authorizations[0].rule_weekly"),
+        rule_monthly: number("authorizations[0].rule_monthly"),
+        rule_period: number("authorizations[0].rule_period"),
+        ..Limits::default()
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let by_ref = |k: &str| match text(k) {
+        Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => (t.parse().ok(), None),
+        Some(t) => (None, Some(t)),
+        None => (None, None),
+    };
+    let (service_code_id, service_code_name) = by_ref("service.service_code");
+    let (funder_id, funder_name) = by_ref("service.funder");
+    Ok(ApprovalInput {
+        client: None,
+        service: Some(ServiceInput {
+            name: text("service.name"),
+            service_code_id,
+            service_code_name,
+            funder_id,
+            funder_name,
+            instructions: text("service.instructions"),
+            start_date: None,
+            end_date: None,
+        }),
+        authorizations: Some(vec![AuthorizationInput {
+            start_date: text("authorizations[0].start_date"),
+            end_date: text("authorizations[0].end_date"),
+            rule_type: text("authorizations[0].rule_type"),
+            limits,
+            authorization_number: text("authorizations[0].authorization_number"),
+            member_number: text("authorizations[0].member_number"),
+            ..AuthorizationInput::default()
+        }]),
+        referral: Some(ReferralInput {
+            care_type: text("referral.care_type"),
+            referral_type: text("referral.referral_type"),
+            comment: text("referral.comment"),
+            case_manager: text("referral.case_manager.name").map(|name| CaseManager {
+                name: Some(name),
+                ..CaseManager::default()
+            }),
+        }),
+        revision_comment: None,
+    })
+}
+
+pub async fn approve(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let id = rec.request_id;
+    let input = match input_of(&f) {
+        Ok(i) => i,
+        Err(problems) => return again(&state, &user, &rec, f, problems, None).await,
+    };
+    match approve_referral(&state, id, &input, &user.user.name).await {
+        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
+        Err(ApiError::InvalidRequest { details, .. }) => {
+            let problems = details.into_iter().map(|v| (v.path, v.problem)).collect();
+            Ok(again(&state, &user, &rec, f, problems, None).await?)
+        }
+        Err(ApiError::Conflict(m)) => {
+            Ok(again(&state, &user, &rec, f, HashMap::new(), Some(&m)).await?)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The referral page again, with the form as submitted and its problems.
+async fn again(
+    state: &AppState,
+    user: &ConsoleUser,
+    rec: &ReferralRecord,
+    values: HashMap<String, String>,
+    problems: HashMap<String, String>,
+    notice: Option<&str>,
+) -> Result<Response, ApiError> {
+    let notice = notice.or((!problems.is_empty())
+        .then_some("The approval was not recorded: correct the fields marked below."));
+    let page = page(state, user, rec, Some((values, problems)), notice).await?;
+    Ok((StatusCode::BAD_REQUEST, page).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DenyForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+pub async fn deny(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    Form(f): Form<DenyForm>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let reason = f.reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.is_empty() {
+        return Ok(message(
+            StatusCode::BAD_REQUEST,
+            "Deny",
+            "A reason is required to deny a referral request.",
+            Some(&user),
+        ));
+    }
+    match state
+        .store
+        .deny_referral(rec.request_id, reason, &user.user.name)
+        .await
+    {
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/console/referrals/{}", rec.request_id)).into_response())
+        }
+        Err(refbridge_storage::DenyError::NotAllowed(st)) => Ok(message(
+            StatusCode::CONFLICT,
+            "Deny",
+            &format!(
+                "This referral request is {} and cannot be denied.",
+                status_label(st)
+            ),
+            Some(&user),
+        )),
+        Err(refbridge_storage::DenyError::NotFound) => Ok(message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such referral request.",
+            Some(&user),
+        )),
+        Err(refbridge_storage::DenyError::Storage(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let id = rec.request_id;
+    match state.store.resume_send(id, None, &user.user.name).await {
+        Ok(()) => {
+            state.wake.notify_one();
+            Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response())
+        }
+        Err(e) => match send_error(id, e) {
+            ApiError::Conflict(m) => Ok(message(StatusCode::CONFLICT, "Resume", &m, Some(&user))),
+            other => Err(other),
+        },
+    }
+}

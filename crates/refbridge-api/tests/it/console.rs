@@ -1,0 +1,340 @@
+//! The console over HTTP: sign-in, sessions, CSRF, the inbox, the referral page and its
+//! approve form. (A real browser drives it in refbridge-cli's e2e tests.)
+
+use std::time::Duration;
+
+use refbridge_api::ApiConfig;
+use refbridge_api::console::session::{ConsoleSettings, hash_password};
+use refbridge_domain::Role;
+use refbridge_storage::SessionLimits;
+
+use crate::helpers::{EXAMPLE_ID, TestApp, example, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A browser: follows no redirect, keeps the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.base.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String, Option<String>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String, Option<String>) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    async fn sign_in(&mut self, name: &str, password: &str) -> (u16, String, Option<String>) {
+        let res = self
+            .http
+            .post(format!("{}/console/login", self.base))
+            .form(&[("username", name), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(set) = res.headers().get("set-cookie") {
+            let set = set.to_str().unwrap();
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        read(res).await
+    }
+
+    /// The CSRF token of the forms on `path`.
+    async fn csrf(&self, path: &str) -> String {
+        let (_, html, _) = self.get(path).await;
+        let at = html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+/// (status, body, Location).
+async fn read(res: reqwest::Response) -> (u16, String, Option<String>) {
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    (status, res.text().await.unwrap(), location)
+}
+
+async fn with_user(app: &TestApp, name: &str, role: Role) {
+    app.store
+        .create_user(name, role, &hash_password(PASSWORD).unwrap())
+        .await
+        .unwrap();
+}
+
+async fn signed_in(app: &TestApp) -> Browser {
+    with_user(app, "dana", Role::Reviewer).await;
+    let mut b = Browser::new(app);
+    let (s, _, to) = b.sign_in("dana", PASSWORD).await;
+    assert_eq!((s, to.as_deref()), (303, Some("/console")));
+    b
+}
+
+#[tokio::test]
+async fn a_signed_out_browser_is_sent_to_the_sign_in_page() {
+    let app = spawn_app().await;
+    let b = Browser::new(&app);
+    assert_eq!(b.get("/").await.2.as_deref(), Some("/console"));
+    for path in ["/console", &format!("/console/referrals/{EXAMPLE_ID}")] {
+        let (s, _, to) = b.get(path).await;
+        assert_eq!((s, to.as_deref()), (303, Some("/console/login")), "{path}");
+    }
+    let (s, html, _) = b.get("/console/login").await;
+    assert_eq!(s, 200);
+    assert!(html.contains(r#"name="username""#) && html.contains(r#"name="password""#));
+    let (s, _, to) = b.post("/console/logout", &[("csrf", "x")]).await;
+    assert_eq!((s, to.as_deref()), (303, Some("/console/login")));
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_http_only_cookie_and_a_wrong_password_is_refused() {
+    let app = spawn_app().await;
+    with_user(&app, "dana", Role::Reviewer).await;
+    let mut b = Browser::new(&app);
+    let (s, html, _) = b.sign_in("dana", "not the password").await;
+    assert_eq!(s, 401);
+    assert!(html.contains("Wrong user name or password"));
+    assert!(b.cookie.is_none());
+    let (s, html, _) = b.sign_in("nobody", PASSWORD).await;
+    assert_eq!(s, 401, "an unknown name is refused the same way");
+    assert!(html.contains("Wrong user name or password"));
+
+    let res = b
+        .http
+        .post(format!("{}/console/login", app.base))
+        .form(&[("username", "dana"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("refbridge_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+
+    // Behind a proxy that terminates TLS, the cookie is Secure and __Host- bound.
+    let res = b
+        .http
+        .post(format!("{}/console/login", app.base))
+        .header("x-forwarded-proto", "https")
+        .form(&[("username", "dana"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-refbridge_session=") && cookie.contains("; Secure"));
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_user() {
+    let app = spawn_app().await;
+    with_user(&app, "dana", Role::Reviewer).await;
+    let mut b = Browser::new(&app);
+    for _ in 0..5 {
+        assert_eq!(b.sign_in("dana", "guess").await.0, 401);
+    }
+    let (s, html, _) = b.sign_in("dana", PASSWORD).await;
+    assert_eq!(s, 429, "even the right password, until the window passes");
+    assert!(html.contains("Too many failed sign-ins"));
+    assert!(b.cookie.is_none());
+}
+
+#[tokio::test]
+async fn the_inbox_lists_referrals_and_the_referral_page_shows_the_form_and_its_warnings() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_referral(&example()).await.status(), 200);
+    let b = signed_in(&app).await;
+    let (s, html, _) = b.get("/console").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("Smithers, Jane"), "the patient's name");
+    assert!(html.contains("Gem City Home Care"));
+    assert!(html.contains(&format!("/console/referrals/{EXAMPLE_ID}")));
+    let (_, empty, _) = b.get("/console?status=denied").await;
+    assert!(empty.contains("No referral requests."));
+
+    let (s, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("The form as the agency filled it"));
+    assert!(html.contains("Physician NPI"), "a field with its warning");
+    assert!(html.contains("Approve and send"));
+    assert!(
+        html.contains(r#"for="authorizations-0--start_date""#),
+        "labelled inputs"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_with_a_problem_shows_it_at_its_field_then_goes_through_corrected() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let b = signed_in(&app).await;
+    let page = format!("/console/referrals/{EXAMPLE_ID}");
+    let csrf = b.csrf(&page).await;
+    let start = (chrono::Utc::now().date_naive() + chrono::Duration::days(3)).to_string();
+    let end = (chrono::Utc::now().date_naive() + chrono::Duration::days(60)).to_string();
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("service.name", "Physical Therapy"),
+        ("service.service_code", "Physical Therapy"),
+        ("service.funder", "Blue Cross Blue Shield"),
+        ("authorizations[0].start_date", &start),
+        ("authorizations[0].end_date", &end),
+        ("authorizations[0].rule_type", "MINUTES"),
+        ("authorizations[0].rule_weekly", "2"),
+        ("referral.care_type", "nursing"),
+        ("referral.referral_type", "service"),
+    ];
+    let (s, html, _) = b.post(&format!("{page}/approve"), &form).await;
+    assert_eq!(s, 400);
+    assert!(html.contains("The approval was not recorded"));
+    let at = html
+        .find(r#"id="authorizations-0--rule_type-error""#)
+        .expect("the problem at its field");
+    assert!(html[at..].contains("must be HOURS or VISITS"));
+    assert!(
+        html.contains(r#"value="Physical Therapy""#),
+        "what was typed is kept"
+    );
+    let status = app
+        .store
+        .get_referral(refbridge_domain::RequestId::parse(EXAMPLE_ID).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(status.as_str(), "received", "nothing recorded");
+
+    form[6] = ("authorizations[0].rule_type", "VISITS");
+    let (s, _, to) = b.post(&format!("{page}/approve"), &form).await;
+    assert_eq!((s, to.as_deref()), (303, Some(page.as_str())));
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    assert_eq!(d["status"], "approved");
+    assert_eq!(
+        d["send"]["terms"]["authorizations"][0]["rule_type"],
+        "VISITS"
+    );
+    assert_eq!(d["send"]["approved_by"], "dana", "the person is the actor");
+}
+
+#[tokio::test]
+async fn a_form_posted_without_its_csrf_token_is_refused() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let b = signed_in(&app).await;
+    let page = format!("/console/referrals/{EXAMPLE_ID}");
+    for token in [None, Some("forged")] {
+        let mut form = vec![("reason", "duplicate referral")];
+        if let Some(t) = token {
+            form.push(("csrf", t));
+        }
+        let (s, html, _) = b.post(&format!("{page}/deny"), &form).await;
+        assert_eq!(s, 403, "{token:?}");
+        assert!(html.contains("did not come from this console"));
+    }
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    assert_eq!(d["status"], "received");
+
+    let csrf = b.csrf(&page).await;
+    let (s, _, _) = b
+        .post(
+            &format!("{page}/deny"),
+            &[("csrf", &csrf), ("reason", "duplicate referral")],
+        )
+        .await;
+    assert_eq!(s, 303);
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    assert_eq!(d["status"], "denied");
+}
+
+#[tokio::test]
+async fn a_session_ends_after_the_idle_timeout_and_on_sign_out() {
+    let app = spawn_app_with(ApiConfig {
+        console: ConsoleSettings {
+            limits: SessionLimits {
+                idle: Duration::from_millis(1500),
+                absolute: Duration::from_secs(3600),
+            },
+            secure_cookies: false,
+        },
+        ..ApiConfig::default()
+    })
+    .await;
+    let b = signed_in(&app).await;
+    assert_eq!(b.get("/console").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(b.get("/console").await.0, 200, "activity keeps it alive");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(b.get("/console").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let (s, _, to) = b.get("/console").await;
+    assert_eq!(
+        (s, to.as_deref()),
+        (303, Some("/console/login")),
+        "idle too long"
+    );
+
+    let mut b = Browser::new(&app);
+    b.sign_in("dana", PASSWORD).await;
+    let csrf = b.csrf("/console").await;
+    let (s, _, to) = b.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((s, to.as_deref()), (303, Some("/console/login")));
+    assert_eq!(
+        b.get("/console").await.0,
+        303,
+        "the old cookie no longer works"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_signed_out_and_an_operator_does_not_see_referrals() {
+    let app = spawn_app().await;
+    let b = signed_in(&app).await;
+    app.store.disable_user("dana").await.unwrap();
+    assert_eq!(b.get("/console").await.0, 303);
+    let mut again = Browser::new(&app);
+    assert_eq!(again.sign_in("dana", PASSWORD).await.0, 401);
+
+    with_user(&app, "oncall", Role::Operator).await;
+    let mut ops = Browser::new(&app);
+    assert_eq!(ops.sign_in("oncall", PASSWORD).await.0, 303);
+    let (s, html, _) = ops.get("/console").await;
+    assert_eq!(s, 403);
+    assert!(html.contains("Not for your role"));
+}
