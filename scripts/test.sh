@@ -22,6 +22,9 @@ if [[ -z "${REFBRIDGE_TEST_POSTGRES_URL:-}" ]]; then
     started="$REFBRIDGE_PG_DIR"
 fi
 
+# The console's browser tests: chromium, chromium-driver and axe-core.
+eval "$(scripts/browser-deps.sh)"
+
 t0=$SECONDS
 echo "== tests on SQLite"
 REFBRIDGE_TEST_DATABASE=sqlite cargo test --workspace --locked "$@"

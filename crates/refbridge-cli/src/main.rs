@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo | Command::Bench { .. })
+    if matches!(cli.command, Command::Demo(_) | Command::Bench { .. })
         && std::env::var_os("RUST_LOG").is_none()
     {
         // The demo prints its own story; logs would drown it.
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             Command::Serve => serve::run(cfg).await,
             Command::Worker => worker::run(cfg).await,
             Command::Sim(args) => sim::run(args).await,
-            Command::Demo => demo::run(cfg).await,
+            Command::Demo(args) => demo::run(cfg, args).await,
             Command::Migrate => migrate::run(cfg).await,
             Command::Bench { command } => bench::run(cfg, command).await,
             Command::Token { command } => token::run(cfg, command).await,

@@ -299,11 +299,46 @@ async fn page(
     ))
 }
 
-fn show(v: &serde_json::Value) -> String {
+/// A form value as a person reads it: a repeating group (`[{"values": [{field_key,
+/// field_value}]}]`) one entry a line, `key: value` pairs; other lists and objects likewise.
+fn show(v: &serde_json::Value) -> Markup {
+    use serde_json::Value;
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+    fn pairs(values: &[Value]) -> String {
+        values
+            .iter()
+            .filter_map(|p| {
+                let (key, value) = (text(p.get("field_key")?), text(p.get("field_value")?));
+                (!value.is_empty()).then(|| format!("{key}: {value}"))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
     match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
+        Value::Array(items) => html! {
+            ul class="values" {
+                @for item in items {
+                    @match item.get("values").and_then(Value::as_array) {
+                        Some(values) => li { (pairs(values)) },
+                        None => li { (text(item)) },
+                    }
+                }
+            }
+        },
+        // A chosen option: its name.
+        Value::Object(map) if map.get("option").and_then(|o| o.get("name")).is_some() => {
+            html! { (text(&map["option"]["name"])) }
+        }
+        Value::Object(map) => html! {
+            ul class="values" { @for (k, v) in map { li { (k) ": " (text(v)) } } }
+        },
+        other => html! { (text(other)) },
     }
 }
 

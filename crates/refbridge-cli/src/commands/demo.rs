@@ -13,7 +13,18 @@ use crate::runtime;
 
 const PAYLOAD: &str = include_str!("../../assets/example_referral_request.json");
 
-pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// After the flow, keep the server up (until Ctrl-C) with a second referral waiting for
+    /// review, and print the console's address and a sign-in.
+    #[arg(long)]
+    pub serve: bool,
+    /// Where the API and console listen with --serve.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+}
+
+pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
     cfg.database_url = crate::config::DatabaseUrl::new(format!(
         "sqlite://{}",
@@ -50,7 +61,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             .await?;
         tokens.push(token);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listen = if args.serve {
+        args.listen.as_str()
+    } else {
+        "127.0.0.1:0"
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let store = state.store.clone();
     let base = format!("http://{}", listener.local_addr()?);
     let mut rx = stop_rx.clone();
     let api = tokio::spawn(crate::serve(state, listener, async move {
@@ -178,6 +197,32 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         }
     );
 
+    if args.serve {
+        // A second referral, waiting for a reviewer in the console.
+        let mut second = payload.clone();
+        second["request_id"] = json!("5b8e3c1a-2d4f-4e6a-9b7c-0d1e2f3a4b5c");
+        second["client"]["id"] = json!(2201);
+        second["client"]["first_name"] = json!("Robin");
+        second["client"]["last_name"] = json!("Alvarez");
+        http.post(format!("{base}/referral_request"))
+            .bearer_auth(&tokens[0])
+            .json(&second)
+            .send()
+            .await?
+            .error_for_status()?;
+        let password = refbridge_api::console::session::generate_password()?;
+        store
+            .create_user(
+                "demo",
+                Role::Admin,
+                &refbridge_api::console::session::hash_password(&password)?,
+            )
+            .await?;
+        println!("\nThe console: {base}/console");
+        println!("   sign in as demo, password {password}");
+        println!("   (a second referral is waiting for review; Ctrl-C stops the demo)");
+        tokio::signal::ctrl_c().await?;
+    }
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = api.await;

@@ -36,7 +36,7 @@ pub enum Command {
     /// Serve the ACCloud simulator.
     Sim(sim::SimArgs),
     /// Run the whole flow once against the built-in simulator and print what happened.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Apply the database migrations and exit.
     Migrate,
     /// Measure intake, memory and send throughput on loopback (a throwaway store).

@@ -4,6 +4,7 @@
 mod bench;
 mod changes;
 mod chaos;
+mod console;
 mod faults;
 mod helpers;
 mod multiprocess;

@@ -1,0 +1,246 @@
+//! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, which
+//! `scripts/test.sh` installs), with axe-core's accessibility check on every page it opens:
+//! sign in, find a referral by the patient's name, approve it with one field corrected after
+//! the first submit shows its problem inline, and watch the timeline reach sent.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use refbridge_domain::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const ID: &str = "0e1d5e34-63d7-4bb2-8e22-9376943ab56f";
+const PASSWORD: &str = "correct horse battery";
+
+/// chromedriver and its browser, ended with the test.
+struct Browser {
+    driver: Child,
+    client: Client,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+async fn browser() -> Browser {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (scripts/test.sh installs Debian's chromium and chromium-driver)");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"] }),
+    );
+    let started = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return Browser { driver, client },
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a browser session: {e}"),
+        }
+    }
+}
+
+/// axe-core's script (`AXE_CORE_JS`, or where scripts/test.sh installs it).
+fn axe_source() -> String {
+    let path = std::env::var("AXE_CORE_JS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/browser-deps/node_modules/axe-core/axe.min.js"
+        )
+        .to_owned()
+    });
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("axe-core at {path} ({e}): run scripts/test.sh, which installs it")
+    })
+}
+
+/// Runs axe-core on the page: no serious or critical violation.
+async fn accessible(c: &Client, axe: &str, page: &str) {
+    c.execute(axe, vec![]).await.expect("inject axe-core");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then(r => done(
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    assert_eq!(
+        found,
+        json!([]),
+        "{page}: serious or critical accessibility violations"
+    );
+}
+
+async fn set(c: &Client, name: &str, value: &str) {
+    c.execute(
+        "document.querySelector(`[name=\"${arguments[0]}\"]`).value = arguments[1];",
+        vec![json!(name), json!(value)],
+    )
+    .await
+    .expect("set a field");
+}
+
+async fn source(c: &Client) -> String {
+    c.source().await.expect("page source")
+}
+
+async fn submit(c: &Client, form_action_suffix: &str) {
+    c.find(Locator::Css(&format!(
+        "form[action$=\"{form_action_suffix}\"] button[type=submit]"
+    )))
+    .await
+    .expect("the form's button")
+    .click()
+    .await
+    .expect("click");
+}
+
+#[tokio::test]
+async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
+    let app: TestApp = spawn_app().await;
+    app.post_referral(&app.payload(ID, 1094)).await;
+    app.state
+        .store
+        .create_user(
+            "dana",
+            Role::Reviewer,
+            &refbridge_api::console::session::hash_password(PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    let axe = axe_source();
+    let b = browser().await;
+    let c = &b.client;
+
+    // Signed out: the sign-in page.
+    c.goto(&format!("{}/console", app.base)).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/console/login")
+    );
+    accessible(c, &axe, "sign-in").await;
+    c.find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .send_keys("dana")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    submit(c, "/console/login").await;
+
+    // The inbox: the referral by the patient's name.
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/console")
+    );
+    accessible(c, &axe, "inbox").await;
+    c.find(Locator::LinkText("Smithers, Jane"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = format!("/console/referrals/{ID}");
+    assert!(c.current_url().await.unwrap().as_str().ends_with(&page));
+    accessible(c, &axe, "referral").await;
+
+    // Approve: dates of our own, and a number that is not one.
+    let today = chrono::Utc::now().date_naive();
+    set(
+        c,
+        "authorizations[0].start_date",
+        &(today + chrono::Duration::days(7)).to_string(),
+    )
+    .await;
+    set(
+        c,
+        "authorizations[0].end_date",
+        &(today + chrono::Duration::days(67)).to_string(),
+    )
+    .await;
+    set(c, "authorizations[0].rule_weekly", "two").await;
+    set(c, "authorizations[0].rule_period", "10").await;
+    set(c, "service.funder", "Blue Cross Blue Shield").await;
+    submit(c, "/approve").await;
+    let html = source(c).await;
+    let at = html
+        .find("id=\"authorizations-0--rule_weekly-error\"")
+        .expect("the problem shown at its field");
+    assert!(html[at..].contains("must be a number"));
+    accessible(c, &axe, "referral with a problem").await;
+
+    set(c, "authorizations[0].rule_weekly", "2").await;
+    submit(c, "/approve").await;
+    assert!(c.current_url().await.unwrap().as_str().ends_with(&page));
+
+    // The timeline reaches sent.
+    let started = Instant::now();
+    loop {
+        c.refresh().await.unwrap();
+        let html = source(c).await;
+        if html.contains("status status-sent") {
+            assert!(html.contains("Send timeline"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never sent: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    accessible(c, &axe, "sent referral").await;
+    let d: Value = app.detail(ID).await;
+    assert_eq!(d["status"], "sent");
+    assert_eq!(
+        d["send"]["terms"]["authorizations"][0]["limits"]["rule_weekly"],
+        2.0
+    );
+    assert!(app.sim().duplicates().is_empty());
+
+    // Signing out ends it: the inbox sends the browser to sign in again.
+    submit(c, "/console/logout").await;
+    c.goto(&format!("{}/console", app.base)).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/console/login")
+    );
+    b.client.clone().close().await.unwrap();
+}
