@@ -37,7 +37,7 @@ pub use referrals::{
 };
 pub use sends::{
     AgencyCheck, ApprovalRecord, ApproveOutcome, ChangeRecord, JobRecord, Lease, NewChange,
-    RecordedChange, SendError, StepRecord, terms_hash,
+    PausedSend, RecordedChange, SendError, StepRecord, terms_hash,
 };
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;

@@ -1326,3 +1326,47 @@ impl Store {
         )
     }
 }
+
+/// A send that needs attention, as the needs-attention list shows it: ids, the agency, why
+/// and since when; no personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PausedSend {
+    pub request_id: RequestId,
+    pub agency_name: String,
+    pub reason: Option<String>,
+    pub paused_since: DateTime<Utc>,
+    /// The kind of the step it stopped at, in plain words.
+    pub step: Option<String>,
+}
+
+impl Store {
+    /// The paused sends, longest waiting first (at most `limit`).
+    pub async fn paused_sends(&self, limit: i64) -> Result<Vec<PausedSend>, StorageError> {
+        let sql = format!(
+            "SELECT j.request_id, j.pause_reason, j.updated_at, r.agency_name, \
+             (SELECT s.kind FROM send_steps s WHERE s.request_id = j.request_id AND s.state = '{failed}' \
+              ORDER BY s.position LIMIT 1) AS step \
+             FROM send_jobs j JOIN referral_requests r ON r.request_id = j.request_id \
+             WHERE j.state = '{paused}' ORDER BY j.updated_at, j.request_id LIMIT $1",
+            failed = StepState::Failed.as_str(),
+            paused = JobState::Paused.as_str(),
+        );
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("request_id")?;
+                let at: String = r.try_get("updated_at")?;
+                let step: Option<String> = r.try_get("step")?;
+                Ok(PausedSend {
+                    request_id: request_id_of(&id)?,
+                    agency_name: r.try_get("agency_name")?,
+                    reason: r.try_get("pause_reason")?,
+                    paused_since: parse_ts(&at)?,
+                    step: step
+                        .and_then(|k| send::StepKind::parse(&k))
+                        .map(|k| k.label().to_owned()),
+                })
+            })
+            .collect()
+    }
+}

@@ -5,6 +5,7 @@
 //! People sign in with a user name and password ([`session`]); the JSON API keeps its bearer
 //! tokens. Every form carries the session's CSRF token.
 
+mod attention;
 mod pages;
 mod referrals;
 pub mod session;
@@ -26,6 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/console", get(referrals::inbox))
         .route("/console/login", get(sign_in::page).post(sign_in::sign_in))
         .route("/console/logout", post(sign_in::sign_out))
+        .route("/console/attention", get(attention::page))
+        .route("/console/attention/resume", post(attention::resume))
         .route("/console/referrals/{id}", get(referrals::referral))
         .route("/console/referrals/{id}/approve", post(referrals::approve))
         .route("/console/referrals/{id}/deny", post(referrals::deny))

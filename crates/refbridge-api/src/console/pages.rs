@@ -23,7 +23,10 @@ pub fn layout(title: &str, user: Option<&ConsoleUser>, body: Markup) -> Markup {
                     a class="brand" href="/console" { "refbridge" }
                     @if let Some(u) = user {
                         nav aria-label="Main" {
-                            a href="/console" { "Inbox" }
+                            @if u.may(refbridge_domain::Role::Reviewer) {
+                                a href="/console" { "Inbox" }
+                            }
+                            a href="/console/attention" { "Needs attention" }
                         }
                         form class="signout" method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(u.csrf_token);

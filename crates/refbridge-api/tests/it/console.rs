@@ -338,3 +338,105 @@ async fn a_disabled_user_is_signed_out_and_an_operator_does_not_see_referrals() 
     assert_eq!(s, 403);
     assert!(html.contains("Not for your role"));
 }
+
+/// Approves referral `id` through the API and stops its send at its first step, as a worker
+/// would after `reason`.
+async fn paused(app: &TestApp, id: &str, client_id: i64, reason: &str) {
+    let mut p = example();
+    p["request_id"] = serde_json::json!(id);
+    p["client"]["id"] = serde_json::json!(client_id);
+    p["client"]["last_name"] = serde_json::json!(format!("Patient{client_id}"));
+    assert_eq!(app.post_referral(&p).await.status(), 200);
+    let today = chrono::Utc::now().date_naive();
+    let terms = serde_json::json!({
+        "service": { "name": "Physical Therapy", "service_code_name": "PT", "funder_name": "BCBS" },
+        "authorizations": [{ "start_date": (today + chrono::Duration::days(3)).to_string(),
+            "end_date": (today + chrono::Duration::days(60)).to_string(),
+            "rule_type": "VISITS", "rule_weekly": 2 }]
+    });
+    let res = app
+        .client
+        .post(format!("{}/v1/referral-requests/{id}/approval", app.base))
+        .bearer_auth(&app.reviewer_token)
+        .json(&terms)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let lease = app
+        .store
+        .claim_send_job("worker", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the send is due");
+    app.store
+        .step_failed(&lease, 0, reason, "worker")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn needs_attention_lists_paused_sends_by_cause_without_personal_data_and_resumes_a_cause() {
+    let app = spawn_app().await;
+    let storm = "gave up after 12 attempts; last error: ACCloud is unavailable (503)";
+    paused(&app, "00000000-0000-4000-8000-000000000101", 3101, storm).await;
+    paused(&app, "00000000-0000-4000-8000-000000000102", 3102, storm).await;
+    paused(
+        &app,
+        "00000000-0000-4000-8000-000000000103",
+        3103,
+        "ACCloud has no funder named BCBS",
+    )
+    .await;
+
+    with_user(&app, "oncall", Role::Operator).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in("oncall", PASSWORD).await.0, 303);
+    let (s, html, _) = b.get("/console/attention").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains(&format!("2 paused: {storm}")),
+        "grouped by cause"
+    );
+    assert!(html.contains("1 paused: ACCloud has no funder named BCBS"));
+    assert!(html.contains("00000000-0000-4000-8000-000000000101"));
+    assert!(
+        !html.contains("Patient3101") && !html.contains("Jane"),
+        "no personal data"
+    );
+    assert!(
+        !html.contains("/console/referrals/"),
+        "an operator gets no link to the referral"
+    );
+
+    let csrf = b.csrf("/console/attention").await;
+    let (s, _, _) = b
+        .post(
+            "/console/attention/resume",
+            &[("csrf", &csrf), ("cause", storm)],
+        )
+        .await;
+    assert_eq!(s, 400, "unconfirmed");
+    let (s, html, _) = b
+        .post(
+            "/console/attention/resume",
+            &[("csrf", &csrf), ("cause", storm), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(html.contains("2 of 2 sends resumed"), "{html}");
+    for (id, status) in [
+        ("101", "sending"),
+        ("102", "sending"),
+        ("103", "needs_attention"),
+    ] {
+        let d = app
+            .get_json(&format!(
+                "/v1/referral-requests/00000000-0000-4000-8000-000000000{id}"
+            ))
+            .await;
+        assert_eq!(d["status"], status, "{id}");
+    }
+    let (_, html, _) = b.get("/console/attention").await;
+    assert!(!html.contains(storm) && html.contains("no funder named BCBS"));
+}

@@ -104,6 +104,23 @@ async fn set(c: &Client, name: &str, value: &str) {
     .expect("set a field");
 }
 
+/// Waits (up to 10 s) for the browser to be on a page whose address ends with `suffix`: a
+/// click that submits a form returns before the navigation is over.
+async fn on_page(c: &Client, suffix: &str) {
+    let started = Instant::now();
+    loop {
+        let url = c.current_url().await.expect("current url");
+        if url.as_str().ends_with(suffix) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still on {url}, expected …{suffix}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn source(c: &Client) -> String {
     c.source().await.expect("page source")
 }
@@ -138,13 +155,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
 
     // Signed out: the sign-in page.
     c.goto(&format!("{}/console", app.base)).await.unwrap();
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .ends_with("/console/login")
-    );
+    on_page(c, "/console/login").await;
     accessible(c, &axe, "sign-in").await;
     c.find(Locator::Css("#username"))
         .await
@@ -161,13 +172,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     submit(c, "/console/login").await;
 
     // The inbox: the referral by the patient's name.
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .ends_with("/console")
-    );
+    on_page(c, "/console").await;
     accessible(c, &axe, "inbox").await;
     c.find(Locator::LinkText("Smithers, Jane"))
         .await
@@ -176,7 +181,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
         .await
         .unwrap();
     let page = format!("/console/referrals/{ID}");
-    assert!(c.current_url().await.unwrap().as_str().ends_with(&page));
+    on_page(c, &page).await;
     accessible(c, &axe, "referral").await;
 
     // Approve: dates of our own, and a number that is not one.
@@ -197,6 +202,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     set(c, "authorizations[0].rule_period", "10").await;
     set(c, "service.funder", "Blue Cross Blue Shield").await;
     submit(c, "/approve").await;
+    on_page(c, "/approve").await;
     let html = source(c).await;
     let at = html
         .find("id=\"authorizations-0--rule_weekly-error\"")
@@ -206,7 +212,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
 
     set(c, "authorizations[0].rule_weekly", "2").await;
     submit(c, "/approve").await;
-    assert!(c.current_url().await.unwrap().as_str().ends_with(&page));
+    on_page(c, &page).await;
 
     // The timeline reaches sent.
     let started = Instant::now();
@@ -234,13 +240,8 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
 
     // Signing out ends it: the inbox sends the browser to sign in again.
     submit(c, "/console/logout").await;
+    on_page(c, "/console/login").await;
     c.goto(&format!("{}/console", app.base)).await.unwrap();
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .ends_with("/console/login")
-    );
+    on_page(c, "/console/login").await;
     b.client.clone().close().await.unwrap();
 }
