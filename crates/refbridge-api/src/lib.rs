@@ -46,6 +46,7 @@ fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::plans::router())
         .merge(routes::payors::router())
         .merge(routes::approval::router(max_file_bytes))
+        .merge(routes::audit::router())
 }
 
 /// The OpenAPI document of the whole API.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod access;
 mod audit;
 mod error;
 pub mod files;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use access::{AccessFilter, PhiAccess};
 pub use audit::AuditEvent;
 pub use error::StorageError;
 pub use files::{BlobWriter, FileStore, StoredBlob};

@@ -63,6 +63,10 @@ pub async fn inbox(
         limit: PAGE + 1,
         ..ListFilter::default()
     };
+    state
+        .store
+        .record_phi_access(&user.user.name, "console", "inbox", None, None)
+        .await?;
     let mut rows = state.store.list_referrals(&filter).await?;
     let more = rows.len() > PAGE as usize;
     rows.truncate(PAGE as usize);
@@ -192,6 +196,28 @@ async fn page(
     notice: Option<&str>,
 ) -> Result<Markup, ApiError> {
     let id = rec.request_id;
+    state
+        .store
+        .record_phi_access(
+            &user.user.name,
+            "console",
+            "referral",
+            Some(id),
+            Some(rec.patient_id),
+        )
+        .await?;
+    let viewed = if user.may(Role::Admin) {
+        state
+            .store
+            .phi_access(&refbridge_storage::AccessFilter {
+                request_id: Some(id),
+                before: None,
+                limit: 20,
+            })
+            .await?
+    } else {
+        Vec::new()
+    };
     let steps = state.store.send_steps(id).await?;
     let job = state.store.send_job(id).await?;
     let c = &rec.request.client;
@@ -285,6 +311,12 @@ async fn page(
                     }
                 }
             }
+        }
+        @if !viewed.is_empty() {
+            h2 { "Viewed by" }
+            ul { @for v in &viewed {
+                li { (v.at.format("%Y-%m-%d %H:%M:%S UTC")) " · " (v.actor) " · " (v.via) " · " (v.what) }
+            } }
         }
         h2 { "Status history" }
         ul { @for h in &rec.history {

@@ -1,4 +1,5 @@
 pub mod approval;
+pub mod audit;
 pub mod health;
 pub mod intake;
 pub mod patients;

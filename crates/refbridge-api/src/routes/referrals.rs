@@ -460,6 +460,16 @@ async fn get_referral(
         .get_referral(id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    state
+        .store
+        .record_phi_access(
+            &caller.name,
+            "api",
+            "referral",
+            Some(id),
+            Some(rec.patient_id),
+        )
+        .await?;
     Ok(Json(detail(&state, rec).await?))
 }
 
@@ -483,6 +493,10 @@ async fn get_file(
         .referral_file(id, file_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no file {file_id} on referral request {id}")))?;
+    state
+        .store
+        .record_phi_access(&caller.name, "api", "file", Some(id), None)
+        .await?;
     let handle = tokio::fs::File::open(state.files.path_of(&file.sha256))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -563,5 +577,15 @@ async fn deny(
             DenyError::Storage(s) => s.into(),
         })?;
     tracing::info!(request_id = %id, "referral request denied");
+    state
+        .store
+        .record_phi_access(
+            &caller.name,
+            "api",
+            "referral",
+            Some(id),
+            Some(rec.patient_id),
+        )
+        .await?;
     Ok(Json(detail(&state, rec).await?))
 }

@@ -440,3 +440,81 @@ async fn needs_attention_lists_paused_sends_by_cause_without_personal_data_and_r
     let (_, html, _) = b.get("/console/attention").await;
     assert!(!html.contains(storm) && html.contains("no funder named BCBS"));
 }
+
+#[tokio::test]
+async fn every_read_of_personal_data_is_logged_and_admins_see_it() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    assert_eq!(
+        app.get(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+            .await
+            .status(),
+        200
+    );
+    let b = signed_in(&app).await;
+    assert_eq!(
+        b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await.0,
+        200
+    );
+
+    let (s, _) = crate::helpers::status_json(app.get("/v1/audit/access").await).await;
+    assert_eq!(s, 403, "for admins only");
+    let admin = |path: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}{path}", app.base))
+                .bearer_auth(&app.admin_token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let log = admin(format!("/v1/audit/access?request_id={EXAMPLE_ID}")).await;
+    let seen: Vec<(String, String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["via"].as_str().unwrap().to_owned(),
+                e["what"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "dana".to_owned(),
+                "console".to_owned(),
+                "referral".to_owned()
+            ),
+            (
+                "reviewer-1".to_owned(),
+                "api".to_owned(),
+                "referral".to_owned()
+            ),
+        ],
+        "newest first"
+    );
+    assert!(log["items"][0]["patient_id"].is_string());
+    let first = admin("/v1/audit/access?limit=1".into()).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    let cursor = first["next_cursor"].as_str().expect("more to page");
+    let second = admin(format!("/v1/audit/access?limit=1&cursor={cursor}")).await;
+    assert_ne!(second["items"][0]["at"], first["items"][0]["at"]);
+
+    with_user(&app, "lee", Role::Admin).await;
+    let mut lee = Browser::new(&app);
+    lee.sign_in("lee", PASSWORD).await;
+    let (_, html, _) = lee.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    let at = html.find("Viewed by").expect("admins see who viewed it");
+    assert!(html[at..].contains("dana") && html[at..].contains("reviewer-1"));
+    let (_, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    assert!(!html.contains("Viewed by"), "reviewers do not");
+}
