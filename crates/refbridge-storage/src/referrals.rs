@@ -118,6 +118,9 @@ pub struct ListFilter {
     /// Keyset cursor: only rows strictly older than this (received_at, request_id).
     pub before: Option<(DateTime<Utc>, RequestId)>,
     pub limit: u32,
+    /// A request id, an agency client id, a plan's member number, or words of the patient's
+    /// name (each the start of the first or last name).
+    pub search: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +360,49 @@ impl Store {
         }
         if let Some(to) = filter.received_to {
             push(&mut sql, " AND received_at < ?", format_ts(to));
+        }
+        if let Some(q) = filter
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        {
+            if let Ok(id) = RequestId::parse(q) {
+                push(&mut sql, " AND request_id = ?", id.to_string());
+            } else {
+                sql.push_str(" AND (");
+                if q.bytes().all(|b| b.is_ascii_digit()) {
+                    push(
+                        &mut sql,
+                        "CAST(agency_client_id AS TEXT) = ? OR ",
+                        q.to_owned(),
+                    );
+                }
+                push(
+                    &mut sql,
+                    "EXISTS (SELECT 1 FROM patient_plans pp WHERE pp.patient_id = referral_requests.patient_id \
+                     AND pp.member_number = ?)",
+                    q.to_owned(),
+                );
+                // Every word the start of the first or the last name (normalised: letters and
+                // digits only, so no word can carry a LIKE wildcard).
+                let words: Vec<String> = q
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .map(refbridge_domain::person::normalize_name)
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                if !words.is_empty() {
+                    sql.push_str(
+                        " OR EXISTS (SELECT 1 FROM patients p WHERE p.id = referral_requests.patient_id",
+                    );
+                    for w in words {
+                        push(&mut sql, " AND (p.norm_first LIKE ?", format!("{w}%"));
+                        push(&mut sql, " OR p.norm_last LIKE ?)", format!("{w}%"));
+                    }
+                    sql.push(')');
+                }
+                sql.push(')');
+            }
         }
         if let Some((at, id)) = filter.before {
             let at = format_ts(at);

@@ -28,6 +28,8 @@ const PAGE: u32 = 50;
 #[derive(Debug, Default, Deserialize)]
 pub struct InboxQuery {
     status: Option<String>,
+    /// Patient name, request id, agency client id or member number.
+    q: Option<String>,
     /// Keyset cursor: `<received_at RFC 3339>_<request id>` of the last row shown.
     before: Option<String>,
 }
@@ -38,6 +40,18 @@ fn parse_before(s: &str) -> Option<(DateTime<Utc>, RequestId)> {
         DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
         RequestId::parse(id).ok()?,
     ))
+}
+
+/// A query value, percent-encoded.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn status_label(s: ReferralStatus) -> String {
@@ -57,10 +71,12 @@ pub async fn inbox(
         .as_deref()
         .filter(|s| !s.is_empty())
         .and_then(ReferralStatus::parse);
+    let search = q.q.clone().unwrap_or_default();
     let filter = ListFilter {
         status,
         before: q.before.as_deref().and_then(parse_before),
         limit: PAGE + 1,
+        search: Some(search.clone()),
         ..ListFilter::default()
     };
     state
@@ -84,7 +100,12 @@ pub async fn inbox(
             .map(|s| (s.as_str(), status_label(*s))),
     );
     let body = html! {
-        form class="filters" method="get" action="/console" {
+        form class="filters" method="get" action="/console" role="search" {
+            div class="field" {
+                label for="q" { "Search" }
+                input id="q" name="q" type="search" value=(search)
+                    placeholder="name, request id, client id or member number";
+            }
             div class="field" {
                 label for="status" { "Status" }
                 select id="status" name="status" {
@@ -131,7 +152,7 @@ pub async fn inbox(
                 }
             }
             @if let Some(next) = &next {
-                p { a href={ "/console?status=" (status_value) "&before=" (next) } { "Older referral requests" } }
+                p { a href={ "/console?status=" (status_value) "&q=" (url_encode(&search)) "&before=" (url_encode(next)) } { "Older referral requests" } }
             }
         }
     };

@@ -145,6 +145,7 @@ async fn list_referrals(
         before,
         // One more than asked tells whether another page exists.
         limit: limit + 1,
+        search: None,
     };
     let mut rows = state.store.list_referrals(&filter).await?;
     let next_cursor = if rows.len() > limit as usize {

@@ -518,3 +518,47 @@ async fn every_read_of_personal_data_is_logged_and_admins_see_it() {
     let (_, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
     assert!(!html.contains("Viewed by"), "reviewers do not");
 }
+
+#[tokio::test]
+async fn the_inbox_finds_a_referral_by_name_request_id_client_id_or_member_number() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let mut other = example();
+    other["request_id"] = serde_json::json!("00000000-0000-4000-8000-000000000201");
+    other["client"]["id"] = serde_json::json!(4201);
+    other["client"]["first_name"] = serde_json::json!("Robin");
+    other["client"]["last_name"] = serde_json::json!("Alvarez");
+    app.post_referral(&other).await;
+    let b = signed_in(&app).await;
+    let client_id = example()["client"]["id"].to_string();
+    for (q, smithers, alvarez) in [
+        ("smithers", true, false),
+        ("Smithers, Jane", true, false),
+        ("jan smi", true, false),
+        ("ALVAREZ", false, true),
+        (EXAMPLE_ID, true, false),
+        ("00000000-0000-4000-8000-000000000201", false, true),
+        (client_id.as_str(), true, false),
+        ("4201", false, true),
+        ("nobody", false, false),
+        ("50%_", false, false),
+    ] {
+        let (s, html, _) = b
+            .get(&format!(
+                "/console?q={}",
+                q.replace(' ', "+").replace('%', "%25").replace(',', "%2C")
+            ))
+            .await;
+        assert_eq!(s, 200, "{q}");
+        assert_eq!(html.contains("Smithers, Jane"), smithers, "{q}");
+        assert_eq!(html.contains("Alvarez, Robin"), alvarez, "{q}");
+    }
+    // The plans intake made from the form's insurances: by member (subscriber) number.
+    // The fixture's "Primary subscriber ID".
+    let member = "1111111";
+    let (_, html, _) = b.get(&format!("/console?q={member}")).await;
+    assert!(
+        html.contains("Smithers, Jane") && html.contains("Alvarez, Robin"),
+        "both share it"
+    );
+}
