@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/referrals/{id}", get(referrals::referral))
         .route("/console/referrals/{id}/approve", post(referrals::approve))
         .route("/console/referrals/{id}/deny", post(referrals::deny))
+        .route("/console/referrals/{id}/change", post(referrals::change))
+        .route("/console/referrals/{id}/cancel", post(referrals::cancel))
         .route("/console/referrals/{id}/resume", post(referrals::resume))
         .route(
             "/console/assets/console.css",

@@ -8,12 +8,25 @@ use super::session::ConsoleUser;
 
 /// A whole page: the header with the navigation and the signed-in user, then `body`.
 pub fn layout(title: &str, user: Option<&ConsoleUser>, body: Markup) -> Markup {
+    page(title, user, body, None)
+}
+
+/// A page that reloads itself every `secs` seconds (a send under way), with or without
+/// JavaScript.
+pub fn live_layout(title: &str, user: Option<&ConsoleUser>, body: Markup, secs: u32) -> Markup {
+    page(title, user, body, Some(secs))
+}
+
+fn page(title: &str, user: Option<&ConsoleUser>, body: Markup, refresh: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh {
+                    meta http-equiv="refresh" content=(secs);
+                }
                 title { (title) " · refbridge" }
                 link rel="stylesheet" href="/console/assets/console.css";
             }

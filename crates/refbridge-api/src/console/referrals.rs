@@ -17,10 +17,12 @@ use refbridge_domain::{ReferralStatus, RequestId, Role};
 use refbridge_storage::{ListFilter, ReferralRecord};
 use serde::Deserialize;
 
-use super::pages::{field, layout, message, not_for_role, select};
+use super::pages::{field, layout, live_layout, message, not_for_role, select};
 use super::session::ConsoleUser;
 use crate::error::ApiError;
-use crate::routes::approval::{approve_referral, preview_terms, send_error};
+use crate::routes::approval::{
+    approve_referral, cancel_referral, change_terms, preview_terms, send_error,
+};
 use crate::state::AppState;
 
 const PAGE: u32 = 50;
@@ -190,30 +192,63 @@ pub async fn referral(
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
-    let form = if rec.status == ReferralStatus::Received {
-        let (values, errors) =
-            match preview_terms(&state, rec.request_id, &ApprovalInput::default()).await {
-                Ok(terms) => (values_of(&terms), HashMap::new()),
-                Err(ApiError::InvalidRequest { details, .. }) => (
-                    HashMap::new(),
-                    details.into_iter().map(|v| (v.path, v.problem)).collect(),
-                ),
-                Err(e) => return Err(e),
-            };
-        Some((values, errors))
-    } else {
-        None
+    let form = match rec.status {
+        ReferralStatus::Received => {
+            let (values, errors) =
+                match preview_terms(&state, rec.request_id, &ApprovalInput::default()).await {
+                    Ok(terms) => (values_of(&terms), HashMap::new()),
+                    Err(ApiError::InvalidRequest { details, .. }) => (
+                        HashMap::new(),
+                        details.into_iter().map(|v| (v.path, v.problem)).collect(),
+                    ),
+                    Err(e) => return Err(e),
+                };
+            Some(TermsForm {
+                purpose: Purpose::Approve,
+                values,
+                errors,
+            })
+        }
+        ReferralStatus::Sent => state
+            .store
+            .approval(rec.request_id)
+            .await?
+            .map(|a| TermsForm {
+                purpose: Purpose::Change(None),
+                values: values_of(&a.terms),
+                errors: HashMap::new(),
+            }),
+        _ => None,
     };
     Ok(page(&state, &user, &rec, form, None).await?.into_response())
 }
 
-/// The referral page; `form`: the approve form's values and problems, while it can be
-/// approved.
+/// What the terms form is for.
+enum Purpose {
+    Approve,
+    /// A change of the sent terms; with the plan of a dry run once previewed.
+    Change(Option<ChangePreview>),
+}
+
+/// A dry run's answer: the calls and the reasons the agency will read.
+struct ChangePreview {
+    calls: Vec<String>,
+    reasons: Vec<String>,
+}
+
+/// The terms form: its purpose, values, and problems by field.
+struct TermsForm {
+    purpose: Purpose,
+    values: HashMap<String, String>,
+    errors: HashMap<String, String>,
+}
+
+/// The referral page; `form`: the terms form (approve while received, change once sent).
 async fn page(
     state: &AppState,
     user: &ConsoleUser,
     rec: &ReferralRecord,
-    form: Option<(HashMap<String, String>, HashMap<String, String>)>,
+    form: Option<TermsForm>,
     notice: Option<&str>,
 ) -> Result<Markup, ApiError> {
     let id = rec.request_id;
@@ -241,6 +276,7 @@ async fn page(
     };
     let steps = state.store.send_steps(id).await?;
     let job = state.store.send_job(id).await?;
+    let agency = crate::routes::referrals::agency_status(job.as_ref(), &steps);
     let c = &rec.request.client;
     let warned = |label: &str| -> Vec<&str> {
         rec.warnings
@@ -257,6 +293,10 @@ async fn page(
             dt { "Status" } dd class={ "status status-" (rec.status.as_str()) } { (status_label(rec.status)) }
             @if let Some(reason) = job.as_ref().and_then(|j| j.pause_reason.as_deref()) {
                 dt { "Why it stopped" } dd { (reason) }
+            }
+            @if let (Some(agency), read) = &agency {
+                dt { "At the agency" } dd { (agency)
+                    @if let Some(at) = read { " (read " (at.format("%Y-%m-%d %H:%M UTC")) ")" } }
             }
             dt { "Patient" } dd { (c.last_name) ", " (c.first_name)
                 @if let Some(b) = c.birthday { " · born " (b) } }
@@ -289,9 +329,9 @@ async fn page(
         @if rec.files.is_empty() { p { "No files." } } @else {
             ul { @for f in &rec.files { li { (f.name) " · " (f.media_type) " · " (f.size) " bytes" } } }
         }
-        @if let Some((values, errors)) = &form {
+        @if let Some(TermsForm { purpose: Purpose::Approve, values, errors }) = &form {
             h2 { "Approve" }
-            (approve_form(id, user, values, errors))
+            (terms_form(&format!("/console/referrals/{id}/approve"), "Approve and send", html! {}, user, values, errors))
             h2 { "Deny" }
             form method="post" action={ "/console/referrals/" (id) "/deny" } {
                 input type="hidden" name="csrf" value=(user.csrf_token);
@@ -300,6 +340,50 @@ async fn page(
                     textarea id="reason" name="reason" rows="3" required {}
                 }
                 button type="submit" class="secondary" { "Deny" }
+            }
+        }
+        @if let Some(TermsForm { purpose: Purpose::Change(preview), values, errors }) = &form {
+            h2 { "Change the terms" }
+            @if let Some(p) = preview {
+                div class="notice" role="status" {
+                    @if p.calls.is_empty() {
+                        p { "Nothing would change: no call would be made." }
+                    } @else {
+                        p { "This change would make these calls:" }
+                        ol { @for c in &p.calls { li { code { (c) } } } }
+                        @if !p.reasons.is_empty() {
+                            p { "and send the agency a revision with these reasons:" }
+                            ul { @for r in &p.reasons { li { (r) } } }
+                        }
+                        p { "Check it, then send it below." }
+                    }
+                }
+            }
+            @let (mode, button) = if preview.as_ref().is_some_and(|p| !p.calls.is_empty()) {
+                ("send", "Send this change")
+            } else {
+                ("preview", "Show what this change sends")
+            };
+            (terms_form(
+                &format!("/console/referrals/{id}/change"),
+                button,
+                html! {
+                    input type="hidden" name="mode" value=(mode);
+                    (field("revision_comment", "Comment sent with the revision", values.get("revision_comment").map(String::as_str).unwrap_or_default(), "text", errors.get("revision_comment").map(String::as_str)))
+                },
+                user,
+                values,
+                errors,
+            ))
+            h2 { "Cancel the referral" }
+            form method="post" action={ "/console/referrals/" (id) "/cancel" } {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                (select("reason_code", "Reason", "", &CANCEL_REASONS, None))
+                div class="field" {
+                    label for="comment" { "Comment for the agency (optional)" }
+                    textarea id="comment" name="comment" rows="2" maxlength="1000" {}
+                }
+                button type="submit" class="secondary" { "Cancel the referral in ACCloud" }
             }
         }
         @if rec.status == ReferralStatus::NeedsAttention {
@@ -345,11 +429,18 @@ async fn page(
                 @if let Some(r) = &h.reason { " · " (r) } }
         } }
     };
-    Ok(layout(
-        &format!("Referral from {}", rec.request.agency.name),
-        Some(user),
-        body,
-    ))
+    let title = format!("Referral from {}", rec.request.agency.name);
+    // While the send runs the page follows it.
+    Ok(
+        if matches!(
+            rec.status,
+            ReferralStatus::Approved | ReferralStatus::Sending
+        ) {
+            live_layout(&title, Some(user), body, 3)
+        } else {
+            layout(&title, Some(user), body)
+        },
+    )
 }
 
 /// A form value as a person reads it: a repeating group (`[{"values": [{field_key,
@@ -434,8 +525,22 @@ const FIELDS: [(&str, &str, &str); 14] = [
     ),
 ];
 
-fn approve_form(
-    id: RequestId,
+/// The cancel reasons, as a person reads them.
+const CANCEL_REASONS: [(&str, &str); 7] = [
+    ("client_request", "The client asked"),
+    ("client_hospitalization", "The client is in hospital"),
+    ("client_passed_away", "The client passed away"),
+    ("client_refused_service", "The client refused the service"),
+    ("datetime_change", "The dates changed"),
+    ("processing_error", "A processing error"),
+    ("other", "Another reason"),
+];
+
+/// The terms' fields in a form posted to `action`, with `extra` fields before the button.
+fn terms_form(
+    action: &str,
+    button: &str,
+    extra: Markup,
     user: &ConsoleUser,
     values: &HashMap<String, String>,
     errors: &HashMap<String, String>,
@@ -458,6 +563,7 @@ fn approve_form(
                     "authorizations[0].rule_type",
                     "referral.care_type",
                     "referral.referral_type",
+                    "revision_comment",
                 ]
                 .contains(&path.as_str())
         })
@@ -469,7 +575,7 @@ fn approve_form(
                 ul { @for (path, problem) in &unplaced { li { (path) ": " (problem) } } }
             }
         }
-        form method="post" action={ "/console/referrals/" (id) "/approve" } novalidate {
+        form method="post" action=(action) novalidate {
             input type="hidden" name="csrf" value=(user.csrf_token);
             fieldset {
                 legend { "Service" }
@@ -489,7 +595,8 @@ fn approve_form(
                     &[("service", "Service"), ("visit", "Visit")], e("referral.referral_type")))
                 @for (k, l, t) in &FIELDS[12..] { (field(k, l, v(k), t, e(k))) }
             }
-            button type="submit" { "Approve and send" }
+            (extra)
+            button type="submit" { (button) }
         }
     }
 }
@@ -675,8 +782,146 @@ async fn again(
 ) -> Result<Response, ApiError> {
     let notice = notice.or((!problems.is_empty())
         .then_some("The approval was not recorded: correct the fields marked below."));
-    let page = page(state, user, rec, Some((values, problems)), notice).await?;
+    let form = TermsForm {
+        purpose: Purpose::Approve,
+        values,
+        errors: problems,
+    };
+    let page = page(state, user, rec, Some(form), notice).await?;
     Ok((StatusCode::BAD_REQUEST, page).into_response())
+}
+
+/// A change of the sent terms: `mode=preview` shows what it would send (a dry run),
+/// `mode=send` records it.
+pub async fn change(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let id = rec.request_id;
+    let send = f.get("mode").map(String::as_str) == Some("send");
+    let shown = |values: HashMap<String, String>, errors, preview, notice: Option<String>| {
+        let state = state.clone();
+        let user = user.clone();
+        let rec = rec.clone();
+        async move {
+            let form = TermsForm {
+                purpose: Purpose::Change(preview),
+                values,
+                errors,
+            };
+            let status = if form.errors.is_empty() && notice.is_none() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let page = page(&state, &user, &rec, Some(form), notice.as_deref()).await?;
+            Ok::<Response, ApiError>((status, page).into_response())
+        }
+    };
+    let mut input = match input_of(&f) {
+        Ok(i) => i,
+        Err(problems) => return shown(f, problems, None, None).await,
+    };
+    input.revision_comment = f
+        .get("revision_comment")
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    // The form names the first authorization; the others are kept as they are.
+    if let Some(approval) = state.store.approval(id).await? {
+        if let Some(list) = input.authorizations.as_mut() {
+            list.resize(
+                approval.terms.authorizations.len().max(1),
+                AuthorizationInput::default(),
+            );
+        }
+    }
+    match change_terms(&state, id, &input, !send, &user.user.name).await {
+        Ok(_) if send => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
+        Ok((_, answer)) => {
+            let preview = ChangePreview {
+                calls: answer
+                    .planned_calls
+                    .iter()
+                    .map(|c| format!("{} ({} {})", c.call, c.step.label(), c.item))
+                    .collect(),
+                reasons: answer.reasons,
+            };
+            shown(f, HashMap::new(), Some(preview), None).await
+        }
+        Err(ApiError::InvalidRequest { details, .. }) => {
+            let problems = details.into_iter().map(|v| (v.path, v.problem)).collect();
+            shown(
+                f,
+                problems,
+                None,
+                Some("The change was not recorded: correct the fields marked below.".into()),
+            )
+            .await
+        }
+        Err(ApiError::Conflict(m)) => shown(f, HashMap::new(), None, Some(m)).await,
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CancelForm {
+    csrf: Option<String>,
+    reason_code: Option<String>,
+    comment: Option<String>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    Form(f): Form<CancelForm>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let id = rec.request_id;
+    match cancel_referral(
+        &state,
+        id,
+        f.reason_code.as_deref(),
+        f.comment.as_deref(),
+        &user.user.name,
+    )
+    .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
+        Err(ApiError::InvalidRequest { details, .. }) => Ok(message(
+            StatusCode::BAD_REQUEST,
+            "Cancel",
+            &details
+                .iter()
+                .map(|v| format!("{}: {}", v.path, v.problem))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(&user),
+        )),
+        Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, "Cancel", &m, Some(&user))),
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -419,13 +419,27 @@ async fn change(
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
     let input = body(input)?;
+    let (status, response) =
+        change_terms(&state, id, &input, q.dry_run.unwrap_or(false), &caller.name).await?;
+    Ok((status, Json(response)))
+}
+
+/// A change of terms after the send, or its dry run: what `PUT …/approval` and the console's
+/// change form both do.
+pub(crate) async fn change_terms(
+    state: &AppState,
+    id: RequestId,
+    input: &ApprovalInput,
+    dry_run: bool,
+    actor: &str,
+) -> Result<(StatusCode, ChangeResponse), ApiError> {
     // A change keeps every term it does not name.
     let current = state.store.approval(id).await?;
     let asked = match &current {
         Some(c) => input.over_terms(&c.terms),
         None => input.clone(),
     };
-    let (rec, new_terms) = resolve_terms(&state, id, &asked).await?;
+    let (rec, new_terms) = resolve_terms(state, id, &asked).await?;
     let Some(current) = current else {
         return Err(ApiError::Conflict(format!(
             "referral request {id} is not approved yet: approve it with POST first"
@@ -433,7 +447,6 @@ async fn change(
     };
     let plan = approval::diff(&current.terms, &new_terms)?;
     let steps = send::plan::change_of_terms(&plan);
-    let dry_run = q.dry_run.unwrap_or(false);
     let mut response = ChangeResponse {
         request_id: id,
         status: rec.status,
@@ -455,7 +468,7 @@ async fn change(
         ) {
             return Err(send_error(id, SendError::NotChangeable(rec.status)));
         }
-        return Ok((StatusCode::OK, Json(response)));
+        return Ok((StatusCode::OK, response));
     }
     let comment = input
         .revision_comment
@@ -472,7 +485,7 @@ async fn change(
     };
     let change_no = state
         .store
-        .record_change(id, &change, &caller.name)
+        .record_change(id, &change, actor)
         .await
         .map_err(|e| send_error(id, e))?
         .change_no;
@@ -480,7 +493,7 @@ async fn change(
     tracing::info!(request_id = %id, change_no, steps = change.steps.len(), "change of terms queued");
     response.change_no = change_no;
     response.status = ReferralStatus::Sending;
-    Ok((StatusCode::ACCEPTED, Json(response)))
+    Ok((StatusCode::ACCEPTED, response))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -518,7 +531,27 @@ async fn cancel(
             e.status()
         ))
     })?;
-    let cancellation = Cancellation::parse(input.reason_code.as_deref(), input.comment.as_deref())?;
+    let (status, response) = cancel_referral(
+        &state,
+        id,
+        input.reason_code.as_deref(),
+        input.comment.as_deref(),
+        &caller.name,
+    )
+    .await?;
+    Ok((status, Json(response)))
+}
+
+/// Cancels the referral approval in ACCloud: what `POST …/cancel` and the console's cancel
+/// form both do.
+pub(crate) async fn cancel_referral(
+    state: &AppState,
+    id: RequestId,
+    reason_code: Option<&str>,
+    comment: Option<&str>,
+    actor: &str,
+) -> Result<(StatusCode, ChangeResponse), ApiError> {
+    let cancellation = Cancellation::parse(reason_code, comment)?;
     let rec = state
         .store
         .get_referral(id)
@@ -536,7 +569,7 @@ async fn cancel(
         already_delivered: Vec::new(),
     };
     if rec.status == ReferralStatus::Cancelled {
-        return Ok((StatusCode::OK, Json(response)));
+        return Ok((StatusCode::OK, response));
     }
     let steps = send::plan::cancellation(&cancellation);
     response.planned_calls = planned(&steps);
@@ -550,7 +583,7 @@ async fn cancel(
     };
     let change_no = state
         .store
-        .record_change(id, &change, &caller.name)
+        .record_change(id, &change, actor)
         .await
         .map_err(|e| send_error(id, e))?
         .change_no;
@@ -559,7 +592,7 @@ async fn cancel(
     response.changed = true;
     response.change_no = change_no;
     response.status = ReferralStatus::Sending;
-    Ok((StatusCode::ACCEPTED, Json(response)))
+    Ok((StatusCode::ACCEPTED, response))
 }
 
 /// Upload more documents to the sent referral: multipart, one or more file parts (each with a

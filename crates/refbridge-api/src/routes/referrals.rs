@@ -310,6 +310,26 @@ pub struct StepView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What the agency shows of the referral, and when the periodic check read it (when that is
+/// where it comes from): the newest of that read and ACCloud's answer to the last step that
+/// touched the referral.
+pub(crate) fn agency_status(
+    job: Option<&refbridge_storage::JobRecord>,
+    steps: &[refbridge_storage::StepRecord],
+) -> (Option<String>, Option<DateTime<Utc>>) {
+    let polled = job.and_then(|j| Some((j.agency_status.clone()?, j.agency_checked_at?)));
+    let answered = steps
+        .iter()
+        .rev()
+        .filter(|s| s.state == StepState::Done)
+        .find_map(|s| Some((s.result.as_ref()?.agency_status()?.to_owned(), s.updated_at)));
+    match (polled, answered) {
+        (Some((_, checked)), Some((a, at))) if at > checked => (Some(a), None),
+        (Some((p, checked)), _) => (Some(p), Some(checked)),
+        (None, answered) => (answered.map(|(a, _)| a), None),
+    }
+}
+
 async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, ApiError> {
     let Some(approval) = state.store.approval(id).await? else {
         return Ok(None);
@@ -317,22 +337,7 @@ async fn send_view(state: &AppState, id: RequestId) -> Result<Option<SendView>, 
     let job = state.store.send_job(id).await?;
     let steps = state.store.send_steps(id).await?;
     let changes = state.store.send_changes(id).await?;
-    // The newest of what the periodic check read and what the last step that touched the
-    // referral was answered.
-    let polled = job.as_ref().and_then(|j| {
-        let status = j.agency_status.clone()?;
-        Some((status, j.agency_checked_at?))
-    });
-    let answered = steps
-        .iter()
-        .rev()
-        .filter(|s| s.state == StepState::Done)
-        .find_map(|s| Some((s.result.as_ref()?.agency_status()?.to_owned(), s.updated_at)));
-    let (agency_status, agency_checked_at) = match (polled, answered) {
-        (Some((_, checked)), Some((a, at))) if at > checked => (Some(a), None),
-        (Some((p, checked)), _) => (Some(p), Some(checked)),
-        (None, answered) => (answered.map(|(a, _)| a), None),
-    };
+    let (agency_status, agency_checked_at) = agency_status(job.as_ref(), &steps);
     Ok(Some(SendView {
         terms: approval.terms,
         approved_by: approval.approved_by,

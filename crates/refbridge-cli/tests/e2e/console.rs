@@ -121,6 +121,24 @@ async fn on_page(c: &Client, suffix: &str) {
     }
 }
 
+/// Waits (up to 30 s, without reloading: the page follows the send itself) for the referral
+/// page to show `status`.
+async fn wait_for_status(c: &Client, status: &str) {
+    let started = Instant::now();
+    let marker = format!("status status-{status}\"");
+    loop {
+        if source(c).await.contains(&marker) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never {status}: {}",
+            source(c).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn source(c: &Client) -> String {
     c.source().await.expect("page source")
 }
@@ -214,21 +232,9 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     submit(c, "/approve").await;
     on_page(c, &page).await;
 
-    // The timeline reaches sent.
-    let started = Instant::now();
-    loop {
-        c.refresh().await.unwrap();
-        let html = source(c).await;
-        if html.contains("status status-sent") {
-            assert!(html.contains("Send timeline"));
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never sent: {html}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // The page follows the send by itself until the timeline reaches sent.
+    wait_for_status(c, "sent").await;
+    assert!(source(c).await.contains("Send timeline"));
     accessible(c, &axe, "sent referral").await;
     let d: Value = app.detail(ID).await;
     assert_eq!(d["status"], "sent");
@@ -236,6 +242,51 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
         d["send"]["terms"]["authorizations"][0]["limits"]["rule_weekly"],
         2.0
     );
+
+    // Change the end date: first the dry run's plan, then send it.
+    let new_end = (today + chrono::Duration::days(90)).to_string();
+    set(c, "authorizations[0].end_date", &new_end).await;
+    submit(c, "/change").await;
+    on_page(c, "/change").await;
+    let html = source(c).await;
+    assert!(
+        html.contains("This change would make these calls"),
+        "the plan first"
+    );
+    assert!(html.contains("PUT /ext/api/v2/scheduler/authorizations/{id}"));
+    assert!(html.contains("Authorization end date changed"));
+    assert_eq!(
+        app.detail(ID).await["send"]["changes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "a dry run records nothing"
+    );
+    accessible(c, &axe, "change preview").await;
+    submit(c, "/change").await;
+    on_page(c, &page).await;
+    wait_for_status(c, "sent").await;
+    let d: Value = app.detail(ID).await;
+    assert_eq!(
+        d["send"]["terms"]["authorizations"][0]["end_date"],
+        new_end.as_str()
+    );
+    let revisions = app.sim().state().referrals;
+    assert_eq!(revisions.iter().filter(|r| r.is_latest_revision).count(), 1);
+    assert!(revisions.iter().any(|r| r.revision_number == 2));
+
+    // Cancel, with a reason.
+    c.find(Locator::Css("#reason_code"))
+        .await
+        .unwrap()
+        .select_by_value("client_request")
+        .await
+        .unwrap();
+    submit(c, "/cancel").await;
+    on_page(c, &page).await;
+    wait_for_status(c, "cancelled").await;
+    assert_eq!(app.detail(ID).await["status"], "cancelled");
     assert!(app.sim().duplicates().is_empty());
 
     // Signing out ends it: the inbox sends the browser to sign in again.
