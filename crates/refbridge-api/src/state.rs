@@ -13,6 +13,10 @@ pub struct ApiConfig {
     pub approval: refbridge_domain::approval::Defaults,
     /// The console's sessions.
     pub console: crate::console::session::ConsoleSettings,
+    /// Where ACCloud calls go, as people read it (the console's operations page).
+    pub accloud_target: String,
+    /// The ACCloud target is the built-in simulator: every console page says so.
+    pub simulated_accloud: bool,
 }
 
 impl Default for ApiConfig {
@@ -23,6 +27,8 @@ impl Default for ApiConfig {
             default_conflict_behavior: refbridge_domain::plan::ConflictBehavior::Replace,
             approval: refbridge_domain::approval::Defaults::default(),
             console: crate::console::session::ConsoleSettings::default(),
+            accloud_target: "not configured".to_owned(),
+            simulated_accloud: false,
         }
     }
 }

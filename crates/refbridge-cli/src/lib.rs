@@ -30,6 +30,8 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
             default_conflict_behavior: cfg.default_conflict_behavior,
             approval: cfg.approval.clone(),
             console: cfg.console.settings(),
+            accloud_target: crate::runtime::describe_target(cfg),
+            simulated_accloud: cfg.accloud.target == crate::config::AcCloudTarget::Simulator,
         },
         wake: Default::default(),
     })

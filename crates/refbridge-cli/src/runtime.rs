@@ -22,6 +22,19 @@ pub struct AcCloudLink {
     pub base_url: String,
 }
 
+/// Where ACCloud calls go, as people read it.
+pub fn describe_target(cfg: &Config) -> String {
+    let a = &cfg.accloud;
+    match a.target {
+        AcCloudTarget::Simulator => "the built-in simulator (nothing reaches ACCloud)".to_owned(),
+        AcCloudTarget::Dev => format!("dev ({})", AcCloudEnv::Dev.base_url()),
+        AcCloudTarget::Qa => format!("qa ({})", AcCloudEnv::Qa.base_url()),
+        AcCloudTarget::Uat => format!("uat ({})", AcCloudEnv::Uat.base_url()),
+        AcCloudTarget::Prod => format!("prod ({})", AcCloudEnv::Prod.base_url()),
+        AcCloudTarget::Url => a.url.clone(),
+    }
+}
+
 /// Connects to the configured ACCloud; for `target = "simulator"`, starts one first.
 pub async fn connect_accloud(cfg: &Config) -> anyhow::Result<AcCloudLink> {
     let a = &cfg.accloud;

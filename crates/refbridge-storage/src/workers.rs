@@ -228,3 +228,25 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Referrals that became `status` in each hour since `since`: (hour as `YYYY-MM-DDTHH`,
+    /// count), oldest first; hours with none are absent.
+    pub async fn status_changes_by_hour(
+        &self,
+        status: refbridge_domain::ReferralStatus,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT substr(at, 1, 13) AS hour, COUNT(*) AS n FROM status_history \
+             WHERE status = $1 AND at >= $2 GROUP BY substr(at, 1, 13) ORDER BY 1",
+        )
+        .bind(status.as_str())
+        .bind(format_ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("hour")?, r.try_get("n")?)))
+            .collect()
+    }
+}

@@ -6,6 +6,7 @@
 //! tokens. Every form carries the session's CSRF token.
 
 mod attention;
+mod ops;
 mod pages;
 mod referrals;
 pub mod session;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/login", get(sign_in::page).post(sign_in::sign_in))
         .route("/console/logout", post(sign_in::sign_out))
         .route("/console/attention", get(attention::page))
+        .route("/console/ops", get(ops::page))
         .route("/console/attention/resume", post(attention::resume))
         .route("/console/referrals/{id}", get(referrals::referral))
         .route("/console/referrals/{id}/approve", post(referrals::approve))

@@ -40,12 +40,20 @@ fn page(title: &str, user: Option<&ConsoleUser>, body: Markup, refresh: Option<u
                                 a href="/console" { "Inbox" }
                             }
                             a href="/console/attention" { "Needs attention" }
+                            @if u.may(refbridge_domain::Role::Operator) {
+                                a href="/console/ops" { "Operations" }
+                            }
                         }
                         form class="signout" method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(u.csrf_token);
                             span class="who" { (u.user.name) " (" (u.user.role.as_str()) ")" }
                             button type="submit" { "Sign out" }
                         }
+                    }
+                }
+                @if user.is_some_and(|u| u.simulated_accloud) {
+                    p class="banner" role="note" {
+                        "ACCloud is the built-in simulator here: nothing reaches ACCloud."
                     }
                 }
                 main id="main" {

@@ -94,6 +94,8 @@ fn new_secret() -> Result<String, ApiError> {
 pub struct ConsoleUser {
     pub user: UserRecord,
     pub csrf_token: String,
+    /// ACCloud is the built-in simulator (every page says so).
+    pub simulated_accloud: bool,
 }
 
 impl ConsoleUser {
@@ -147,6 +149,7 @@ impl FromRequestParts<AppState> for ConsoleUser {
                 Ok(ConsoleUser {
                     user: s.user,
                     csrf_token: s.csrf_token,
+                    simulated_accloud: state.config.simulated_accloud,
                 })
             }
             None => Err(to_sign_in()),

@@ -562,3 +562,48 @@ async fn the_inbox_finds_a_referral_by_name_request_id_client_id_or_member_numbe
         "both share it"
     );
 }
+
+#[tokio::test]
+async fn the_operations_page_shows_the_queue_and_the_day_to_operators_not_reviewers() {
+    let app = spawn_app_with(ApiConfig {
+        simulated_accloud: true,
+        accloud_target: "the built-in simulator".into(),
+        ..ApiConfig::default()
+    })
+    .await;
+    paused(
+        &app,
+        "00000000-0000-4000-8000-000000000301",
+        3301,
+        "ACCloud has no funder named X",
+    )
+    .await;
+    let reviewer = signed_in(&app).await;
+    let (s, html, _) = reviewer.get("/console/ops").await;
+    assert_eq!(s, 403, "reviewers are refused the operations page");
+    assert!(html.contains("Not for your role"));
+    assert!(
+        html.contains("nothing reaches ACCloud"),
+        "the simulator banner on every page"
+    );
+
+    with_user(&app, "oncall", Role::Operator).await;
+    let mut ops = Browser::new(&app);
+    ops.sign_in("oncall", PASSWORD).await;
+    let (s, html, _) = ops.get("/console/ops").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("Sends waiting"));
+    assert!(
+        html.contains("Sends that stopped for attention: 1 in the last 24 hours"),
+        "{html}"
+    );
+    assert!(html.contains("Referrals sent: 0 in the last 24 hours"));
+    assert!(
+        html.contains("the built-in simulator") && html.contains("SQLite")
+            || html.contains("PostgreSQL")
+    );
+    assert!(
+        !html.contains("Patient3301") && !html.contains("Jane"),
+        "no personal data"
+    );
+}
