@@ -280,3 +280,20 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// The agencies of the latest 10,000 referral requests (a bounded read whatever the
+    /// store holds): (AlayaMarket org id, name), by name.
+    pub async fn agencies(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT agency_org_id, MAX(agency_name) AS name FROM (SELECT agency_org_id, agency_name \
+             FROM referral_requests ORDER BY received_at DESC LIMIT 10000) AS recent \
+             GROUP BY agency_org_id ORDER BY MAX(agency_name)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("agency_org_id")?, r.try_get("name")?)))
+            .collect()
+    }
+}

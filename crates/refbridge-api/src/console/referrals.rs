@@ -32,6 +32,12 @@ pub struct InboxQuery {
     status: Option<String>,
     /// Patient name, request id, agency client id or member number.
     q: Option<String>,
+    /// The agency's AlayaMarket org id.
+    agency: Option<String>,
+    /// Received on or after this day (YYYY-MM-DD, UTC).
+    from: Option<String>,
+    /// Received on or before this day.
+    to: Option<String>,
     /// Keyset cursor: `<received_at RFC 3339>_<request id>` of the last row shown.
     before: Option<String>,
 }
@@ -74,13 +80,30 @@ pub async fn inbox(
         .filter(|s| !s.is_empty())
         .and_then(ReferralStatus::parse);
     let search = q.q.clone().unwrap_or_default();
+    let day = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    let (from, to) = (day(&q.from), day(&q.to));
+    let agency = q
+        .agency
+        .as_deref()
+        .and_then(|a| uuid::Uuid::parse_str(a.trim()).ok());
     let filter = ListFilter {
         status,
+        agency_org_id: agency,
+        received_from: from
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+        received_to: to
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
         before: q.before.as_deref().and_then(parse_before),
         limit: PAGE + 1,
         search: Some(search.clone()),
-        ..ListFilter::default()
     };
+    let agencies = state.store.agencies().await?;
     state
         .store
         .record_phi_access(&user.user.name, "console", "inbox", None, None)
@@ -107,6 +130,23 @@ pub async fn inbox(
                 label for="q" { "Search" }
                 input id="q" name="q" type="search" value=(search)
                     placeholder="name, request id, client id or member number";
+            }
+            div class="field" {
+                label for="agency" { "Agency" }
+                select id="agency" name="agency" {
+                    option value="" { "any agency" }
+                    @for (org, name) in &agencies {
+                        option value=(org) selected[agency.is_some_and(|a| a.to_string() == *org)] { (name) }
+                    }
+                }
+            }
+            div class="field" {
+                label for="from" { "Received from" }
+                input id="from" name="from" type="date" value=(from.map(|d| d.to_string()).unwrap_or_default());
+            }
+            div class="field" {
+                label for="to" { "to" }
+                input id="to" name="to" type="date" value=(to.map(|d| d.to_string()).unwrap_or_default());
             }
             div class="field" {
                 label for="status" { "Status" }
@@ -154,7 +194,11 @@ pub async fn inbox(
                 }
             }
             @if let Some(next) = &next {
-                p { a href={ "/console?status=" (status_value) "&q=" (url_encode(&search)) "&before=" (url_encode(next)) } { "Older referral requests" } }
+                p { a href={ "/console?status=" (status_value) "&q=" (url_encode(&search))
+                    "&agency=" (agency.map(|a| a.to_string()).unwrap_or_default())
+                    "&from=" (from.map(|d| d.to_string()).unwrap_or_default())
+                    "&to=" (to.map(|d| d.to_string()).unwrap_or_default())
+                    "&before=" (url_encode(next)) } { "Older referral requests" } }
             }
         }
     };

@@ -605,3 +605,33 @@ async fn the_operations_page_shows_the_queue_and_the_day_to_operators_not_review
         "no personal data"
     );
 }
+
+#[tokio::test]
+async fn the_inbox_filters_by_agency_and_received_day() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let mut other = example();
+    other["request_id"] = serde_json::json!("00000000-0000-4000-8000-000000000401");
+    other["client"]["id"] = serde_json::json!(4401);
+    other["client"]["last_name"] = serde_json::json!("Okafor");
+    other["agency"]["name"] = serde_json::json!("River Valley Nursing");
+    other["agency"]["alayamarket_org_id"] =
+        serde_json::json!("11111111-2222-4333-8444-555555555555");
+    assert_eq!(app.post_referral(&other).await.status(), 200);
+    let b = signed_in(&app).await;
+    let (_, html, _) = b.get("/console").await;
+    assert!(
+        html.contains(">River Valley Nursing</option>"),
+        "agencies to choose from"
+    );
+    let (_, html, _) = b
+        .get("/console?agency=11111111-2222-4333-8444-555555555555")
+        .await;
+    assert!(html.contains("Okafor") && !html.contains("Smithers"));
+    let today = chrono::Utc::now().date_naive();
+    let (_, html, _) = b.get(&format!("/console?from={today}&to={today}")).await;
+    assert!(html.contains("Okafor") && html.contains("Smithers"));
+    let yesterday = today.pred_opt().unwrap();
+    let (_, html, _) = b.get(&format!("/console?to={yesterday}")).await;
+    assert!(html.contains("No referral requests."));
+}
