@@ -16,6 +16,7 @@ pub mod test_util;
 mod time;
 mod tokens;
 mod users;
+mod views;
 mod workers;
 
 use std::str::FromStr;

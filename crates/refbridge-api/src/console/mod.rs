@@ -8,6 +8,7 @@
 mod attention;
 mod ops;
 mod pages;
+mod records;
 mod referrals;
 pub mod session;
 mod sign_in;
@@ -30,6 +31,11 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(sign_in::sign_out))
         .route("/console/attention", get(attention::page))
         .route("/console/ops", get(ops::page))
+        .route("/console/patients/{id}", get(records::patient))
+        .route(
+            "/console/payors",
+            get(records::payors).post(records::map_payor),
+        )
         .route("/console/attention/resume", post(attention::resume))
         .route("/console/referrals/{id}", get(referrals::referral))
         .route("/console/referrals/{id}/approve", post(referrals::approve))

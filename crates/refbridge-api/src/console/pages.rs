@@ -38,6 +38,7 @@ fn page(title: &str, user: Option<&ConsoleUser>, body: Markup, refresh: Option<u
                         nav aria-label="Main" {
                             @if u.may(refbridge_domain::Role::Reviewer) {
                                 a href="/console" { "Inbox" }
+                                a href="/console/payors" { "Payors" }
                             }
                             a href="/console/attention" { "Needs attention" }
                             @if u.may(refbridge_domain::Role::Operator) {

@@ -342,7 +342,7 @@ async fn page(
                 dt { "At the agency" } dd { (agency)
                     @if let Some(at) = read { " (read " (at.format("%Y-%m-%d %H:%M UTC")) ")" } }
             }
-            dt { "Patient" } dd { (c.last_name) ", " (c.first_name)
+            dt { "Patient" } dd { a href={ "/console/patients/" (rec.patient_id) } { (c.last_name) ", " (c.first_name) }
                 @if let Some(b) = c.birthday { " · born " (b) } }
             dt { "Agency" } dd { (rec.request.agency.name) }
             dt { "Service requested" } dd { (rec.referral.service.requested.as_deref().unwrap_or("—")) }

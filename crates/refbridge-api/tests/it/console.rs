@@ -635,3 +635,61 @@ async fn the_inbox_filters_by_agency_and_received_day() {
     let (_, html, _) = b.get(&format!("/console?to={yesterday}")).await;
     assert!(html.contains("No referral requests."));
 }
+
+#[tokio::test]
+async fn a_patients_page_shows_their_plans_and_payors_are_mapped_unmapped_first() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let b = signed_in(&app).await;
+    let (_, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    let at = html
+        .find("/console/patients/")
+        .expect("the patient is linked");
+    let path: String = html[at..].chars().take_while(|c| *c != '"').collect();
+    let (s, html, _) = b.get(&path).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("Smithers, Jane"));
+    assert!(
+        html.contains("1111111"),
+        "the plan intake made, with its member number"
+    );
+    assert!(html.contains("ABC Insurers"));
+
+    let (s, html, _) = b.get("/console/payors").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("not mapped"),
+        "intake's payors start unmapped"
+    );
+    let csrf = b.csrf("/console/payors").await;
+    let payors = app.store.list_payors(false).await.unwrap();
+    let abc = payors
+        .iter()
+        .find(|p| p.name == "ABC Insurers")
+        .expect("ABC Insurers");
+    let field = format!("funder-{}", abc.id);
+    let (s, _, to) = b
+        .post(
+            "/console/payors",
+            &[
+                ("csrf", &csrf),
+                ("name", "ABC Insurers"),
+                (&field, "Blue Cross Blue Shield"),
+            ],
+        )
+        .await;
+    assert_eq!((s, to.as_deref()), (303, Some("/console/payors")));
+    let mapped = app.store.get_payor(abc.id).await.unwrap().unwrap();
+    assert_eq!(
+        mapped.accloud_funder_name.as_deref(),
+        Some("Blue Cross Blue Shield")
+    );
+    assert!(!mapped.unmapped);
+    let (s, _, _) = b
+        .post(
+            "/console/payors",
+            &[("name", "ABC Insurers"), (&field, "42")],
+        )
+        .await;
+    assert_eq!(s, 403, "CSRF");
+}
