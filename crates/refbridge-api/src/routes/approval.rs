@@ -3,7 +3,6 @@
 //! one transaction, and answers 202; workers do the sending.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
@@ -17,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::json::{JsonBody, OptionalJsonBody};
 use crate::state::AppState;
 
 pub fn router(max_file_bytes: u64) -> OpenApiRouter<AppState> {
@@ -60,33 +60,6 @@ pub struct ApprovalResponse {
 
 fn parse_id(s: &str) -> Result<RequestId, ApiError> {
     RequestId::parse(s).map_err(|_| ApiError::field("request_id", "must be a UUID"))
-}
-
-fn body<T: Default>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match b {
-        Ok(Json(v)) => Ok(v),
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        Err(e) => Err(ApiError::InvalidJson(format!(
-            "the body is not a valid approval: {}",
-            sanitize(&e.body_text())
-        ))),
-    }
-}
-
-/// serde's messages name unknown fields and types; cut quoted values out to be safe.
-fn sanitize(s: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        if c == '"' {
-            quoted = !quoted;
-            out.push_str(if quoted { "\"…" } else { "\"" });
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    // Unknown field names are ours to name: serde puts them in backticks, which we keep.
-    out
 }
 
 async fn resolve_terms(
@@ -149,6 +122,7 @@ async fn plan_contexts(
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "approved; the send is queued"),
         (status = 200, body = ApprovalResponse, description = "approved before with these terms"),
         (status = 400, body = ErrorBody, description = "invalid terms; every problem listed"),
@@ -159,11 +133,11 @@ async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ApprovalResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let input = body(input)?;
+    let input = input?.0.unwrap_or_default();
     let (rec, terms) = resolve_terms(&state, id, &input).await?;
     check_trusted(&state, &rec).await?;
     // Each content once: a file the form carries twice reaches the agency once.
@@ -267,6 +241,7 @@ fn send_error(id: RequestId, e: SendError) -> ApiError {
     request_body(content = Option<ApprovalInput>, description = "corrected terms (optional)"),
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "the send is queued again"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "nothing to resume"),
@@ -275,14 +250,11 @@ async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ApprovalResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let corrected = match input {
-        Err(JsonRejection::MissingJsonContentType(_)) => None,
-        other => Some(body(other)?),
-    };
+    let corrected = input?.0;
     let terms = match &corrected {
         Some(input) => Some(resolve_terms(&state, id, input).await?.1),
         None => None,
@@ -382,6 +354,7 @@ fn planned(steps: &[Step]) -> Vec<PlannedCall> {
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the change is queued"),
         (status = 200, body = ChangeResponse, description = "a dry run, or nothing to change"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -392,11 +365,11 @@ async fn change(
     caller: Caller,
     Path(request_id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<DryRun>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let input = body(input)?;
+    let input = input?.0.unwrap_or_default();
     // A change keeps every term it does not name.
     let current = state.store.approval(id).await?;
     let asked = match &current {
@@ -477,6 +450,7 @@ pub struct CancelRequest {
     request_body = CancelRequest,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
         (status = 200, body = ChangeResponse, description = "already cancelled"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -486,16 +460,11 @@ async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<CancelRequest>, JsonRejection>,
+    input: Result<JsonBody<CancelRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let Json(input) = input.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be a JSON object with a reason_code ({})",
-            e.status()
-        ))
-    })?;
+    let JsonBody(input) = input?;
     let cancellation = Cancellation::parse(input.reason_code.as_deref(), input.comment.as_deref())?;
     let rec = state
         .store
@@ -550,6 +519,7 @@ async fn cancel(
     request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not multipart/form-data, or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the uploads are queued"),
         (status = 200, body = ChangeResponse, description = "every document was delivered already"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -559,15 +529,16 @@ async fn documents(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
+    headers: axum::http::HeaderMap,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let mut multipart = multipart.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be multipart/form-data with file parts ({})",
-            e.status()
-        ))
+    crate::json::check_encoding(&headers)?;
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::UnsupportedMediaType(
+            "Content-Type must be multipart/form-data (with its boundary)".into(),
+        )
     })?;
     let rec = state
         .store
@@ -698,11 +669,12 @@ async fn documents(
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the request body is too large".into())
-    } else {
-        ApiError::InvalidJson(format!(
-            "the multipart body cannot be read ({})",
-            e.status()
-        ))
+        return ApiError::PayloadTooLarge("the request body is too large".into());
+    }
+    match ApiError::body_read(e) {
+        ApiError::InvalidJson(_) => {
+            ApiError::InvalidJson("the multipart body cannot be read".into())
+        }
+        other => other,
     }
 }

@@ -526,23 +526,19 @@ pub struct DenyRequest {
     params(("request_id" = String, Path, format = Uuid)),
     request_body = DenyRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
+    responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
                (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody, description = "not in a state that can be denied")))]
 async fn deny(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    body: Result<Json<DenyRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<crate::json::JsonBody<DenyRequest>, ApiError>,
 ) -> Result<Json<ReferralDetail>, ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_request_id(&request_id)?;
-    let Json(body) = body.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be a JSON object with a reason ({})",
-            e.status()
-        ))
-    })?;
+    let crate::json::JsonBody(body) = body?;
     let reason = body.reason.as_deref().map(str::trim).unwrap_or_default();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "is required"));

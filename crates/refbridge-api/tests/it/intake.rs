@@ -312,7 +312,7 @@ async fn malformed_json_is_400_invalid_json() {
 }
 
 #[tokio::test]
-async fn undecodable_base64_is_400_naming_the_file() {
+async fn undecodable_base64_is_400_naming_the_file_by_index_not_by_name() {
     let app = spawn_app().await;
     let mut doc = example();
     doc["files"] = json!([
@@ -322,10 +322,9 @@ async fn undecodable_base64_is_400_naming_the_file() {
     let (status, body) = status_json(app.post_referral(&doc).await).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_request");
-    assert_eq!(
-        body["message"],
-        "files[1].file_value of file \"order.pdf\" is not valid base64"
-    );
+    // The file is named by its index: its name is the agency's data.
+    assert_eq!(body["message"], "files[1].file_value is not valid base64");
+    assert!(!body.to_string().contains("order.pdf"), "{body}");
     assert_eq!(
         app.get(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
             .await
@@ -382,7 +381,7 @@ async fn slashes_escaped_everywhere_change_nothing() {
 
 /// A `\u` escape of a character outside base64's alphabet is bad base64, named.
 #[tokio::test]
-async fn an_escaped_non_base64_character_is_400_naming_the_file() {
+async fn an_escaped_non_base64_character_is_400_naming_the_file_by_index() {
     let app = spawn_app().await;
     let mut doc = example();
     doc["files"] = json!([{"file_name": "a.bin", "file_value": "QUJD@@"}]);
@@ -392,14 +391,12 @@ async fn an_escaped_non_base64_character_is_400_naming_the_file() {
     let res = app.post_referral_bytes(text.into_bytes()).await;
     let (s, b) = status_json(res).await;
     assert_eq!(s, 400, "{b}");
-    assert_eq!(
-        b["message"],
-        "files[0].file_value of file \"a.bin\" is not valid base64"
-    );
+    assert_eq!(b["message"], "files[0].file_value is not valid base64");
+    assert!(!b.to_string().contains("a.bin"), "{b}");
 }
 
 #[tokio::test]
-async fn a_file_of_50_mb_plus_one_byte_is_413_naming_the_file() {
+async fn a_file_of_50_mb_plus_one_byte_is_413_naming_the_file_by_index() {
     let app = spawn_app().await;
     let limit = 50 * 1024 * 1024;
     let mut doc = example();
@@ -410,8 +407,9 @@ async fn a_file_of_50_mb_plus_one_byte_is_413_naming_the_file() {
     assert_eq!(body["error"], "payload_too_large");
     assert_eq!(
         body["message"],
-        format!("files[0] (\"scan.tiff\") is larger than {limit} bytes once decoded")
+        format!("files[0] is larger than {limit} bytes once decoded")
     );
+    assert!(!body.to_string().contains("scan.tiff"), "{body}");
 
     // Exactly 50 MB is fine.
     doc["files"] =
