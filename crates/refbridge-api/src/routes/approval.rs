@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
+use refbridge_domain::file_name::{FileName, FileNameError};
 use refbridge_domain::send::{self, Cancellation, ChangeKind, Step, StepKind};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
 use refbridge_storage::{ApproveOutcome, NewChange, SendError};
@@ -567,13 +568,19 @@ async fn documents(
             .await
             .map_err(|e| multipart_error(&e))?;
         let Some(mut field) = field else { break };
-        let Some(name) = field
-            .file_name()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-        else {
-            // Parts without a file name are not documents.
+        // Parts without a file name are not documents.
+        let Some(given) = field.file_name() else {
             continue;
+        };
+        let name = match FileName::parse(given) {
+            Ok(name) => name.into_string(),
+            Err(FileNameError::Empty) => continue,
+            Err(e) => {
+                return Err(ApiError::field(
+                    &format!("files[{index}].file_name"),
+                    &e.to_string(),
+                ));
+            }
         };
         if files.len() == MAX_DOCUMENTS {
             return Err(ApiError::field(
@@ -589,7 +596,7 @@ async fn documents(
             writer.write(&chunk).map_err(|e| match e {
                 refbridge_storage::files::PutError::TooLarge { limit } => {
                     ApiError::PayloadTooLarge(format!(
-                        "file {index} (\"{name}\") is larger than {limit} bytes"
+                        "files[{index}] is larger than {limit} bytes"
                     ))
                 }
                 other => ApiError::Internal(Box::new(other)),
