@@ -51,10 +51,21 @@ refbridge_pg__install() {
 # Runs a server binary as the unprivileged user (or as ourselves when not root).
 refbridge_pg__as_user() {
     if [[ "$(id -u)" == 0 ]]; then
+        [[ -n "${REFBRIDGE_PG_USER:-}" ]] || { refbridge_pg__log "REFBRIDGE_PG_USER is not set"; return 1; }
         runuser -u "$REFBRIDGE_PG_USER" -- "$@"
     else
         "$@"
     fi
+}
+
+# The postmaster's pid from DIR/data/postmaster.pid, when that process is alive.
+refbridge_pg__live_pid() {
+    local pid
+    pid="$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    # An exited server that nobody has reaped yet is not running.
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
+    echo "$pid"
 }
 
 refbridge_pg__free_port() {
@@ -125,14 +136,33 @@ refbridge_pg_restart() {
         restart >/dev/null
 }
 
+# Stops the server of DIR, then removes DIR. Needs nothing from the shell that started it:
+# the server runs as the owner of DIR/data, and when pg_ctl cannot stop it the postmaster is
+# signalled directly. DIR is kept (and the call fails) while the server is still alive.
 refbridge_pg_stop() {
     local dir="${1:-${REFBRIDGE_PG_DIR:-}}"
     [[ -n "$dir" && -d "$dir" ]] || return 0
     local bindir="${REFBRIDGE_PG_BINDIR:-}"
     [[ -n "$bindir" ]] || bindir="$(refbridge_pg__bindir)" || true
-    if [[ -f "$dir/data/postmaster.pid" ]]; then
-        refbridge_pg__as_user "$bindir/pg_ctl" -D "$dir/data" -w -t 60 -m immediate stop \
-            >/dev/null 2>&1 || true
+    if [[ -n "$(refbridge_pg__live_pid "$dir")" ]]; then
+        local owner
+        owner="$(stat -c %U "$dir/data")"
+        if ! REFBRIDGE_PG_USER="$owner" refbridge_pg__as_user "$bindir/pg_ctl" -D "$dir/data" \
+            -w -t 60 -m immediate stop >/dev/null 2>&1; then
+            refbridge_pg__log "pg_ctl could not stop the server in $dir: signalling it"
+        fi
+        local pid i
+        for i in $(seq 1 100); do
+            pid="$(refbridge_pg__live_pid "$dir")" || break
+            # SIGQUIT is PostgreSQL's immediate shutdown; SIGKILL after 5 s.
+            if (( i == 1 )); then kill -QUIT "$pid" 2>/dev/null || true; fi
+            if (( i == 50 )); then kill -KILL "$pid" 2>/dev/null || true; fi
+            sleep 0.1
+        done
+        if pid="$(refbridge_pg__live_pid "$dir")"; then
+            refbridge_pg__log "the server in $dir (pid $pid) is still running: $dir kept"
+            return 1
+        fi
     fi
     rm -rf "$dir"
 }

@@ -29,6 +29,15 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: the body's `Content-Type` or `Content-Encoding` is not one the route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 408: the body did not arrive within the body read timeout.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// 503 before routing: the server holds as many connections as it serves.
+    #[error("too many open connections; retry shortly")]
+    TooManyConnections,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -50,7 +59,8 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code: `unauthorized`, `forbidden`, `invalid_request`, `invalid_json`,
-    /// `payload_too_large`, `not_found`, `conflict`, `unavailable`, `internal`,
+    /// `payload_too_large`, `unsupported_media_type` (415), `request_timeout` (408),
+    /// `too_many_connections` (503), `not_found`, `conflict`, `unavailable`, `internal`,
     /// `idempotency_key_mismatch` (422), `idempotency_key_in_use` (409).
     pub error: &'static str,
     pub message: String,
@@ -75,6 +85,13 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::TooManyConnections => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) | ApiError::PlanConflict { .. } => {
                 (StatusCode::CONFLICT, "conflict")
@@ -86,6 +103,30 @@ impl ApiError {
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+/// The error a request body gives when it did not arrive within the server's body read
+/// timeout (the server wraps each body; handlers find it in the read error's sources).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout")]
+pub struct BodyReadTimeout;
+
+impl ApiError {
+    /// A failure to read the request body: 413 past the body limit, 408 past the body read
+    /// timeout, else 400. Never the cause's text (it can quote what was received).
+    pub fn body_read(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if c.is::<BodyReadTimeout>() {
+                return ApiError::RequestTimeout;
+            }
+            if c.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge("the request body is too large".into());
+            }
+            cause = c.source();
+        }
+        ApiError::InvalidJson("cannot read the request body".into())
     }
 }
 
@@ -130,7 +171,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error.code = code, error.cause = %cause, "request failed");
         }
         let message = self.to_string();
-        let in_use = matches!(self, ApiError::IdempotencyKeyInUse);
+        let retry_soon = matches!(
+            self,
+            ApiError::IdempotencyKeyInUse | ApiError::TooManyConnections
+        );
+        let closes = matches!(
+            self,
+            ApiError::RequestTimeout | ApiError::TooManyConnections
+        );
         let (details, conflicting_patient_plan_id) = match self {
             ApiError::InvalidRequest { details, .. } => (details, None),
             ApiError::PlanConflict { plan_id, .. } => (Vec::new(), Some(plan_id)),
@@ -146,9 +194,14 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if in_use {
+        if retry_soon {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if closes {
+            // The connection is not reused: its request was not read to the end.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()

@@ -246,11 +246,7 @@ async fn spool(
     let mut file: Option<tokio::fs::File> = None;
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Box::new(
-                ApiError::InvalidJson(format!("cannot read the request body: {e}")).into_response(),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| Box::new(ApiError::body_read(&e).into_response()))?;
         total = total.saturating_add(chunk.len());
         if total > limit {
             return Err(Box::new(too_large(limit)));

@@ -4,6 +4,7 @@ mod auth;
 pub mod console;
 mod error;
 mod idempotency;
+mod json;
 mod routes;
 mod state;
 
@@ -16,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use auth::BearerScheme;
 pub use auth::{Caller, hash_token, new_token};
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, BodyReadTimeout, ErrorBody};
 pub use idempotency::{TTL as IDEMPOTENCY_TTL, purge_expired_keys};
 pub use state::{ApiConfig, AppState};
 

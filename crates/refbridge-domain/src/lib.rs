@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod error;
+pub mod file_name;
 pub mod form;
 pub mod ids;
 pub mod intake;

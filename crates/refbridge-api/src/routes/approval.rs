@@ -3,10 +3,10 @@
 //! one transaction, and answers 202; workers do the sending.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
+use refbridge_domain::file_name::{FileName, FileNameError};
 use refbridge_domain::send::{self, Cancellation, ChangeKind, Step, StepKind};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
 use refbridge_storage::{ApproveOutcome, NewChange, SendError};
@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::json::{JsonBody, OptionalJsonBody};
 use crate::state::AppState;
 
 pub fn router(max_file_bytes: u64) -> OpenApiRouter<AppState> {
@@ -60,33 +61,6 @@ pub struct ApprovalResponse {
 
 fn parse_id(s: &str) -> Result<RequestId, ApiError> {
     RequestId::parse(s).map_err(|_| ApiError::field("request_id", "must be a UUID"))
-}
-
-fn body<T: Default>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match b {
-        Ok(Json(v)) => Ok(v),
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        Err(e) => Err(ApiError::InvalidJson(format!(
-            "the body is not a valid approval: {}",
-            sanitize(&e.body_text())
-        ))),
-    }
-}
-
-/// serde's messages name unknown fields and types; cut quoted values out to be safe.
-fn sanitize(s: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        if c == '"' {
-            quoted = !quoted;
-            out.push_str(if quoted { "\"…" } else { "\"" });
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    // Unknown field names are ours to name: serde puts them in backticks, which we keep.
-    out
 }
 
 async fn resolve_terms(
@@ -149,6 +123,7 @@ async fn plan_contexts(
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "approved; the send is queued"),
         (status = 200, body = ApprovalResponse, description = "approved before with these terms"),
         (status = 400, body = ErrorBody, description = "invalid terms; every problem listed"),
@@ -159,11 +134,11 @@ async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ApprovalResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let input = body(input)?;
+    let input = input?.0.unwrap_or_default();
     let response = approve_referral(&state, id, &input, &caller.name).await?;
     Ok((
         if response.changed {
@@ -289,6 +264,7 @@ pub(crate) fn send_error(id: RequestId, e: SendError) -> ApiError {
     request_body(content = Option<ApprovalInput>, description = "corrected terms (optional)"),
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "the send is queued again"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "nothing to resume"),
@@ -297,14 +273,11 @@ async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ApprovalResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let corrected = match input {
-        Err(JsonRejection::MissingJsonContentType(_)) => None,
-        other => Some(body(other)?),
-    };
+    let corrected = input?.0;
     let terms = match &corrected {
         Some(input) => Some(resolve_terms(&state, id, input).await?.1),
         None => None,
@@ -404,6 +377,7 @@ fn planned(steps: &[Step]) -> Vec<PlannedCall> {
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the change is queued"),
         (status = 200, body = ChangeResponse, description = "a dry run, or nothing to change"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -414,11 +388,11 @@ async fn change(
     caller: Caller,
     Path(request_id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<DryRun>,
-    input: Result<Json<ApprovalInput>, JsonRejection>,
+    input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let input = body(input)?;
+    let input = input?.0.unwrap_or_default();
     let (status, response) =
         change_terms(&state, id, &input, q.dry_run.unwrap_or(false), &caller.name).await?;
     Ok((status, Json(response)))
@@ -512,6 +486,7 @@ pub struct CancelRequest {
     request_body = CancelRequest,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
         (status = 200, body = ChangeResponse, description = "already cancelled"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -521,16 +496,11 @@ async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    input: Result<Json<CancelRequest>, JsonRejection>,
+    input: Result<JsonBody<CancelRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let Json(input) = input.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be a JSON object with a reason_code ({})",
-            e.status()
-        ))
-    })?;
+    let JsonBody(input) = input?;
     let (status, response) = cancel_referral(
         &state,
         id,
@@ -605,6 +575,7 @@ pub(crate) async fn cancel_referral(
     request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not multipart/form-data, or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the uploads are queued"),
         (status = 200, body = ChangeResponse, description = "every document was delivered already"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -614,15 +585,16 @@ async fn documents(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
+    headers: axum::http::HeaderMap,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
-    let mut multipart = multipart.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be multipart/form-data with file parts ({})",
-            e.status()
-        ))
+    crate::json::check_encoding(&headers)?;
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::UnsupportedMediaType(
+            "Content-Type must be multipart/form-data (with its boundary)".into(),
+        )
     })?;
     let rec = state
         .store
@@ -651,13 +623,19 @@ async fn documents(
             .await
             .map_err(|e| multipart_error(&e))?;
         let Some(mut field) = field else { break };
-        let Some(name) = field
-            .file_name()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-        else {
-            // Parts without a file name are not documents.
+        // Parts without a file name are not documents.
+        let Some(given) = field.file_name() else {
             continue;
+        };
+        let name = match FileName::parse(given) {
+            Ok(name) => name.into_string(),
+            Err(FileNameError::Empty) => continue,
+            Err(e) => {
+                return Err(ApiError::field(
+                    &format!("files[{index}].file_name"),
+                    &e.to_string(),
+                ));
+            }
         };
         if files.len() == MAX_DOCUMENTS {
             return Err(ApiError::field(
@@ -673,7 +651,7 @@ async fn documents(
             writer.write(&chunk).map_err(|e| match e {
                 refbridge_storage::files::PutError::TooLarge { limit } => {
                     ApiError::PayloadTooLarge(format!(
-                        "file {index} (\"{name}\") is larger than {limit} bytes"
+                        "files[{index}] is larger than {limit} bytes"
                     ))
                 }
                 other => ApiError::Internal(Box::new(other)),
@@ -753,11 +731,12 @@ async fn documents(
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the request body is too large".into())
-    } else {
-        ApiError::InvalidJson(format!(
-            "the multipart body cannot be read ({})",
-            e.status()
-        ))
+        return ApiError::PayloadTooLarge("the request body is too large".into());
+    }
+    match ApiError::body_read(e) {
+        ApiError::InvalidJson(_) => {
+            ApiError::InvalidJson("the multipart body cannot be read".into())
+        }
+        other => other,
     }
 }

@@ -10,7 +10,9 @@ use std::fmt;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use bytes::BytesMut;
+use refbridge_domain::file_name::{FileName, FileNameError};
 use refbridge_domain::form::{self, Warning};
 use refbridge_domain::intake::{self, RawParts};
 use refbridge_domain::{ReferralStatus, RequestId, Role, Violations};
@@ -27,6 +29,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::json;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -116,6 +119,7 @@ pub struct FormDataDoc {
     request_body = ReferralRequestDoc,
     security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 200, body = IntakeResponse, description = "recorded (or recorded before)"),
         (status = 400, body = ErrorBody, description = "invalid document; every problem listed"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -126,11 +130,13 @@ pub struct FormDataDoc {
 async fn post_referral_request(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     // `BytesMut` gathers the body into one growing buffer; `Bytes` would keep the received
     // chunks and then copy them into a second, contiguous buffer: twice the body at peak.
     body: Result<BytesMut, BytesRejection>,
 ) -> Result<Json<IntakeResponse>, ApiError> {
     caller.require(Role::Intake)?;
+    json::check_json_headers(&headers)?;
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) if is_too_large(&e) => {
             ApiError::PayloadTooLarge(format!(
@@ -138,10 +144,7 @@ async fn post_referral_request(
                 state.config.max_body_bytes
             ))
         }
-        other => ApiError::InvalidJson(format!(
-            "cannot read the request body: {}",
-            other.body_text()
-        )),
+        other => ApiError::body_read(&other),
     })?;
     let files = state.files.clone();
     let max_file = state.config.max_file_bytes;
@@ -189,7 +192,11 @@ fn prepare(
     max_file: u64,
     actor: String,
 ) -> Result<NewReferral, ApiError> {
-    let raw: RawBody<'_> = serde_json::from_slice(body).map_err(json_error)?;
+    let found = json::Found::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = RawBody::read(&found, &mut de)
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|e| found.error(&e))?;
 
     let parts = RawParts {
         request_id: raw.fields.get("request_id"),
@@ -202,40 +209,42 @@ fn prepare(
         Ok(_) => Violations::default(),
         Err(v) => v.clone(),
     };
-    let files = raw.files.unwrap_or_default();
-    for (i, f) in files.iter().enumerate() {
-        if f.file_name.as_deref().is_none_or(|n| n.trim().is_empty()) {
-            violations.push(format!("files[{i}].file_name"), "is required");
-        }
-        if f.file_value.is_none() {
-            violations.push(format!("files[{i}].file_value"), "is required");
-        }
-    }
+    let files = check_files(raw.files, &mut violations);
     let request = match validated {
         Ok(r) if violations.is_empty() => r,
         _ => return Err(violations.into()),
     };
 
     let mut stored = Vec::with_capacity(files.len());
-    for (i, f) in files.iter().enumerate() {
-        let name = f.file_name.as_deref().unwrap_or_default().trim().to_owned();
-        let value = f.file_value.unwrap_or_default();
+    let mut empty = Vec::new();
+    for (i, (name, value)) in files.into_iter().enumerate() {
+        // Errors name the file by its index: its name is the agency's data.
         let blob = store
             .put_base64(value.unescaped(), max_file)
             .map_err(|e| match e {
-                PutError::InvalidBase64 => ApiError::field(
-                    &format!("files[{i}].file_value"),
-                    &format!("of file \"{name}\" is not valid base64"),
-                ),
+                PutError::InvalidBase64 => {
+                    ApiError::field(&format!("files[{i}].file_value"), "is not valid base64")
+                }
                 PutError::TooLarge { limit } => ApiError::PayloadTooLarge(format!(
-                    "files[{i}] (\"{name}\") is larger than {limit} bytes once decoded"
+                    "files[{i}] is larger than {limit} bytes once decoded"
                 )),
                 PutError::Io(io) => ApiError::Internal(Box::new(io)),
             })?;
-        stored.push(NewFile { name, blob });
+        if blob.size == 0 {
+            empty.push(i);
+        }
+        stored.push(NewFile {
+            name: name.into_string(),
+            blob,
+        });
     }
 
-    let parsed = form::parse(&request.fields, Some(&request.client));
+    let mut parsed = form::parse(&request.fields, Some(&request.client));
+    parsed.warnings.extend(empty.into_iter().map(|i| Warning {
+        field: format!("files[{i}]"),
+        code: "empty_file".into(),
+        message: "the file is empty (0 bytes)".into(),
+    }));
     let extra: Map<String, Value> = raw
         .fields
         .iter()
@@ -301,40 +310,220 @@ fn canonical(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// serde_json's messages for wrong types can quote the submitted value; ours do not.
-fn json_error(e: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Data => ApiError::InvalidJson(format!(
-            "the document has the wrong shape near line {} column {} (files must be an array of \
-             objects with string file_name and file_value)",
-            e.line(),
-            e.column()
-        )),
-        Category::Eof => {
-            ApiError::InvalidJson("the body ends before the JSON document does".into())
-        }
-        Category::Syntax | Category::Io => ApiError::InvalidJson(format!(
-            "the body is not valid JSON (line {} column {})",
-            e.line(),
-            e.column()
-        )),
+/// The top level of the body: `files` read raw (their contents are never copied), everything
+/// else as strict JSON values.
+struct RawBody<'a> {
+    fields: Map<String, Value>,
+    files: Option<&'a RawValue>,
+}
+
+/// One element of `files`, its contents borrowed from the body.
+#[derive(Default)]
+struct RawFile<'a> {
+    file_name: Option<Value>,
+    file_value: Option<&'a RawValue>,
+}
+
+/// Where the Referral Request's values are read: the top level is depth 0.
+const FILE_DEPTH: usize = 2;
+
+impl<'a> RawBody<'a> {
+    fn read(
+        found: &json::Found,
+        de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'a>>,
+    ) -> Result<Self, serde_json::Error> {
+        de.deserialize_map(BodyVisitor { found })
     }
 }
 
-/// The top level of the body: `files` borrowed from the request bytes, everything else as
-/// JSON values.
-struct RawBody<'a> {
-    fields: Map<String, Value>,
-    files: Option<Vec<RawFile<'a>>>,
+struct BodyVisitor<'f> {
+    found: &'f json::Found,
 }
 
-#[derive(Deserialize)]
-struct RawFile<'a> {
-    #[serde(default)]
-    file_name: Option<String>,
-    #[serde(borrow, default, deserialize_with = "json_string")]
-    file_value: Option<JsonStr<'a>>,
+impl<'de> Visitor<'de> for BodyVisitor<'_> {
+    type Value = RawBody<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBody<'de>, A::Error> {
+        let mut fields = Map::new();
+        let mut files = None;
+        let mut seen_files = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let path = json::Path::Key(&json::Path::Root, &key);
+            if key == "files" {
+                if std::mem::replace(&mut seen_files, true) {
+                    return Err(self.found_dup(&path));
+                }
+                files = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                if fields.contains_key(key.as_ref()) {
+                    return Err(self.found_dup(&path));
+                }
+                let v = map.next_value_seed(json::StrictValue {
+                    found: self.found,
+                    path,
+                    depth: 1,
+                })?;
+                fields.insert(key.into_owned(), v);
+            }
+        }
+        Ok(RawBody { fields, files })
+    }
+}
+
+impl BodyVisitor<'_> {
+    fn found_dup<E: de::Error>(&self, path: &json::Path<'_>) -> E {
+        self.found.fail(path, "is a duplicate key")
+    }
+}
+
+/// One file object: `file_name` as a strict value, `file_value` raw, any other key strict and
+/// dropped.
+struct FileVisitor<'f> {
+    found: &'f json::Found,
+    index: usize,
+}
+
+impl<'de> Visitor<'de> for FileVisitor<'_> {
+    type Value = RawFile<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a file object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFile<'de>, A::Error> {
+        let files = json::Path::Key(&json::Path::Root, "files");
+        let at = json::Path::Index(&files, self.index);
+        let mut file = RawFile::default();
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let path = json::Path::Key(&at, &key);
+            if seen.contains(&key) {
+                return Err(self.found.fail(&path, "is a duplicate key"));
+            }
+            let strict = json::StrictValue {
+                found: self.found,
+                path,
+                depth: FILE_DEPTH + 1,
+            };
+            match key.as_ref() {
+                "file_value" => file.file_value = Some(map.next_value::<&'de RawValue>()?),
+                "file_name" => file.file_name = Some(map.next_value_seed(strict)?),
+                _ => {
+                    map.next_value_seed(strict)?;
+                }
+            }
+            seen.push(key);
+        }
+        Ok(file)
+    }
+}
+
+/// Reads `files` (absent, null, or an array of file objects) and checks each file's name and
+/// contents' type, each problem a violation. Gives each file's display name and contents.
+fn check_files<'a>(
+    files: Option<&'a RawValue>,
+    violations: &mut Violations,
+) -> Vec<(FileName, JsonStr<'a>)> {
+    let mut out = Vec::new();
+    let Some(files) = files.map(RawValue::get).filter(|f| *f != "null") else {
+        return out;
+    };
+    let found = json::Found::default();
+    let elements = if files.starts_with('[') {
+        serde_json::from_str::<Vec<&'a RawValue>>(files).ok()
+    } else {
+        None
+    };
+    let at_files = json::Path::Key(&json::Path::Root, "files");
+    let Some(elements) = elements else {
+        wrong_shape(
+            files,
+            at_files,
+            1,
+            "must be an array of file objects",
+            violations,
+        );
+        return out;
+    };
+    for (i, raw) in elements.into_iter().enumerate() {
+        let text = raw.get();
+        if !text.starts_with('{') {
+            let at = json::Path::Index(&at_files, i);
+            wrong_shape(text, at, FILE_DEPTH, "must be an object", violations);
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let file = match de.deserialize_map(FileVisitor {
+            found: &found,
+            index: i,
+        }) {
+            Ok(f) => f,
+            Err(e) => {
+                // A duplicate key or too deep a value: the visitor said which.
+                if let ApiError::InvalidRequest { details, .. } = found.error(&e) {
+                    violations.0.extend(details);
+                }
+                continue;
+            }
+        };
+        let name = match file.file_name {
+            None | Some(Value::Null) => Err("is required"),
+            Some(Value::String(s)) => FileName::parse(&s).map_err(|e| match e {
+                FileNameError::Empty => "is required",
+                FileNameError::TooLong => "must be at most 1000 characters",
+            }),
+            Some(_) => Err("must be a string"),
+        };
+        let value = match file.file_value.map(RawValue::get) {
+            None | Some("null") => Err("is required"),
+            Some(v) => v
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .map(JsonStr)
+                .ok_or(v),
+        };
+        if let Err(problem) = &name {
+            violations.push(format!("files[{i}].file_name"), *problem);
+        }
+        match &value {
+            Err("is required") => violations.push(format!("files[{i}].file_value"), "is required"),
+            Err(raw) => {
+                let file = json::Path::Index(&at_files, i);
+                let at = json::Path::Key(&file, "file_value");
+                wrong_shape(raw, at, FILE_DEPTH + 1, "must be a string", violations);
+            }
+            Ok(_) => {}
+        }
+        if let (Ok(name), Ok(value)) = (name, value) {
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+/// A value of the wrong type at `path`: reported as too deep, or with a duplicate key, when
+/// it is; else as `problem`.
+fn wrong_shape(
+    text: &str,
+    path: json::Path<'_>,
+    depth: usize,
+    problem: &str,
+    violations: &mut Violations,
+) {
+    let found = json::Found::default();
+    let seed = json::StrictValue {
+        found: &found,
+        path,
+        depth,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde::de::DeserializeSeed::deserialize(seed, &mut de) {
+        Err(e) => match found.error(&e) {
+            ApiError::InvalidRequest { details, .. } => violations.0.extend(details),
+            _ => violations.push(path.to_string(), problem),
+        },
+        Ok(_) => violations.push(path.to_string(), problem),
+    }
 }
 
 /// A JSON string's text as it is in the body, between its quotes and with its escapes:
@@ -374,69 +563,114 @@ impl<'a> JsonStr<'a> {
     }
 }
 
-/// `file_value`: a string, kept as its raw text (see [`JsonStr`]).
-fn json_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JsonStr<'de>>, D::Error> {
-    let Some(raw) = Option::<&'de RawValue>::deserialize(d)? else {
-        return Ok(None);
-    };
-    raw.get()
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .map(|t| Some(JsonStr(t)))
-        .ok_or_else(|| de::Error::custom("file_value must be a string"))
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = RawBody<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBody<'a>, A::Error> {
-                let mut fields = Map::new();
-                let mut files = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "files" {
-                        files = map.next_value::<Option<Vec<RawFile<'a>>>>()?;
-                    } else {
-                        let v: Value = map.next_value()?;
-                        if fields.insert(key.into_owned(), v).is_some() {
-                            return Err(de::Error::custom("duplicate key"));
-                        }
-                    }
-                }
-                Ok(RawBody { fields, files })
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files_of(body: &[u8]) -> Result<(Vec<(FileName, JsonStr<'_>)>, Violations), ApiError> {
+        let found = json::Found::default();
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let raw = RawBody::read(&found, &mut de).map_err(|e| found.error(&e))?;
+        let mut v = Violations::default();
+        Ok((check_files(raw.files, &mut v), v))
+    }
+
+    fn paths(v: &Violations) -> Vec<String> {
+        v.0.iter()
+            .map(|v| format!("{} {}", v.path, v.problem))
+            .collect()
+    }
 
     #[test]
     fn file_values_are_borrowed_from_the_body_escapes_and_all() {
         let body = br#"{"request_id":"x","files":[{"file_name":"a.pdf","file_value":"QUJD"},
             {"file_name":"b.pdf","file_value":"QU\/J"},{"file_name":"c.pdf"},
             {"file_name":"d.pdf","file_value":null}]}"#;
-        let raw: RawBody<'_> = serde_json::from_slice(body).unwrap();
-        let files = raw.files.unwrap();
-        assert_eq!(files[0].file_value, Some(JsonStr("QUJD")));
-        assert_eq!(files[1].file_value, Some(JsonStr(r"QU\/J")));
+        let (files, v) = files_of(body).unwrap();
+        assert_eq!(files[0].1, JsonStr("QUJD"));
+        assert_eq!(files[1].1, JsonStr(r"QU\/J"));
         let start = body.as_ptr() as usize;
-        let at = files[1].file_value.unwrap().0.as_ptr() as usize;
+        let at = files[1].1.0.as_ptr() as usize;
         assert!(
             (start..start + body.len()).contains(&at),
             "borrowed from the body"
         );
-        assert_eq!(files[2].file_value, None);
-        assert_eq!(files[3].file_value, None);
-        let not_a_string = br#"{"files":[{"file_name":"a.pdf","file_value":12}]}"#;
-        assert!(serde_json::from_slice::<RawBody<'_>>(not_a_string).is_err());
+        assert_eq!(
+            paths(&v),
+            [
+                "files[2].file_value is required",
+                "files[3].file_value is required"
+            ]
+        );
+        let (_, v) = files_of(br#"{"files":[{"file_name":"a.pdf","file_value":12}]}"#).unwrap();
+        assert_eq!(paths(&v), ["files[0].file_value must be a string"]);
+    }
+
+    #[test]
+    fn files_of_the_wrong_shape_name_the_path() {
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{"files":{"a":1}}"#,
+                "files must be an array of file objects",
+            ),
+            (br#"{"files":[1]}"#, "files[0] must be an object"),
+            (
+                br#"{"files":[{"file_name":1,"file_value":"QQ=="}]}"#,
+                "files[0].file_name must be a string",
+            ),
+            (
+                br#"{"files":[{"file_name":"a","file_name":"b","file_value":"QQ=="}]}"#,
+                "files[0].file_name is a duplicate key",
+            ),
+            (
+                br#"{"files":[{"file_name":"a","file_value":"QQ==","x":{"k":1,"k":2}}]}"#,
+                "files[0].x.k is a duplicate key",
+            ),
+            (
+                br#"{"files":[{"file_name":"","file_value":"QQ=="}]}"#,
+                "files[0].file_name is required",
+            ),
+        ];
+        for (body, want) in cases {
+            let (_, v) = files_of(body).unwrap();
+            assert_eq!(paths(&v), [want], "{}", String::from_utf8_lossy(body));
+        }
+        let deep = format!(r#"{{"files":[{}{}]}}"#, "[".repeat(100), "]".repeat(100));
+        let (_, v) = files_of(deep.as_bytes()).unwrap();
+        assert!(
+            paths(&v)[0].contains("nested too deeply"),
+            "{:?}",
+            paths(&v)
+        );
+        let long = format!(
+            r#"{{"files":[{{"file_name":"{}","file_value":""}}]}}"#,
+            "n".repeat(1001)
+        );
+        let (_, v) = files_of(long.as_bytes()).unwrap();
+        assert_eq!(
+            paths(&v),
+            ["files[0].file_name must be at most 1000 characters"]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_top_level_key_is_refused_with_its_path() {
+        for (body, want) in [
+            (
+                &br#"{"files":[],"files":[]}"#[..],
+                "files is a duplicate key",
+            ),
+            (br#"{"agency":{},"agency":{}}"#, "agency is a duplicate key"),
+            (
+                br#"{"agency":{"name":"a","name":"b"}}"#,
+                "agency.name is a duplicate key",
+            ),
+        ] {
+            let Err(ApiError::InvalidRequest { message, .. }) = files_of(body) else {
+                panic!("accepted {}", String::from_utf8_lossy(body));
+            };
+            assert_eq!(message, want);
+        }
     }
 
     #[test]

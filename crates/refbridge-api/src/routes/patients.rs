@@ -2,9 +2,7 @@
 //! same patient records intake links referrals to.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use refbridge_domain::patient::PatientPut;
 use refbridge_domain::{PatientId, Role};
@@ -16,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::plans::json_value;
+use crate::json::JsonValue;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -62,17 +60,18 @@ pub struct PatientPutResponse {
 /// patient is created (201). Updates replace every field.
 #[utoipa::path(put, path = "/v1/patients", tag = "plans", request_body = PatientPutDoc,
     security(("bearer" = [])),
-    responses((status = 200, body = PatientPutResponse, description = "updated"),
+    responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = PatientPutResponse, description = "updated"),
         (status = 201, body = PatientPutResponse, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn put_patient(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonValue, ApiError>,
 ) -> Result<(StatusCode, Json<PatientPutResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
-    let put = PatientPut::parse(&json_value(body)?)?;
+    let put = PatientPut::parse(&body?.0)?;
     let (id, outcome) = state.store.put_patient(&put, &caller.name).await?;
     let (status, name) = match outcome {
         PatientPutOutcome::SourceIdMatch => (StatusCode::OK, "source_id_match"),

@@ -2,8 +2,6 @@
 //! insurance names it does not know; a reviewer maps them here.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -17,7 +15,8 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::plans::{flag, json_value};
+use crate::json::JsonValue;
+use crate::routes::plans::flag;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -103,17 +102,18 @@ pub struct PayorPutDoc {
 /// PUT semantics: a funder left out is cleared, and the payor becomes unmapped.
 #[utoipa::path(put, path = "/v1/payors", tag = "plans", request_body = PayorPutDoc,
     security(("bearer" = [])),
-    responses((status = 200, body = Payor, description = "updated"),
+    responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = Payor, description = "updated"),
         (status = 201, body = Payor, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn put_payor(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonValue, ApiError>,
 ) -> Result<(StatusCode, Json<Payor>), ApiError> {
     caller.require(Role::Reviewer)?;
-    let put = PayorPut::parse(&json_value(body)?)?;
+    let put = PayorPut::parse(&body?.0)?;
     let (rec, created) = state.store.put_payor(&put, &caller.name).await?;
     tracing::info!(payor_id = %rec.id, created, unmapped = rec.unmapped, "payor put");
     let status = if created {

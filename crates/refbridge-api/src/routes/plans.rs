@@ -2,8 +2,6 @@
 //! `DELETE` (archive) and `PATCH` (source_id only).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,13 +10,13 @@ use refbridge_domain::plan::{ConflictReason, PlanPatch, PlanPut};
 use refbridge_domain::{PatientId, PlanId, Role};
 use refbridge_storage::{PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, StorageError};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::json::JsonValue;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,25 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_plan))
         .routes(routes!(get_plan, delete_plan, patch_plan))
         .routes(routes!(list_plans))
-}
-
-/// The body as a JSON value, with our error shape. serde_json's messages for syntax errors
-/// name positions, not values.
-pub(crate) fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge("request body is too large".into())
-        } else {
-            ApiError::InvalidJson("cannot read the request body".into())
-        }
-    })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body is not a JSON document (line {} column {})",
-            e.line(),
-            e.column()
-        ))
-    })
 }
 
 /// `true` or `false`; absent is `false`.
@@ -201,6 +180,7 @@ pub struct PutQuery {
 #[utoipa::path(put, path = "/v1/patient-plans", tag = "plans", params(PutQuery),
     request_body = PatientPlanPut, security(("bearer" = [])),
     responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 200, body = PatientPlanPutResponse, description = "source_id match or duplicate"),
         (status = 201, body = PatientPlanPutResponse, description = "created (or replaced)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -212,11 +192,11 @@ async fn put_plan(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<PutQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonValue, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Reviewer)?;
     let dry_run = flag("dry_run", q.dry_run.as_deref())?;
-    let put = PlanPut::parse(&json_value(body)?)?;
+    let put = PlanPut::parse(&body?.0)?;
     let behavior = put
         .conflict_behavior
         .unwrap_or(state.config.default_conflict_behavior);
@@ -343,7 +323,8 @@ pub struct PatientPlanPatch {
 #[utoipa::path(patch, path = "/v1/patient-plans/{patient_plan_id}", tag = "plans",
     params(("patient_plan_id" = String, Path, format = Uuid)), request_body = PatientPlanPatch,
     security(("bearer" = [])),
-    responses((status = 204, description = "changed"),
+    responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 204, description = "changed"),
         (status = 400, body = ErrorBody, description = "any field but source_id"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -352,11 +333,11 @@ async fn patch_plan(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonValue, ApiError>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_plan_id(&id)?;
-    let patch = PlanPatch::parse(&json_value(body)?)?;
+    let patch = PlanPatch::parse(&body?.0)?;
     match state
         .store
         .set_plan_source_id(id, patch.source_id.as_ref(), &caller.name)

@@ -518,21 +518,34 @@ async fn get_file(
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-    let safe_name: String = file
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(&file.name)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+/// `attachment` with the file's name as RFC 6266 gives it: `filename` an ASCII fallback
+/// (anything else, quotes, backslashes and `%` as `_`), `filename*` the name itself in UTF-8,
+/// percent-encoded (RFC 8187).
+fn content_disposition(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '%' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len());
+    for b in name.bytes() {
+        // RFC 8187's attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~"; every other byte as %XX.
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -546,23 +559,19 @@ pub struct DenyRequest {
     params(("request_id" = String, Path, format = Uuid)),
     request_body = DenyRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
+    responses(
+        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
                (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody, description = "not in a state that can be denied")))]
 async fn deny(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    body: Result<Json<DenyRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<crate::json::JsonBody<DenyRequest>, ApiError>,
 ) -> Result<Json<ReferralDetail>, ApiError> {
     caller.require(Role::Reviewer)?;
     let id = parse_request_id(&request_id)?;
-    let Json(body) = body.map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "the body must be a JSON object with a reason ({})",
-            e.status()
-        ))
-    })?;
+    let crate::json::JsonBody(body) = body?;
     let reason = body.reason.as_deref().map(str::trim).unwrap_or_default();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "is required"));
@@ -594,4 +603,26 @@ async fn deny(
         )
         .await?;
     Ok(Json(detail(&state, rec).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn names_are_given_as_rfc_6266_says() {
+        assert_eq!(
+            content_disposition("a.pdf"),
+            "attachment; filename=\"a.pdf\"; filename*=UTF-8''a.pdf"
+        );
+        assert_eq!(
+            content_disposition("résumé \"final\" 100%.pdf"),
+            "attachment; filename=\"r_sum_ _final_ 100_.pdf\"; \
+             filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22%20100%25.pdf"
+        );
+        assert_eq!(
+            content_disposition("../x\\y\u{FFFD}z"),
+            "attachment; filename=\"../x_y_z\"; filename*=UTF-8''..%2Fx%5Cy%EF%BF%BDz"
+        );
+    }
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod idempotency;
 mod intake;
 mod logs;
+mod media;
 mod meta;
 mod patients;
 mod plans;

@@ -151,8 +151,10 @@ async fn invalid_put_answers_400_naming_the_field_and_writes_nothing() {
         assert_eq!(b["error"], "invalid_request");
         assert_eq!(b["details"][0]["path"], field, "{b}");
     }
+    // No body, no Content-Type: not a JSON document.
     let (s, b) = send(&app, "PUT", "/v1/patient-plans", None).await;
-    assert_eq!(s, 400, "{b}");
+    assert_eq!(s, 415, "{b}");
+    assert_eq!(b["message"], "Content-Type must be application/json", "{b}");
     assert!(plans_of(&app, &p, true).await.is_empty());
 }
 

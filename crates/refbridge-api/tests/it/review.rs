@@ -142,7 +142,7 @@ async fn file_download_returns_the_bytes_with_the_detected_type() {
     assert_eq!(res.headers()["content-type"], "image/png");
     assert_eq!(
         res.headers()["content-disposition"],
-        "attachment; filename=\"physician_order_form.pdf\""
+        "attachment; filename=\"physician_order_form.pdf\"; filename*=UTF-8''physician_order_form.pdf"
     );
     let bytes = res.bytes().await.unwrap();
     use base64::Engine;

@@ -446,3 +446,39 @@ async fn a_file_the_form_carries_twice_is_delivered_once() {
     assert_eq!(app.sim().state().attachments.len(), 1);
     assert!(app.sim().duplicates().is_empty());
 }
+
+/// A name intake accepts is sent: path separators, `..`, NUL, control characters and 300
+/// characters reach ACCloud as a safe name (the last segment, at most 120 characters, its
+/// extension kept), at intake and in a later documents upload; the send never pauses for it.
+#[tokio::test]
+async fn a_hostile_file_name_accepted_at_intake_is_sent_under_a_safe_name() {
+    let app = spawn_app().await;
+    let hostile = format!("../..\\etc/pa\0ss\u{7}wd\r\n{}.pdf", "é".repeat(280));
+    let mut p = app.payload(ID, 1094);
+    p["files"] = json!([{"file_name": hostile, "file_value": "JVBERi0xLjQgeA=="}]);
+    app.post_referral(&p).await;
+    let (s, b) = app.approve(ID, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    // A multipart header cannot carry NUL or line breaks: the rest of the name can.
+    let upload = format!("../..\\etc/pass\twd{}.pdf", "é".repeat(280));
+    let (s, b) = app
+        .post_documents(ID, &[(upload.as_str(), b"%PDF-1.4 another".to_vec())])
+        .await;
+    assert_eq!(s, 202, "{b}");
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    let sent = app.sim().state().attachments;
+    assert_eq!(sent.len(), 2);
+    for a in &sent {
+        assert!(
+            !a.filename
+                .contains(['/', '\\', '\0', '\r', '\n', '\t', '\u{7}']),
+            "{a:?}"
+        );
+        assert!(a.filename.ends_with(".pdf"), "{a:?}");
+        assert!(a.filename.chars().count() <= 120, "{a:?}");
+    }
+    assert!(app.sim().duplicates().is_empty());
+}
