@@ -40,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/referrals/{id}", get(referrals::referral))
         .route("/console/referrals/{id}/approve", post(referrals::approve))
         .route("/console/referrals/{id}/deny", post(referrals::deny))
+        .route(
+            "/console/referrals/{id}/files/{file_id}",
+            get(referrals::file),
+        )
         .route("/console/referrals/{id}/change", post(referrals::change))
         .route("/console/referrals/{id}/cancel", post(referrals::cancel))
         .route("/console/referrals/{id}/resume", post(referrals::resume))

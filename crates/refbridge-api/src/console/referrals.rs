@@ -50,6 +50,60 @@ fn parse_before(s: &str) -> Option<(DateTime<Utc>, RequestId)> {
     ))
 }
 
+/// Files the browser shows itself: PDFs and common images.
+fn previewable(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/pdf" | "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FileQuery {
+    view: Option<String>,
+}
+
+/// A file of the referral: downloaded, or shown inline (`?view=inline`, PDFs and images).
+pub async fn file(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((raw, file_id)): Path<(String, String)>,
+    Query(q): Query<FileQuery>,
+) -> Result<Response, ApiError> {
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let (Ok(id), Ok(file_id)) = (
+        RequestId::parse(&raw),
+        refbridge_domain::FileId::parse(&file_id),
+    ) else {
+        return Ok(message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such file.",
+            Some(&user),
+        ));
+    };
+    let inline = q.view.as_deref() == Some("inline");
+    match crate::routes::referrals::file_response(
+        &state,
+        id,
+        file_id,
+        (&user.user.name, "console"),
+        inline,
+    )
+    .await
+    {
+        Err(ApiError::NotFound(_)) => Ok(message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such file.",
+            Some(&user),
+        )),
+        other => other,
+    }
+}
+
 /// A query value, percent-encoded.
 fn url_encode(s: &str) -> String {
     s.bytes()
@@ -371,7 +425,18 @@ async fn page(
         }
         h2 { "Files" }
         @if rec.files.is_empty() { p { "No files." } } @else {
-            ul { @for f in &rec.files { li { (f.name) " · " (f.media_type) " · " (f.size) " bytes" } } }
+            ul { @for f in &rec.files {
+                li {
+                    @let href = format!("/console/referrals/{id}/files/{}", f.id);
+                    a href=(href) { (f.name) } " · " (f.media_type) " · " (f.size) " bytes"
+                    @if previewable(&f.media_type) {
+                        " · " a href={ (href) "?view=inline" } target="_blank" rel="noopener" { "preview" }
+                        @if f.media_type.starts_with("image/") {
+                            br; img src={ (href) "?view=inline" } alt={ "Preview of " (f.name) } class="preview" loading="lazy";
+                        }
+                    }
+                }
+            } }
         }
         @if let Some(TermsForm { purpose: Purpose::Approve, values, errors }) = &form {
             h2 { "Approve" }

@@ -494,6 +494,18 @@ async fn get_file(
     let id = parse_request_id(&request_id)?;
     let file_id =
         FileId::parse(&file_id).map_err(|_| ApiError::field("file_id", "must be a UUID"))?;
+    file_response(&state, id, file_id, (&caller.name, "api"), false).await
+}
+
+/// One file of a referral request as a response, its read logged for `reader` (name, via).
+/// `inline`: shown in the browser (PDFs and images), else downloaded.
+pub(crate) async fn file_response(
+    state: &AppState,
+    id: RequestId,
+    file_id: FileId,
+    reader: (&str, &str),
+    inline: bool,
+) -> Result<Response, ApiError> {
     let file = state
         .store
         .referral_file(id, file_id)
@@ -501,7 +513,7 @@ async fn get_file(
         .ok_or_else(|| ApiError::NotFound(format!("no file {file_id} on referral request {id}")))?;
     state
         .store
-        .record_phi_access(&caller.name, "api", "file", Some(id), None)
+        .record_phi_access(reader.0, reader.1, "file", Some(id), None)
         .await?;
     let handle = tokio::fs::File::open(state.files.path_of(&file.sha256))
         .await
@@ -518,9 +530,20 @@ async fn get_file(
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-    if let Ok(v) = HeaderValue::from_str(&content_disposition(&file.name)) {
+    let disposition = content_disposition(&file.name);
+    let disposition = if inline {
+        disposition.replacen("attachment", "inline", 1)
+    } else {
+        disposition
+    };
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
+    // A file is shown as what it is, never sniffed into something else.
+    headers.insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
     Ok(res)
 }
 

@@ -693,3 +693,56 @@ async fn a_patients_page_shows_their_plans_and_payors_are_mapped_unmapped_first(
         .await;
     assert_eq!(s, 403, "CSRF");
 }
+
+#[tokio::test]
+async fn files_download_or_show_inline_and_each_read_is_logged() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    let d = app
+        .get_json(&format!("/v1/referral-requests/{EXAMPLE_ID}"))
+        .await;
+    let file_id = d["files"][0]["id"].as_str().unwrap().to_owned();
+    let b = signed_in(&app).await;
+    let (_, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    let path = format!("/console/referrals/{EXAMPLE_ID}/files/{file_id}");
+    assert!(html.contains(&path), "the file is linked");
+    assert!(
+        html.contains(&format!("{path}?view=inline")),
+        "an image has a preview"
+    );
+    for (query, disposition) in [("", "attachment;"), ("?view=inline", "inline;")] {
+        let res = b
+            .http
+            .get(format!("{}{path}{query}", app.base))
+            .header("cookie", b.cookie.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let cd = res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(cd.starts_with(disposition), "{cd}");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        assert!(!res.bytes().await.unwrap().is_empty());
+    }
+    let reads = app
+        .store
+        .phi_access(&refbridge_storage::AccessFilter {
+            request_id: Some(refbridge_domain::RequestId::parse(EXAMPLE_ID).unwrap()),
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|r| r.what == "file" && r.via == "console" && r.actor == "dana")
+            .count(),
+        2
+    );
+    let (s, _, to) = Browser::new(&app).get(&path).await;
+    assert_eq!((s, to.as_deref()), (303, Some("/console/login")));
+}
