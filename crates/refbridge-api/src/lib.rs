@@ -71,7 +71,7 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .merge(console::router())
+        .merge(console::router(state.config.max_file_bytes))
         .with_state(state.clone())
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(state, idempotency::replay))

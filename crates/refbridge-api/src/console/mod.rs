@@ -22,8 +22,8 @@ use crate::state::AppState;
 
 const CSS: &str = include_str!("console.css");
 
-/// The console's routes, and `/` sent to it.
-pub fn router() -> Router<AppState> {
+/// The console's routes, and `/` sent to it. `max_file_bytes`: the largest document.
+pub fn router(max_file_bytes: u64) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(referrals::inbox))
@@ -46,6 +46,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/referrals/{id}/change", post(referrals::change))
         .route("/console/referrals/{id}/cancel", post(referrals::cancel))
+        .route(
+            "/console/referrals/{id}/documents",
+            post(referrals::documents).layer(axum::extract::DefaultBodyLimit::max(
+                crate::routes::approval::documents_body_limit(max_file_bytes),
+            )),
+        )
         .route("/console/referrals/{id}/resume", post(referrals::resume))
         .route(
             "/console/assets/console.css",

@@ -21,7 +21,7 @@ use super::pages::{field, layout, live_layout, message, not_for_role, select};
 use super::session::ConsoleUser;
 use crate::error::ApiError;
 use crate::routes::approval::{
-    approve_referral, cancel_referral, change_terms, preview_terms, send_error,
+    approve_referral, cancel_referral, change_terms, preview_terms, receive_documents, send_error,
 };
 use crate::state::AppState;
 
@@ -484,6 +484,16 @@ async fn page(
                 values,
                 errors,
             ))
+            h2 { "Add documents" }
+            form method="post" enctype="multipart/form-data" action={ "/console/referrals/" (id) "/documents" } {
+                // First, so that it is read before the files.
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                div class="field" {
+                    label for="documents" { "Files (at most 50 MB each; a file the agency has already is not sent again)" }
+                    input id="documents" name="file" type="file" multiple required;
+                }
+                button type="submit" class="secondary" { "Send the documents" }
+            }
             h2 { "Cancel the referral" }
             form method="post" action={ "/console/referrals/" (id) "/cancel" } {
                 input type="hidden" name="csrf" value=(user.csrf_token);
@@ -1122,5 +1132,69 @@ pub async fn resume(
             ApiError::Conflict(m) => Ok(message(StatusCode::CONFLICT, "Resume", &m, Some(&user))),
             other => Err(other),
         },
+    }
+}
+
+/// New documents for a sent referral (multipart: the CSRF token first, then the files).
+pub async fn documents(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(raw): Path<String>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(mut multipart) = multipart else {
+        return Ok(message(
+            StatusCode::BAD_REQUEST,
+            "Documents",
+            "Choose the files to send.",
+            Some(&user),
+        ));
+    };
+    let token = match multipart.next_field().await {
+        Ok(Some(field)) if field.name() == Some("csrf") => field.text().await.ok(),
+        _ => None,
+    };
+    if let Some(refused) = user.csrf_refusal(token.as_deref()) {
+        return Ok(refused);
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(not_for_role(&user));
+    }
+    let rec = match load(&state, &raw).await? {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    let id = rec.request_id;
+    match receive_documents(&state, id, &mut multipart, &user.user.name).await {
+        Ok((_, answer)) if !answer.changed => Ok(message(
+            StatusCode::OK,
+            "Documents",
+            &format!(
+                "Nothing was sent: the agency has these already ({}).",
+                answer.already_delivered.join(", ")
+            ),
+            Some(&user),
+        )),
+        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
+        Err(ApiError::InvalidRequest { details, .. }) => Ok(message(
+            StatusCode::BAD_REQUEST,
+            "Documents",
+            &details
+                .iter()
+                .map(|v| format!("{}: {}", v.path, v.problem))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(&user),
+        )),
+        Err(ApiError::Conflict(m)) => {
+            Ok(message(StatusCode::CONFLICT, "Documents", &m, Some(&user)))
+        }
+        Err(ApiError::PayloadTooLarge(m)) => Ok(message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Documents",
+            &m,
+            Some(&user),
+        )),
+        Err(e) => Err(e),
     }
 }

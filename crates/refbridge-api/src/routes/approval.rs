@@ -596,6 +596,19 @@ async fn documents(
             "Content-Type must be multipart/form-data (with its boundary)".into(),
         )
     })?;
+    let (status, response) = receive_documents(&state, id, &mut multipart, &caller.name).await?;
+    Ok((status, Json(response)))
+}
+
+/// Receives the file parts of `multipart` (what is left of it) as new documents of a sent
+/// referral and queues their upload: what `POST …/documents` and the console's upload form
+/// both do.
+pub(crate) async fn receive_documents(
+    state: &AppState,
+    id: RequestId,
+    multipart: &mut axum::extract::Multipart,
+    actor: &str,
+) -> Result<(StatusCode, ChangeResponse), ApiError> {
     let rec = state
         .store
         .get_referral(id)
@@ -679,7 +692,7 @@ async fn documents(
     };
     let recorded = state
         .store
-        .record_change(id, &change, &caller.name)
+        .record_change(id, &change, actor)
         .await
         .map_err(|e| send_error(id, e))?;
     let name = |i: &usize| change.files[*i].name.clone();
@@ -688,7 +701,7 @@ async fn documents(
         tracing::info!(request_id = %id, files = change.files.len(), "documents already delivered");
         return Ok((
             StatusCode::OK,
-            Json(ChangeResponse {
+            ChangeResponse {
                 request_id: id,
                 status: rec.status,
                 changed: false,
@@ -698,7 +711,7 @@ async fn documents(
                 planned_calls: Vec::new(),
                 terms: None,
                 already_delivered,
-            }),
+            },
         ));
     };
     state.wake.notify_one();
@@ -708,7 +721,7 @@ async fn documents(
     tracing::info!(request_id = %id, change_no, files = queued.len(), "documents queued");
     Ok((
         StatusCode::ACCEPTED,
-        Json(ChangeResponse {
+        ChangeResponse {
             request_id: id,
             status: ReferralStatus::Sending,
             changed: true,
@@ -725,7 +738,7 @@ async fn documents(
                 .collect(),
             terms: None,
             already_delivered,
-        }),
+        },
     ))
 }
 

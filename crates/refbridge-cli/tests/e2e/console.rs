@@ -276,6 +276,28 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     assert_eq!(revisions.iter().filter(|r| r.is_latest_revision).count(), 1);
     assert!(revisions.iter().any(|r| r.revision_number == 2));
 
+    // A document, uploaded from the page.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("care plan.pdf");
+    std::fs::write(&doc, b"%PDF-1.4 care plan from the console").unwrap();
+    c.find(Locator::Css("#documents"))
+        .await
+        .unwrap()
+        .send_keys(doc.to_str().unwrap())
+        .await
+        .unwrap();
+    submit(c, "/documents").await;
+    on_page(c, &page).await;
+    wait_for_status(c, "sent").await;
+    let names: Vec<String> = app
+        .sim()
+        .state()
+        .attachments
+        .iter()
+        .map(|a| a.filename.clone())
+        .collect();
+    assert!(names.contains(&"care plan.pdf".to_owned()), "{names:?}");
+
     // Cancel, with a reason.
     c.find(Locator::Css("#reason_code"))
         .await
