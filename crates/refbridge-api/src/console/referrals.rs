@@ -21,7 +21,8 @@ use super::pages::{field, layout, live_layout, message, not_for_role, select};
 use super::session::ConsoleUser;
 use crate::error::ApiError;
 use crate::routes::approval::{
-    approve_referral, cancel_referral, change_terms, preview_terms, receive_documents, send_error,
+    approve_referral, cancel_referral, change_terms, preview_terms, receive_documents,
+    resume_referral,
 };
 use crate::state::AppState;
 
@@ -307,12 +308,16 @@ pub async fn referral(
                 errors,
             })
         }
-        ReferralStatus::Sent => state
+        ReferralStatus::Sent | ReferralStatus::NeedsAttention => state
             .store
             .approval(rec.request_id)
             .await?
             .map(|a| TermsForm {
-                purpose: Purpose::Change(None),
+                purpose: if rec.status == ReferralStatus::Sent {
+                    Purpose::Change(None)
+                } else {
+                    Purpose::Resume
+                },
                 values: values_of(&a.terms),
                 errors: HashMap::new(),
             }),
@@ -324,6 +329,8 @@ pub async fn referral(
 /// What the terms form is for.
 enum Purpose {
     Approve,
+    /// Resuming a paused send with corrected terms.
+    Resume,
     /// A change of the sent terms; with the plan of a dry run once previewed.
     Change(Option<ChangePreview>),
 }
@@ -511,6 +518,18 @@ async fn page(
                 input type="hidden" name="csrf" value=(user.csrf_token);
                 p { "Resume the send from the step where it stopped; that step first looks its object up in ACCloud, in case its last call landed." }
                 button type="submit" { "Resume the send" }
+            }
+            @if let Some(TermsForm { purpose: Purpose::Resume, values, errors }) = &form {
+                h2 { "Resume with corrected terms" }
+                p { "When the pause says the terms are wrong (a funder or service code ACCloud does not know, dates), correct them here; the send goes on with them." }
+                (terms_form(
+                    &format!("/console/referrals/{id}/resume"),
+                    "Correct the terms and resume",
+                    html! { input type="hidden" name="corrected" value="yes"; },
+                    user,
+                    values,
+                    errors,
+                ))
             }
         }
         @if !steps.is_empty() {
@@ -1101,18 +1120,13 @@ pub async fn deny(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
-}
-
 pub async fn resume(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(raw): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
+    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
         return Ok(refused);
     }
     if !user.may(Role::Reviewer) {
@@ -1123,16 +1137,52 @@ pub async fn resume(
         Err(page) => return Ok(page),
     };
     let id = rec.request_id;
-    match state.store.resume_send(id, None, &user.user.name).await {
-        Ok(()) => {
-            state.wake.notify_one();
-            Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response())
+    let corrected = if f.get("corrected").map(String::as_str) == Some("yes") {
+        let mut input = match input_of(&f) {
+            Ok(i) => i,
+            Err(problems) => return Ok(problems_page(&user, "Resume", problems.into_iter())),
+        };
+        // The form names the first authorization; the others are kept as approved.
+        if let (Some(approval), Some(list)) = (
+            state.store.approval(id).await?,
+            input.authorizations.as_mut(),
+        ) {
+            let kept = ApprovalInput::from_terms(&approval.terms)
+                .authorizations
+                .unwrap_or_default();
+            list.extend(kept.into_iter().skip(1));
         }
-        Err(e) => match send_error(id, e) {
-            ApiError::Conflict(m) => Ok(message(StatusCode::CONFLICT, "Resume", &m, Some(&user))),
-            other => Err(other),
-        },
+        Some(input)
+    } else {
+        None
+    };
+    match resume_referral(&state, id, corrected.as_ref(), &user.user.name).await {
+        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
+        Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
+            &user,
+            "Resume",
+            details.into_iter().map(|v| (v.path, v.problem)),
+        )),
+        Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, "Resume", &m, Some(&user))),
+        Err(e) => Err(e),
     }
+}
+
+/// A page listing the problems found in a form, by field.
+fn problems_page(
+    user: &ConsoleUser,
+    title: &str,
+    problems: impl Iterator<Item = (String, String)>,
+) -> Response {
+    let text: Vec<String> = problems
+        .map(|(path, problem)| format!("{path}: {problem}"))
+        .collect();
+    message(
+        StatusCode::BAD_REQUEST,
+        title,
+        &format!("Nothing was changed. Please correct: {}", text.join("; ")),
+        Some(user),
+    )
 }
 
 /// New documents for a sent referral (multipart: the CSRF token first, then the files).

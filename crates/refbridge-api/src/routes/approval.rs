@@ -278,8 +278,20 @@ async fn resume(
     caller.require(Role::Reviewer)?;
     let id = parse_id(&request_id)?;
     let corrected = input?.0;
-    let terms = match &corrected {
-        Some(input) => Some(resolve_terms(&state, id, input).await?.1),
+    let response = resume_referral(&state, id, corrected.as_ref(), &caller.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// Resumes a send that needs attention, optionally with corrected terms: what
+/// `POST …/approval/resume` and the console's resume form both do.
+pub(crate) async fn resume_referral(
+    state: &AppState,
+    id: RequestId,
+    corrected: Option<&ApprovalInput>,
+    actor: &str,
+) -> Result<ApprovalResponse, ApiError> {
+    let terms = match corrected {
+        Some(input) => Some(resolve_terms(state, id, input).await?.1),
         None => None,
     };
     let approved = state.store.approval(id).await?;
@@ -288,7 +300,7 @@ async fn resume(
     }
     state
         .store
-        .resume_send(id, terms.as_ref(), &caller.name)
+        .resume_send(id, terms.as_ref(), actor)
         .await
         .map_err(|e| send_error(id, e))?;
     state.wake.notify_one();
@@ -302,15 +314,12 @@ async fn resume(
         }
     };
     tracing::info!(request_id = %id, "send resumed");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(ApprovalResponse {
-            request_id: id,
-            status: ReferralStatus::Sending,
-            terms,
-            changed: true,
-        }),
-    ))
+    Ok(ApprovalResponse {
+        request_id: id,
+        status: ReferralStatus::Sending,
+        terms,
+        changed: true,
+    })
 }
 
 // ---- after the send ----

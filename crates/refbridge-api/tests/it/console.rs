@@ -746,3 +746,45 @@ async fn files_download_or_show_inline_and_each_read_is_logged() {
     let (s, _, to) = Browser::new(&app).get(&path).await;
     assert_eq!((s, to.as_deref()), (303, Some("/console/login")));
 }
+
+#[tokio::test]
+async fn a_paused_send_resumes_from_the_page_with_corrected_terms() {
+    let app = spawn_app().await;
+    let id = "00000000-0000-4000-8000-000000000501";
+    paused(&app, id, 3501, "ACCloud has no funder named BCBS").await;
+    let b = signed_in(&app).await;
+    let page = format!("/console/referrals/{id}");
+    let (_, html, _) = b.get(&page).await;
+    assert!(html.contains("Resume with corrected terms"));
+    assert!(
+        html.contains(r#"value="BCBS""#),
+        "prefilled with the approved terms"
+    );
+    let csrf = b.csrf(&page).await;
+    let today = chrono::Utc::now().date_naive();
+    let (start, end) = (
+        (today + chrono::Duration::days(3)).to_string(),
+        (today + chrono::Duration::days(60)).to_string(),
+    );
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("corrected", "yes"),
+        ("service.name", "Physical Therapy"),
+        ("service.service_code", "PT"),
+        ("service.funder", "Blue Cross Blue Shield"),
+        ("authorizations[0].start_date", &start),
+        ("authorizations[0].end_date", &end),
+        ("authorizations[0].rule_type", "VISITS"),
+        ("authorizations[0].rule_weekly", "2"),
+        ("referral.care_type", "nursing"),
+        ("referral.referral_type", "service"),
+    ];
+    let (s, _, to) = b.post(&format!("{page}/resume"), &form).await;
+    assert_eq!((s, to.as_deref()), (303, Some(page.as_str())));
+    let d = app.get_json(&format!("/v1/referral-requests/{id}")).await;
+    assert_eq!(d["status"], "sending");
+    assert_eq!(
+        d["send"]["terms"]["service"]["funder"]["name"],
+        "Blue Cross Blue Shield"
+    );
+}
