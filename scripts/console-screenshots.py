@@ -67,6 +67,17 @@ try:
         go(path)
         time.sleep(0.3)
         shot(f"referral-{i + 1}")
+    for name, path in (("attention", "/console/attention"), ("ops", "/console/ops"),
+                       ("payors", "/console/payors")):
+        go(path)
+        time.sleep(0.3)
+        shot(name)
+    go(paths[0])
+    patient = re.findall(r'href="(/console/patients/[0-9a-f-]+)"', call("GET", f"{s}/source"))
+    if patient:
+        go(patient[0])
+        time.sleep(0.3)
+        shot("patient")
     call("DELETE", s)
 finally:
     driver.terminate()
