@@ -9,4 +9,5 @@ mod helpers;
 mod multiprocess;
 mod plans;
 mod send;
+mod server;
 mod workers;
