@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -109,9 +111,9 @@ pub async fn serve(
     let mut refused = 0u64;
     let mut refused_logged = Instant::now();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
@@ -146,6 +148,7 @@ pub async fn serve(
         };
         let service = ConnService {
             app: app.clone(),
+            peer,
             served: Arc::new(AtomicUsize::new(0)),
             max_requests: limits.keep_alive_max_requests,
             body_timeout: limits.body_read_timeout,
@@ -251,6 +254,9 @@ async fn accept_failed(e: &std::io::Error) {
 #[derive(Clone)]
 struct ConnService {
     app: Router,
+    /// The client's address, given to handlers as `ConnectInfo<SocketAddr>` (as axum's
+    /// `into_make_service_with_connect_info` would).
+    peer: SocketAddr,
     served: Arc<AtomicUsize>,
     max_requests: usize,
     body_timeout: Duration,
@@ -262,7 +268,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.health_only || n >= self.max_requests;
         let refuse = self.health_only && !HEALTH.contains(&req.uri().path());

@@ -267,3 +267,27 @@ async fn a_kept_alive_connection_is_closed_after_its_last_allowed_request() {
     assert_eq!(answers.matches("HTTP/1.1 200").count(), 3, "{answers}");
     assert_eq!(answers.matches("connection: close").count(), 1, "{answers}");
 }
+
+#[tokio::test]
+async fn handlers_get_the_client_address_as_connect_info() {
+    use axum::extract::ConnectInfo;
+    let app = axum::Router::new().route(
+        "/peer",
+        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            peer.ip().to_string()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(refbridge_cli::server::serve(
+        app,
+        listener,
+        Limits::default(),
+        std::future::pending(),
+    ));
+    let answer = request(addr, &get("/peer")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("127.0.0.1"), "{answer}");
+}
