@@ -144,13 +144,18 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-/// Reads one JSON value, refusing a duplicate key and nesting deeper than [`MAX_DEPTH`].
-/// `depth` counts the arrays and objects around the value.
+/// Reads one JSON value, refusing a duplicate key, nesting deeper than [`MAX_DEPTH`] and,
+/// unless `nul_ok`, a string holding NUL (`\u0000`: no text column stores it, PostgreSQL's
+/// refuses it). `depth` counts the arrays and objects around the value.
 pub struct StrictValue<'a> {
     pub found: &'a Found,
     pub path: Path<'a>,
     pub depth: usize,
+    pub nul_ok: bool,
 }
+
+/// The problem of a string holding NUL.
+pub const NUL: &str = "must not contain NUL characters (\\u0000)";
 
 impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
@@ -177,10 +182,12 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(v.into())
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.text(v)?;
         Ok(Value::String(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.text(&v)?;
         Ok(Value::String(v))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -197,6 +204,7 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
             found: self.found,
             path: Path::Index(&self.path, out.len()),
             depth: self.depth + 1,
+            nul_ok: self.nul_ok,
         })? {
             out.push(v);
         }
@@ -211,10 +219,16 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
             if out.contains_key(key.as_ref()) {
                 return Err(self.found.fail(&path, "is a duplicate key"));
             }
+            if !self.nul_ok && key.contains('\0') {
+                return Err(self
+                    .found
+                    .fail(&self.path, "has a key holding NUL (\\u0000)"));
+            }
             let v = map.next_value_seed(StrictValue {
                 found: self.found,
                 path,
                 depth: self.depth + 1,
+                nul_ok: self.nul_ok,
             })?;
             out.insert(key.into_owned(), v);
         }
@@ -223,6 +237,13 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
 }
 
 impl StrictValue<'_> {
+    fn text<E: de::Error>(&self, v: &str) -> Result<(), E> {
+        if !self.nul_ok && v.contains('\0') {
+            return Err(self.found.fail(&self.path, NUL));
+        }
+        Ok(())
+    }
+
     fn enter<E: de::Error>(&self) -> Result<(), E> {
         if self.depth >= MAX_DEPTH {
             return Err(self.found.fail(&self.path, TOO_DEEP));
@@ -242,6 +263,7 @@ pub fn parse_value(body: &[u8]) -> Result<Value, ApiError> {
         found: &found,
         path: Path::Root,
         depth: 0,
+        nul_ok: false,
     }
     .deserialize(&mut d)
     .and_then(|v| d.end().map(|()| v))
@@ -365,6 +387,13 @@ mod tests {
             assert_eq!(message(e), format!("{path} is a duplicate key"), "{body}");
         }
         assert!(parse_value(br#"{"a":{"k":1},"b":{"k":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn nul_in_a_string_is_refused_with_its_path() {
+        let e = parse_value(br#"{"a":[{"b":"x\u0000y"}]}"#).unwrap_err();
+        assert_eq!(message(e), format!("a[0].b {NUL}"));
+        assert!(parse_value(br#"{"a":"x\u0001y"}"#).is_ok());
     }
 
     #[test]

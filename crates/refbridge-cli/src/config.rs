@@ -28,6 +28,7 @@ pub struct Config {
     pub db_max_connections: u32,
     pub default_conflict_behavior: refbridge_domain::plan::ConflictBehavior,
     pub log: LogConfig,
+    pub http: HttpSettings,
     pub accloud: AcCloudSettings,
     pub worker: WorkerSettings,
     pub approval: refbridge_domain::approval::Defaults,
@@ -52,6 +53,16 @@ impl ConsoleConfig {
             secure_cookies: self.secure_cookies,
         }
     }
+}
+
+/// How the HTTP server treats slow, idle and numerous clients (`crate::server`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub keep_alive_max_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +244,19 @@ impl Config {
         if self.db_max_connections == 0 {
             return bad("db_max_connections", "must be at least 1");
         }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0 {
+            return bad("http.header_read_timeout_ms", "must be more than 0");
+        }
+        if h.body_read_timeout_ms == 0 {
+            return bad("http.body_read_timeout_ms", "must be more than 0");
+        }
+        if h.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1");
+        }
+        if h.keep_alive_max_requests == 0 {
+            return bad("http.keep_alive_max_requests", "must be at least 1");
+        }
         let a = &self.accloud;
         if a.target == AcCloudTarget::Url && a.url.trim().is_empty() {
             return bad("accloud.url", "must be set when accloud.target is url");
@@ -365,6 +389,29 @@ mod tests {
             jail.set_env("REFBRIDGE_LISTEN_PORT", "1");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("listen_port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_are_checked() {
+        Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let limits = crate::server::Limits::from_settings(&cfg.http);
+            let built_in = crate::server::Limits::default();
+            assert_eq!(limits.header_read_timeout, built_in.header_read_timeout);
+            assert_eq!(limits.body_read_timeout, built_in.body_read_timeout);
+            assert_eq!(limits.max_connections, built_in.max_connections);
+            assert_eq!(
+                limits.keep_alive_max_requests,
+                built_in.keep_alive_max_requests
+            );
+            jail.set_env("REFBRIDGE_HTTP__MAX_CONNECTIONS", "50");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.http.max_connections, 50);
+            jail.set_env("REFBRIDGE_HTTP__BODY_READ_TIMEOUT_MS", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("http.body_read_timeout_ms"), "{err}");
             Ok(())
         });
     }

@@ -4,6 +4,7 @@ pub mod commands;
 pub mod config;
 pub mod rate_budget;
 pub mod runtime;
+pub mod server;
 pub mod telemetry;
 
 use std::future::Future;
@@ -37,19 +38,24 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
     })
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+/// Serves the API on `listener` until `shutdown` completes, then drains open requests;
+/// under the built-in HTTP limits.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = refbridge_api::app(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(state, listener, server::Limits::default(), shutdown).await
+}
+
+/// [`serve`] under `limits` (`[http]` of the configuration).
+pub async fn serve_with(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    limits: server::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve(refbridge_api::app(state), listener, limits, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -123,6 +123,7 @@ async fn plan_contexts(
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "approved; the send is queued"),
         (status = 200, body = ApprovalResponse, description = "approved before with these terms"),
@@ -264,6 +265,7 @@ pub(crate) fn send_error(id: RequestId, e: SendError) -> ApiError {
     request_body(content = Option<ApprovalInput>, description = "corrected terms (optional)"),
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ApprovalResponse, description = "the send is queued again"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -386,6 +388,7 @@ fn planned(steps: &[Step]) -> Vec<PlannedCall> {
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the change is queued"),
         (status = 200, body = ChangeResponse, description = "a dry run, or nothing to change"),
@@ -495,6 +498,7 @@ pub struct CancelRequest {
     request_body = CancelRequest,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
         (status = 200, body = ChangeResponse, description = "already cancelled"),
@@ -584,6 +588,7 @@ pub(crate) async fn cancel_referral(
     request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not multipart/form-data, or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the uploads are queued"),
         (status = 200, body = ChangeResponse, description = "every document was delivered already"),

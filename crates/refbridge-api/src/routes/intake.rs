@@ -119,6 +119,7 @@ pub struct FormDataDoc {
     request_body = ReferralRequestDoc,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 200, body = IntakeResponse, description = "recorded (or recorded before)"),
         (status = 400, body = ErrorBody, description = "invalid document; every problem listed"),
@@ -364,6 +365,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
                     found: self.found,
                     path,
                     depth: 1,
+                    nul_ok: false,
                 })?;
                 fields.insert(key.into_owned(), v);
             }
@@ -404,6 +406,8 @@ impl<'de> Visitor<'de> for FileVisitor<'_> {
                 found: self.found,
                 path,
                 depth: FILE_DEPTH + 1,
+                // A file name may hold anything: `FileName` makes it displayable.
+                nul_ok: key == "file_name",
             };
             match key.as_ref() {
                 "file_value" => file.file_value = Some(map.next_value::<&'de RawValue>()?),
@@ -460,8 +464,9 @@ fn check_files<'a>(
             Ok(f) => f,
             Err(e) => {
                 // A duplicate key or too deep a value: the visitor said which.
-                if let ApiError::InvalidRequest { details, .. } = found.error(&e) {
-                    violations.0.extend(details);
+                match found.error(&e) {
+                    ApiError::InvalidRequest { details, .. } => violations.0.extend(details),
+                    _ => violations.push(format!("files[{i}]"), "is not a valid file object"),
                 }
                 continue;
             }
@@ -515,6 +520,7 @@ fn wrong_shape(
         found: &found,
         path,
         depth,
+        nul_ok: false,
     };
     let mut de = serde_json::Deserializer::from_str(text);
     match serde::de::DeserializeSeed::deserialize(seed, &mut de) {

@@ -61,6 +61,7 @@ pub struct PatientPutResponse {
 #[utoipa::path(put, path = "/v1/patients", tag = "plans", request_body = PatientPutDoc,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = PatientPutResponse, description = "updated"),
         (status = 201, body = PatientPutResponse, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

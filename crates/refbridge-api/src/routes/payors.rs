@@ -103,6 +103,7 @@ pub struct PayorPutDoc {
 #[utoipa::path(put, path = "/v1/payors", tag = "plans", request_body = PayorPutDoc,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = Payor, description = "updated"),
         (status = 201, body = Payor, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

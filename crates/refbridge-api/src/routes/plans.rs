@@ -180,6 +180,7 @@ pub struct PutQuery {
 #[utoipa::path(put, path = "/v1/patient-plans", tag = "plans", params(PutQuery),
     request_body = PatientPlanPut, security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
         (status = 200, body = PatientPlanPutResponse, description = "source_id match or duplicate"),
         (status = 201, body = PatientPlanPutResponse, description = "created (or replaced)"),
@@ -324,6 +325,7 @@ pub struct PatientPlanPatch {
     params(("patient_plan_id" = String, Path, format = Uuid)), request_body = PatientPlanPatch,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 204, description = "changed"),
         (status = 400, body = ErrorBody, description = "any field but source_id"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -583,6 +583,7 @@ pub struct DenyRequest {
     request_body = DenyRequest,
     security(("bearer" = [])),
     responses(
+        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
                (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody, description = "not in a state that can be denied")))]

@@ -672,3 +672,21 @@ async fn an_empty_file_is_accepted_with_a_warning() {
     assert_eq!(empty[0]["field"], "files[1]");
     assert!(!empty[0].to_string().contains("empty.pdf"));
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_text_field_is_400_naming_it_not_a_500() {
+    let app = spawn_app().await;
+    let mut doc = example();
+    doc["client"]["first_name"] = json!("Ja\u{0}ne");
+    doc["agency"]["name"] = json!("Gem\u{0}City");
+    let (s, b) = status_json(app.post_referral(&doc).await).await;
+    assert_eq!(s, 400, "{b}");
+    let paths: Vec<&str> = b["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["agency.name"], "{b}");
+    assert!(!b.to_string().contains("Gem"), "{b}");
+}

@@ -8,6 +8,23 @@ use crate::runtime;
 const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let limits = crate::server::Limits::from_settings(&cfg.http);
+    if let Some(files) = crate::server::raise_open_file_limit() {
+        // Each connection is a file; so are the database pool's, the log's, the store's.
+        let needed = limits.max_connections
+            + crate::server::SPARE_CONNECTIONS
+            + 64
+            + cfg.db_max_connections as usize;
+        if (files as usize) < needed {
+            tracing::warn!(
+                open_files = files,
+                needed,
+                "the open-file limit is below http.max_connections and what else the process holds: lower http.max_connections"
+            );
+        } else {
+            tracing::info!(open_files = files, "open-file limit");
+        }
+    }
     let state = crate::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -41,7 +58,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
         "refbridge API listening");
     let mut rx = stop_rx.clone();
-    crate::serve(state, listener, async move {
+    crate::serve_with(state, listener, limits, async move {
         tokio::select! {
             () = crate::shutdown_signal() => {},
             _ = rx.wait_for(|s| *s) => {},

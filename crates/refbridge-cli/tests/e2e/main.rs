@@ -10,4 +10,5 @@ mod helpers;
 mod multiprocess;
 mod plans;
 mod send;
+mod server;
 mod workers;

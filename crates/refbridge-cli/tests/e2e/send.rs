@@ -209,7 +209,9 @@ async fn invalid_terms_are_400_with_every_problem_and_nothing_is_sent() {
     );
     let (status, body) = app.approve(ID, &json!({"servicee": {}})).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"], "invalid_json");
+    // A field-level problem, named like the others.
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["message"], "servicee is not a known field");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(app.sim().journal().is_empty(), "nothing reached ACCloud");
     assert_eq!(app.detail(ID).await["status"], "received");
