@@ -260,6 +260,23 @@ pub async fn inbox(
     Ok(layout("Inbox", Some(&user), body).into_response())
 }
 
+/// The referral a reviewer's form acts on, once the form's CSRF token and the person's role
+/// are checked; `Ok(Err(page))` says why not.
+async fn acted_on(
+    state: &AppState,
+    user: &ConsoleUser,
+    raw: &str,
+    csrf: Option<&str>,
+) -> Result<Result<ReferralRecord, Response>, ApiError> {
+    if let Some(refused) = user.csrf_refusal(csrf) {
+        return Ok(Err(refused));
+    }
+    if !user.may(Role::Reviewer) {
+        return Ok(Err(not_for_role(user)));
+    }
+    load(state, raw).await
+}
+
 async fn load(state: &AppState, raw: &str) -> Result<Result<ReferralRecord, Response>, ApiError> {
     let Ok(id) = RequestId::parse(raw) else {
         return Ok(Err(message(
@@ -881,13 +898,7 @@ pub async fn approve(
     Path(raw): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, f.get("csrf").map(String::as_str)).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
@@ -937,13 +948,7 @@ pub async fn change(
     Path(raw): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, f.get("csrf").map(String::as_str)).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
@@ -1026,13 +1031,7 @@ pub async fn cancel(
     Path(raw): Path<String>,
     Form(f): Form<CancelForm>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, f.csrf.as_deref()).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
@@ -1074,13 +1073,7 @@ pub async fn deny(
     Path(raw): Path<String>,
     Form(f): Form<DenyForm>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.csrf.as_deref()) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, f.csrf.as_deref()).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
@@ -1126,13 +1119,7 @@ pub async fn resume(
     Path(raw): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(refused) = user.csrf_refusal(f.get("csrf").map(String::as_str)) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, f.get("csrf").map(String::as_str)).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
@@ -1204,13 +1191,7 @@ pub async fn documents(
         Ok(Some(field)) if field.name() == Some("csrf") => field.text().await.ok(),
         _ => None,
     };
-    if let Some(refused) = user.csrf_refusal(token.as_deref()) {
-        return Ok(refused);
-    }
-    if !user.may(Role::Reviewer) {
-        return Ok(not_for_role(&user));
-    }
-    let rec = match load(&state, &raw).await? {
+    let rec = match acted_on(&state, &user, &raw, token.as_deref()).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };

@@ -287,16 +287,27 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
         .await
         .unwrap();
     submit(c, "/documents").await;
+    // The page was the referral's before: wait for the upload to reach ACCloud itself.
+    let started = Instant::now();
+    loop {
+        let names: Vec<String> = app
+            .sim()
+            .state()
+            .attachments
+            .iter()
+            .map(|a| a.filename.clone())
+            .collect();
+        if names.contains(&"care plan.pdf".to_owned()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never uploaded: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     on_page(c, &page).await;
     wait_for_status(c, "sent").await;
-    let names: Vec<String> = app
-        .sim()
-        .state()
-        .attachments
-        .iter()
-        .map(|a| a.filename.clone())
-        .collect();
-    assert!(names.contains(&"care plan.pdf".to_owned()), "{names:?}");
 
     // Cancel, with a reason.
     c.find(Locator::Css("#reason_code"))
@@ -311,7 +322,51 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     assert_eq!(app.detail(ID).await["status"], "cancelled");
     assert!(app.sim().duplicates().is_empty());
 
+    // The other pages, each checked for accessibility.
+    let patient = c
+        .find(Locator::Css("a[href^=\"/console/patients/\"]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the patient is linked");
+    for path in ["/console/attention", "/console/payors", patient.as_str()] {
+        c.goto(&format!("{}{path}", app.base)).await.unwrap();
+        on_page(c, path).await;
+        accessible(c, &axe, path).await;
+    }
+    // A reviewer is refused the operations page.
+    c.goto(&format!("{}/console/ops", app.base)).await.unwrap();
+    assert!(source(c).await.contains("Not for your role"));
+    accessible(c, &axe, "refused").await;
+    // A form whose CSRF token is gone is refused.
+    c.goto(&format!("{}/console/payors", app.base))
+        .await
+        .unwrap();
+    c.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove());",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css(
+        "form[action=\"/console/payors\"] button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let started = Instant::now();
+    while !source(c).await.contains("did not come from this console") {
+        assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Signing out ends it: the inbox sends the browser to sign in again.
+    c.goto(&format!("{}/console", app.base)).await.unwrap();
+    on_page(c, "/console").await;
     submit(c, "/console/logout").await;
     on_page(c, "/console/login").await;
     c.goto(&format!("{}/console", app.base)).await.unwrap();
