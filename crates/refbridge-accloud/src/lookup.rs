@@ -133,3 +133,43 @@ pub async fn trusted_network(ac: &dyn AcCloud) -> Result<Vec<Organization>> {
     }
     Ok(out)
 }
+
+/// Every funder (of `branch_id`, when given).
+pub async fn funders(ac: &dyn AcCloud, branch_id: Option<BranchId>) -> Result<Vec<Funder>> {
+    let mut page = PageRequest::default();
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let filter = FunderFilter {
+            branch_id,
+            page,
+            ..FunderFilter::default()
+        };
+        let p = ac.list_funders(&filter).await?;
+        let more = p.has_next() && !p.items.is_empty();
+        out.extend(p.items);
+        if !more {
+            break;
+        }
+        page = page.next();
+    }
+    Ok(out)
+}
+
+/// Every service code (of `branch_id`, when given).
+pub async fn service_codes(
+    ac: &dyn AcCloud,
+    branch_id: Option<BranchId>,
+) -> Result<Vec<ServiceCode>> {
+    let mut page = PageRequest::default();
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let p = ac.list_service_codes(branch_id, page).await?;
+        let more = p.has_next() && !p.items.is_empty();
+        out.extend(p.items);
+        if !more {
+            break;
+        }
+        page = page.next();
+    }
+    Ok(out)
+}

@@ -267,9 +267,10 @@ impl Engine {
         Ok(read)
     }
 
-    /// Reads CSI's trusted network again when the stored copy is older than
+    /// Reads CSI's trusted network again, and ACCloud's funders and service codes (which the
+    /// console offers), when the stored copy is older than
     /// [`EngineConfig::trusted_network_every`] (or was never read); `Ok(true)` when it did.
-    /// Several workers may read it at about the same time; the last read wins.
+    /// Several workers may read them at about the same time; the last read wins.
     pub async fn refresh_trusted_network_once(&self) -> Result<bool, EngineError> {
         let Some(every) = self.cfg.trusted_network_every else {
             return Ok(false);
@@ -293,6 +294,29 @@ impl Engine {
             .collect();
         self.store.replace_trusted_network(&members).await?;
         tracing::debug!(members = members.len(), "trusted network read");
+        let lookup = |e: refbridge_accloud::AcCloudError| {
+            tracing::warn!(error = %e, "cannot read ACCloud's funders or service codes");
+        };
+        match refbridge_accloud::lookup::funders(ac.as_ref(), None).await {
+            Ok(list) => {
+                let items: Vec<(i64, String)> =
+                    list.into_iter().map(|f| (f.id.get(), f.name)).collect();
+                self.store
+                    .replace_accloud_names(refbridge_storage::FUNDERS, &items)
+                    .await?;
+            }
+            Err(e) => lookup(e),
+        }
+        match refbridge_accloud::lookup::service_codes(ac.as_ref(), None).await {
+            Ok(list) => {
+                let items: Vec<(i64, String)> =
+                    list.into_iter().map(|c| (c.id.get(), c.name)).collect();
+                self.store
+                    .replace_accloud_names(refbridge_storage::SERVICE_CODES, &items)
+                    .await?;
+            }
+            Err(e) => lookup(e),
+        }
         Ok(true)
     }
 

@@ -33,7 +33,7 @@ pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
 pub use payors::PayorRecord;
 pub use plans::{ArchiveResult, PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, PlanStatus};
-pub use reference::TrustedNetworkRead;
+pub use reference::{FUNDERS, SERVICE_CODES, TrustedNetworkRead};
 pub use referrals::{
     DenyError, FileRecord, IntakeOutcome, IntakeReceipt, ListFilter, NewFile, NewReferral,
     ReferralRecord, ReferralSummary, StatusChange,

@@ -77,3 +77,56 @@ impl Store {
         }))
     }
 }
+
+/// ACCloud's funders, as read.
+pub const FUNDERS: &str = "funders";
+/// ACCloud's service codes, as read.
+pub const SERVICE_CODES: &str = "service_codes";
+
+impl Store {
+    /// Replaces a list of ACCloud names (`FUNDERS`, `SERVICE_CODES`) with what was read now.
+    pub async fn replace_accloud_names(
+        &self,
+        list: &str,
+        items: &[(i64, String)],
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM accloud_names WHERE list = $1")
+            .bind(list)
+            .execute(&mut *tx)
+            .await?;
+        for (id, name) in items {
+            sqlx::query(
+                "INSERT INTO accloud_names (list, id, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (list, id) DO NOTHING",
+            )
+            .bind(list)
+            .bind(*id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
+             ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",
+        )
+        .bind(list)
+        .bind(format_ts(now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A list of ACCloud names as last read, by name.
+    pub async fn accloud_names(&self, list: &str) -> Result<Vec<(i64, String)>, StorageError> {
+        let rows =
+            sqlx::query("SELECT id, name FROM accloud_names WHERE list = $1 ORDER BY name, id")
+                .bind(list)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((sqlx::Row::try_get(r, "id")?, sqlx::Row::try_get(r, "name")?)))
+            .collect()
+    }
+}

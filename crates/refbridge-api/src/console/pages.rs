@@ -101,16 +101,28 @@ pub fn not_for_role(user: &ConsoleUser) -> Response {
 
 /// One labelled input, with the problem found in it (if any) announced next to it.
 pub fn field(name: &str, label: &str, value: &str, kind: &str, error: Option<&str>) -> Markup {
+    field_with_list(name, label, value, kind, error, None)
+}
+
+/// [`field`], offering the values of the `datalist` with this id.
+pub fn field_with_list(
+    name: &str,
+    label: &str,
+    value: &str,
+    kind: &str,
+    error: Option<&str>,
+    list: Option<&str>,
+) -> Markup {
     let id = field_id(name);
     let hint = format!("{id}-error");
     html! {
         div class={ "field" @if error.is_some() { " invalid" } } {
             label for=(id) { (label) }
             @if let Some(e) = error {
-                input id=(id) name=(name) type=(kind) value=(value) aria-invalid="true" aria-describedby=(hint);
+                input id=(id) name=(name) type=(kind) value=(value) list=[list] aria-invalid="true" aria-describedby=(hint);
                 p id=(hint) class="error" { "Problem: " (e) }
             } @else {
-                input id=(id) name=(name) type=(kind) value=(value);
+                input id=(id) name=(name) type=(kind) value=(value) list=[list];
             }
         }
     }
@@ -152,4 +164,13 @@ fn field_id(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A `datalist` of ACCloud names (what the workers last read), to pick from.
+pub fn names_list(id: &str, names: &[(i64, String)]) -> Markup {
+    html! {
+        datalist id=(id) {
+            @for (_, name) in names { option value=(name) {} }
+        }
+    }
 }

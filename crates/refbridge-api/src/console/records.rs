@@ -9,7 +9,7 @@ use maud::html;
 use refbridge_domain::plan::PayorPut;
 use refbridge_domain::{PatientId, Role};
 
-use super::pages::{field, layout, message, not_for_role};
+use super::pages::{field_with_list, layout, message, names_list, not_for_role};
 use super::session::ConsoleUser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -99,7 +99,12 @@ pub async fn payors(
     }
     let mut payors = state.store.list_payors(false).await?;
     payors.sort_by_key(|p| (!p.unmapped, p.name.to_lowercase()));
+    let funders = state
+        .store
+        .accloud_names(refbridge_storage::FUNDERS)
+        .await?;
     let body = html! {
+        (names_list("accloud-funders", &funders))
         p { "An approval names the ACCloud funder of the patient's plan's payor: map each payor to a funder (its ACCloud id, or its exact name)." }
         div class="table-wrap" {
             table {
@@ -119,7 +124,7 @@ pub async fn payors(
                                 form method="post" action="/console/payors" {
                                     input type="hidden" name="csrf" value=(user.csrf_token);
                                     input type="hidden" name="name" value=(p.name);
-                                    (field(&format!("funder-{}", p.id), &format!("Funder for {}", p.name), "", "text", None))
+                                    (field_with_list(&format!("funder-{}", p.id), &format!("Funder for {}", p.name), "", "text", None, Some("accloud-funders")))
                                     button type="submit" class="secondary" { "Map" }
                                 }
                             }

@@ -17,7 +17,9 @@ use refbridge_domain::{ReferralStatus, RequestId, Role};
 use refbridge_storage::{ListFilter, ReferralRecord};
 use serde::Deserialize;
 
-use super::pages::{field, layout, live_layout, message, not_for_role, select};
+use super::pages::{
+    field, field_with_list, layout, live_layout, message, names_list, not_for_role, select,
+};
 use super::session::ConsoleUser;
 use crate::error::ApiError;
 use crate::routes::approval::{
@@ -399,6 +401,21 @@ async fn page(
     let steps = state.store.send_steps(id).await?;
     let job = state.store.send_job(id).await?;
     let agency = crate::routes::referrals::agency_status(job.as_ref(), &steps);
+    // What ACCloud lists, as the workers last read it: offered where the form names one.
+    let (funders, service_codes) = if form.is_some() {
+        (
+            state
+                .store
+                .accloud_names(refbridge_storage::FUNDERS)
+                .await?,
+            state
+                .store
+                .accloud_names(refbridge_storage::SERVICE_CODES)
+                .await?,
+        )
+    } else {
+        Default::default()
+    };
     let c = &rec.request.client;
     let warned = |label: &str| -> Vec<&str> {
         rec.warnings
@@ -461,6 +478,10 @@ async fn page(
                     }
                 }
             } }
+        }
+        @if form.is_some() {
+            (names_list("accloud-funders", &funders))
+            (names_list("accloud-service-codes", &service_codes))
         }
         @if let Some(TermsForm { purpose: Purpose::Approve, values, errors }) = &form {
             h2 { "Approve" }
@@ -734,7 +755,14 @@ fn terms_form(
             input type="hidden" name="csrf" value=(user.csrf_token);
             fieldset {
                 legend { "Service" }
-                @for (k, l, t) in &FIELDS[0..4] { (field(k, l, v(k), t, e(k))) }
+                @for (k, l, t) in &FIELDS[0..4] {
+                    @let list = match *k {
+                        "service.service_code" => Some("accloud-service-codes"),
+                        "service.funder" => Some("accloud-funders"),
+                        _ => None,
+                    };
+                    (field_with_list(k, l, v(k), t, e(k), list))
+                }
             }
             fieldset {
                 legend { "Authorization" }

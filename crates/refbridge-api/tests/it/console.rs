@@ -788,3 +788,39 @@ async fn a_paused_send_resumes_from_the_page_with_corrected_terms() {
         "Blue Cross Blue Shield"
     );
 }
+
+#[tokio::test]
+async fn the_forms_offer_the_funders_and_service_codes_accloud_listed() {
+    let app = spawn_app().await;
+    app.post_referral(&example()).await;
+    app.store
+        .replace_accloud_names(
+            refbridge_storage::FUNDERS,
+            &[
+                (9, "Blue Cross Blue Shield".into()),
+                (10, "Medicaid".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    app.store
+        .replace_accloud_names(
+            refbridge_storage::SERVICE_CODES,
+            &[(48, "Physical Therapy".into())],
+        )
+        .await
+        .unwrap();
+    let b = signed_in(&app).await;
+    let (_, html, _) = b.get(&format!("/console/referrals/{EXAMPLE_ID}")).await;
+    assert!(html.contains(r#"<datalist id="accloud-funders"><option value="Blue Cross Blue Shield"></option><option value="Medicaid"></option></datalist>"#), "{html}");
+    assert!(html.contains(r#"<option value="Physical Therapy">"#));
+    assert!(
+        html.contains(r#"list="accloud-funders""#),
+        "the funder field offers them"
+    );
+    let (_, html, _) = b.get("/console/payors").await;
+    assert!(
+        html.contains(r#"<option value="Medicaid">"#),
+        "the payor form offers them too"
+    );
+}

@@ -367,6 +367,27 @@ async fn an_approval_for_an_agency_outside_the_trusted_network_is_refused() {
         cfg,
     );
     assert!(reader.refresh_trusted_network_once().await.unwrap());
+    // The same read keeps ACCloud's funders and service codes for the console to offer.
+    let funders = app
+        .state
+        .store
+        .accloud_names(refbridge_storage::FUNDERS)
+        .await
+        .unwrap();
+    assert!(
+        funders.iter().any(|(_, n)| n == "Blue Cross Blue Shield"),
+        "{funders:?}"
+    );
+    let codes = app
+        .state
+        .store
+        .accloud_names(refbridge_storage::SERVICE_CODES)
+        .await
+        .unwrap();
+    assert!(
+        codes.iter().any(|(_, n)| n == "Physical Therapy"),
+        "{codes:?}"
+    );
     let mut p = app.payload(ID, 1094);
     p["agency"]["alayamarket_org_id"] = json!(UNTRUSTED);
     app.post_referral(&p).await;
