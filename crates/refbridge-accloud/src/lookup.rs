@@ -114,16 +114,16 @@ pub async fn find_trusted_supplier(
     .await
 }
 
-/// Every member of CSI's trusted network (the demand organization's trusted suppliers).
-pub async fn trusted_network(ac: &dyn AcCloud) -> Result<Vec<Organization>> {
+/// Every item of a paged list, page after page (at most [`MAX_PAGES`]).
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
     let mut page = PageRequest::default();
     let mut out = Vec::new();
     for _ in 0..MAX_PAGES {
-        let filter = TrustedNetworkFilter {
-            page: Some(page),
-            ..Default::default()
-        };
-        let p = ac.list_trusted_network(&filter).await?;
+        let p = fetch(page).await?;
         let more = p.has_next() && !p.items.is_empty();
         out.extend(p.items);
         if !more {
@@ -134,25 +134,29 @@ pub async fn trusted_network(ac: &dyn AcCloud) -> Result<Vec<Organization>> {
     Ok(out)
 }
 
+/// Every member of CSI's trusted network (the demand organization's trusted suppliers).
+pub async fn trusted_network(ac: &dyn AcCloud) -> Result<Vec<Organization>> {
+    all_pages(|page| {
+        let filter = TrustedNetworkFilter {
+            page: Some(page),
+            ..Default::default()
+        };
+        async move { ac.list_trusted_network(&filter).await }
+    })
+    .await
+}
+
 /// Every funder (of `branch_id`, when given).
 pub async fn funders(ac: &dyn AcCloud, branch_id: Option<BranchId>) -> Result<Vec<Funder>> {
-    let mut page = PageRequest::default();
-    let mut out = Vec::new();
-    for _ in 0..MAX_PAGES {
+    all_pages(|page| {
         let filter = FunderFilter {
             branch_id,
             page,
             ..FunderFilter::default()
         };
-        let p = ac.list_funders(&filter).await?;
-        let more = p.has_next() && !p.items.is_empty();
-        out.extend(p.items);
-        if !more {
-            break;
-        }
-        page = page.next();
-    }
-    Ok(out)
+        async move { ac.list_funders(&filter).await }
+    })
+    .await
 }
 
 /// Every service code (of `branch_id`, when given).
@@ -160,16 +164,5 @@ pub async fn service_codes(
     ac: &dyn AcCloud,
     branch_id: Option<BranchId>,
 ) -> Result<Vec<ServiceCode>> {
-    let mut page = PageRequest::default();
-    let mut out = Vec::new();
-    for _ in 0..MAX_PAGES {
-        let p = ac.list_service_codes(branch_id, page).await?;
-        let more = p.has_next() && !p.items.is_empty();
-        out.extend(p.items);
-        if !more {
-            break;
-        }
-        page = page.next();
-    }
-    Ok(out)
+    all_pages(|page| ac.list_service_codes(branch_id, page)).await
 }

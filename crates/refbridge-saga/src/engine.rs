@@ -343,7 +343,16 @@ impl Engine {
         };
         self.store.mark_sending(&lease, ACTOR).await?;
         let changes = self.store.send_changes(id).await?;
-        let claimed = self.store.delivered_attachments(rec.patient_id).await?;
+        let records = self.store.send_steps(id).await?;
+        // Read the client's recorded uploads only when a step still to do looks among them.
+        let claimed = if records
+            .iter()
+            .any(|r| r.step.kind().finds_among_uploads() && r.state != StepState::Done)
+        {
+            self.store.delivered_attachments(rec.patient_id).await?
+        } else {
+            Vec::new()
+        };
         let base = Input {
             rec: &rec,
             changes: &changes,
@@ -356,7 +365,7 @@ impl Engine {
             claimed_files: &claimed,
         };
         let mut ctx = Ctx::default();
-        for record in self.store.send_steps(id).await? {
+        for record in records {
             match record.state {
                 StepState::Done => {
                     if let Some(result) = &record.result {

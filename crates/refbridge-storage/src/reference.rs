@@ -8,6 +8,22 @@ use crate::{Store, format_ts, now, parse_ts};
 
 const TRUSTED_NETWORK: &str = "trusted_network";
 
+/// Records that `what` was read from ACCloud now.
+async fn mark_read(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    what: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
+         ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",
+    )
+    .bind(what)
+    .bind(format_ts(now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// What the last read of the trusted network says of one agency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrustedNetworkRead {
@@ -35,14 +51,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
-             ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",
-        )
-        .bind(TRUSTED_NETWORK)
-        .bind(format_ts(now()))
-        .execute(&mut *tx)
-        .await?;
+        mark_read(&mut tx, TRUSTED_NETWORK).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -106,14 +115,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
-             ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",
-        )
-        .bind(list)
-        .bind(format_ts(now()))
-        .execute(&mut *tx)
-        .await?;
+        mark_read(&mut tx, list).await?;
         tx.commit().await?;
         Ok(())
     }

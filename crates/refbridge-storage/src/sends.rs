@@ -337,6 +337,25 @@ fn parse_job_state(s: &str) -> Result<JobState, StorageError> {
     JobState::parse(s).ok_or_else(|| corrupt("job state", s))
 }
 
+/// Skips every step of the send that is not settled ([`StepState::SETTLED`]).
+async fn skip_unsettled(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    ts: &str,
+) -> Result<(), SendError> {
+    sqlx::query(&format!(
+        "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
+         AND state NOT IN ({})",
+        sql_names(&StepState::SETTLED, StepState::as_str)
+    ))
+    .bind(StepState::Skipped.as_str())
+    .bind(ts)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Withdraws authorizations of a referral whose first send is under way (their plan was
 /// archived), inside the caller's transaction, as [`send::plan::withdrawal`] plans it: the
 /// steps not settled are skipped, a new fencing token takes the send from any worker running
@@ -352,16 +371,7 @@ pub(crate) async fn withdraw(
 ) -> Result<(), SendError> {
     let ts = format_ts(at);
     let plan = send::plan::withdrawal(&step_states(tx, id).await?, indexes);
-    sqlx::query(&format!(
-        "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
-         AND state NOT IN ({})",
-        sql_names(&StepState::SETTLED, StepState::as_str)
-    ))
-    .bind(StepState::Skipped.as_str())
-    .bind(&ts)
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await?;
+    skip_unsettled(tx, id, &ts).await?;
     let change_no = next_change_no(tx, id).await?;
     insert_change(
         tx,
@@ -975,16 +985,7 @@ impl Store {
         .bind(position)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(&format!(
-            "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
-             AND state NOT IN ({})",
-            sql_names(&StepState::SETTLED, StepState::as_str)
-        ))
-        .bind(StepState::Skipped.as_str())
-        .bind(&ts)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+        skip_unsettled(&mut tx, lease.request_id, &ts).await?;
         sqlx::query(
             "UPDATE send_jobs SET state = $1, lease_owner = NULL, lease_until = NULL, pause_reason = NULL, \
              agency_status = $2, agency_checked_at = $3, updated_at = $3 WHERE request_id = $4",

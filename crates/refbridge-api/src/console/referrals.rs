@@ -1074,15 +1074,10 @@ pub async fn cancel(
     .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
-        Err(ApiError::InvalidRequest { details, .. }) => Ok(message(
-            StatusCode::BAD_REQUEST,
+        Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
+            &user,
             "Cancel",
-            &details
-                .iter()
-                .map(|v| format!("{}: {}", v.path, v.problem))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Some(&user),
+            details.into_iter().map(|v| (v.path, v.problem)),
         )),
         Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, "Cancel", &m, Some(&user))),
         Err(e) => Err(e),
@@ -1235,15 +1230,10 @@ pub async fn documents(
             Some(&user),
         )),
         Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
-        Err(ApiError::InvalidRequest { details, .. }) => Ok(message(
-            StatusCode::BAD_REQUEST,
+        Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
+            &user,
             "Documents",
-            &details
-                .iter()
-                .map(|v| format!("{}: {}", v.path, v.problem))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Some(&user),
+            details.into_iter().map(|v| (v.path, v.problem)),
         )),
         Err(ApiError::Conflict(m)) => {
             Ok(message(StatusCode::CONFLICT, "Documents", &m, Some(&user)))

@@ -143,6 +143,12 @@ impl StepKind {
         !matches!(self, Self::Attachment)
     }
 
+    /// Whether the step's lookup must pass over the uploads other steps recorded for the
+    /// client (`Input::claimed_files` in the saga).
+    pub fn finds_among_uploads(self) -> bool {
+        matches!(self, Self::Attachment)
+    }
+
     /// In plain words, for messages: "authorization update".
     pub fn label(self) -> &'static str {
         match self {
