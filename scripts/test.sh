@@ -37,6 +37,10 @@ echo "== multi-process chaos on PostgreSQL (short form; scripts/chaos-postgres.s
 CHAOS_PROFILE=debug CHAOS_APPROVALS="${CHAOS_APPROVALS:-60}" scripts/chaos-postgres.sh
 t3=$SECONDS
 
+echo "== recovery after a killed worker, on both backends"
+scripts/chaos-recovery.sh
+t4=$SECONDS
+
 if [[ -z "$started" ]] && command -v psql >/dev/null 2>&1; then
     # A server we were given: drop the per-test databases (templates are kept for next time).
     psql -qAt "$REFBRIDGE_TEST_POSTGRES_URL" -c \
@@ -45,4 +49,4 @@ if [[ -z "$started" ]] && command -v psql >/dev/null 2>&1; then
             psql -q "$REFBRIDGE_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
         done
 fi
-echo "== green: SQLite (with the build) $((t1 - t0)) s, PostgreSQL $((t2 - t1)) s, chaos $((t3 - t2)) s"
+echo "== green: SQLite (with the build) $((t1 - t0)) s, PostgreSQL $((t2 - t1)) s, chaos $((t3 - t2)) s, recovery $((t4 - t3)) s"

@@ -282,10 +282,10 @@ impl Config {
                 "must be longer than accloud.request_timeout_ms",
             );
         }
-        if w.lease_secs * 1000 < a.request_timeout_ms * 2 {
+        if w.lease_secs < 3 {
             return bad(
                 "worker.lease_secs",
-                "must cover at least two request timeouts",
+                "must be at least 3 (a lease is renewed every third of it)",
             );
         }
         if self.console.idle_timeout_secs == 0

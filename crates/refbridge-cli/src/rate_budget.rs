@@ -10,7 +10,7 @@
 //!   second of a 60/s budget in the chaos test on 2 cores). `0` means unlimited: only `Retry-After` blocks.
 //! - A 429 (or 503 with `Retry-After`) seen by one process moves the budget's block forward;
 //!   every process waits for it before its next call.
-//! - The wait counts against the call's deadline (the worker's lease): when the wait leaves
+//! - The wait counts against the call's deadline: when the wait leaves
 //!   too little of it, the call is not made and reports [`AcCloudError::Unavailable`] (nothing
 //!   was sent), which the worker retries later.
 //! - Without the database the call is not made either (`Unavailable`).

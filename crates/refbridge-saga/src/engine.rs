@@ -24,10 +24,11 @@ pub const ACTOR: &str = "worker";
 pub struct EngineConfig {
     /// This worker's name in leases.
     pub owner: String,
-    /// How long a claimed job is ours without renewal. A dead worker's job is taken over after
-    /// this.
+    /// How long a claimed job is ours without renewal. A running job's lease is renewed every
+    /// third of it (see [`Engine::keep_lease`]), so this bounds how long a dead worker's jobs
+    /// wait before another worker takes them over.
     pub lease: Duration,
-    /// Deadline of one ACCloud call; always shorter than what is left of the lease.
+    /// Deadline of one ACCloud call.
     pub request_timeout: Duration,
     /// After an unknown outcome, a lookup that finds nothing is trusted only this long after
     /// the last attempt (longer than the request deadline: the request may still be running,
@@ -60,7 +61,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
-            lease: Duration::from_secs(45),
+            lease: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
             settle_delay: Duration::from_secs(25),
             poll_interval: Duration::from_secs(1),
@@ -157,6 +158,21 @@ impl Engine {
         let mut round = JoinSet::new();
         let mut last_round: Option<Instant> = None;
         tokio::pin!(shutdown);
+        // On SQLite one process runs the workers: the leases a predecessor left are released
+        // at once rather than waited out. The guard is held while the workers run.
+        let _sole = match self.store.take_over_as_sole_worker().await {
+            Ok(Some((guard, released))) => {
+                if released > 0 {
+                    tracing::info!(released, "released the leases of a previous worker process");
+                }
+                Some(guard)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take over a previous worker's leases");
+                None
+            }
+        };
         tracing::info!(owner = %self.cfg.owner, "send worker started");
         loop {
             while tasks.try_join_next().is_some() {}
@@ -225,7 +241,7 @@ impl Engine {
             .await?
         {
             Some(lease) => {
-                self.process(lease).await?;
+                self.process_kept(lease).await?;
                 Ok(true)
             }
             None => Ok(false),
@@ -322,7 +338,7 @@ impl Engine {
 
     async fn process_logged(&self, lease: Lease) {
         let id = lease.request_id;
-        if let Err(e) = self.process(lease).await {
+        if let Err(e) = self.process_kept(lease).await {
             match e {
                 EngineError::Send(SendError::LeaseLost) => {
                     tracing::warn!(request_id = %id, "lease lost; another worker owns this send")
@@ -332,8 +348,47 @@ impl Engine {
         }
     }
 
+    /// Runs a claimed job ([`Engine::process`]) while keeping its lease; stops it (dropping
+    /// a call under way, an unknown outcome for whoever runs the job next) as soon as the lease
+    /// is lost.
+    pub async fn process_kept(&self, lease: Lease) -> Result<(), EngineError> {
+        let keeper = self.keep_lease(lease.clone());
+        tokio::select! {
+            biased;
+            done = self.process(lease) => done,
+            lost = keeper => Err(lost),
+        }
+    }
+
+    /// Renews a running job's lease every third of its length, and returns when the lease is
+    /// lost: taken over (its fencing token moved on), or not renewed before it ran out (the
+    /// database unreachable): from then on another worker may claim the job. Never returns
+    /// while the lease holds.
+    async fn keep_lease(&self, mut lease: Lease) -> EngineError {
+        let every = self.cfg.lease / 3;
+        let mut holds_until = Instant::now() + self.cfg.lease;
+        loop {
+            tokio::time::sleep(every).await;
+            let asked = Instant::now();
+            match self.store.renew_lease(&lease, self.cfg.lease).await {
+                Ok(renewed) => {
+                    lease = renewed;
+                    holds_until = asked + self.cfg.lease;
+                }
+                Err(SendError::LeaseLost) => return EngineError::Send(SendError::LeaseLost),
+                Err(e) => {
+                    tracing::warn!(request_id = %lease.request_id, error = %e, "cannot renew the lease");
+                    if Instant::now() + every >= holds_until {
+                        return EngineError::Send(SendError::LeaseLost);
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs the steps of one claimed job until it is done, must wait, or needs attention.
-    pub async fn process(&self, mut lease: Lease) -> Result<(), EngineError> {
+    /// The caller keeps the lease ([`Engine::process_kept`]).
+    pub async fn process(&self, lease: Lease) -> Result<(), EngineError> {
         let id = lease.request_id;
         let Some(rec) = self.store.get_referral(id).await? else {
             return Ok(());
@@ -382,11 +437,6 @@ impl Engine {
                     self.store.release_send_job(&lease, nb).await?;
                     return Ok(());
                 }
-            }
-            // Renew when what is left of the lease would not cover a call.
-            let left = (lease.until - now()).to_std().unwrap_or_default();
-            if left < self.cfg.request_timeout * 2 {
-                lease = self.store.renew_lease(&lease, self.cfg.lease).await?;
             }
             let input = Input {
                 current_change: record.change_no,
@@ -473,16 +523,6 @@ impl Engine {
         }
     }
 
-    /// The deadline of one call: the configured timeout, cut to what is left of the lease.
-    fn deadline(&self, lease: &Lease) -> Duration {
-        let left = (lease.until - now()).to_std().unwrap_or_default();
-        let margin = Duration::from_millis(500);
-        self.cfg
-            .request_timeout
-            .min(left.saturating_sub(margin))
-            .max(Duration::from_millis(100))
-    }
-
     /// One attempt of a step: after an unknown outcome, look before creating again (a
     /// repeatable call is simply sent again); then prepare, commit the intent with the
     /// natural key, and call.
@@ -494,7 +534,7 @@ impl Engine {
         input: &Input<'_>,
         ctx: &Ctx,
     ) -> Result<Outcome, EngineError> {
-        let ac = self.accloud.with_timeout(self.deadline(lease));
+        let ac = self.accloud.with_timeout(self.cfg.request_timeout);
         let cx = StepCx {
             ac: ac.as_ref(),
             input,

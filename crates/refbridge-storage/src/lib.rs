@@ -45,7 +45,7 @@ pub use sends::{
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
 pub use users::{SessionLimits, SessionRecord, UserRecord};
-pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
+pub use workers::{QueueMetrics, SEND_CHANNEL, SoleWorker, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -109,6 +109,8 @@ const IDLE_TX_MS: u64 = 30_000;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database's file (not for `:memory:` or PostgreSQL).
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -117,9 +119,11 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url).ok_or(StorageError::UnsupportedUrl)?;
         let mut url = url.to_owned();
-        if backend == Backend::Sqlite {
-            prepare_sqlite_path(&mut url)?;
-        }
+        let sqlite_file = if backend == Backend::Sqlite {
+            prepare_sqlite_path(&mut url)?
+        } else {
+            None
+        };
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::Connect(e.to_string()))?
             .log_statements(tracing::log::LevelFilter::Trace);
@@ -158,7 +162,11 @@ impl Store {
             .connect_with(connect)
             .await
             .map_err(|e| StorageError::Connect(e.to_string()))?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_file,
+        })
     }
 
     /// Connects and applies the embedded migrations.
@@ -199,15 +207,17 @@ impl Store {
 }
 
 /// `sqlite://path?..` or `sqlite:path`: create the folder, and ask SQLite to create the file.
-fn prepare_sqlite_path(url: &mut String) -> Result<(), StorageError> {
+/// The file's path, unless the database is in memory.
+fn prepare_sqlite_path(url: &mut String) -> Result<Option<std::path::PathBuf>, StorageError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or_default();
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
-        return Ok(());
+        return Ok(None);
     }
+    let file = std::path::PathBuf::from(path);
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent).map_err(|e| StorageError::Connect(e.to_string()))?;
@@ -217,7 +227,7 @@ fn prepare_sqlite_path(url: &mut String) -> Result<(), StorageError> {
         url.push(if query.is_empty() { '?' } else { '&' });
         url.push_str("mode=rwc");
     }
-    Ok(())
+    Ok(Some(file))
 }
 
 #[cfg(test)]

@@ -54,6 +54,54 @@ pub async fn listen_for_sends(url: String, wake: Arc<tokio::sync::Notify>) {
     }
 }
 
+/// Held by the one process that runs the send workers on a SQLite database: an exclusive lock
+/// on a file beside it (`<database>.workers.lock`), released when dropped or when the process
+/// dies.
+#[derive(Debug)]
+pub struct SoleWorker {
+    _lock: std::fs::File,
+}
+
+impl Store {
+    /// On SQLite, where one process runs the workers, takes the workers' lock; when this
+    /// process gets it, every lease still in the database belongs to a process that is gone (a
+    /// live one would hold the lock), so they are released at once and the sends move again
+    /// without waiting the leases out. Their fencing tokens stay: a next claim moves them on.
+    /// Returns the guard to hold while the workers run and how many leases were released.
+    /// `None` on PostgreSQL (leases are waited out there), for a database in memory, or when
+    /// another process holds the lock.
+    pub async fn take_over_as_sole_worker(
+        &self,
+    ) -> Result<Option<(SoleWorker, u64)>, StorageError> {
+        let Some(db) = &self.sqlite_file else {
+            return Ok(None);
+        };
+        let mut path = db.clone().into_os_string();
+        path.push(".workers.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::Connect(format!("workers' lock file: {e}")))?;
+        // fs4's, the same as std's `File::try_lock` (newer than our minimum Rust).
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs4::TryLockError::Error(e)) => {
+                return Err(StorageError::Connect(format!("workers' lock file: {e}")));
+            }
+        }
+        let released = sqlx::query(
+            "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(Some((SoleWorker { _lock: file }, released)))
+    }
+}
+
 /// The send queue at a glance, for `/readyz`, `/metrics` and alerts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueMetrics {

@@ -40,6 +40,16 @@ struct Workers {
 
 impl Workers {
     fn new(app: &TestApp, count: usize, per_second: u32, logs: PathBuf) -> Workers {
+        Self::with_lease(app, count, per_second, 3, logs)
+    }
+
+    fn with_lease(
+        app: &TestApp,
+        count: usize,
+        per_second: u32,
+        lease_secs: u64,
+        logs: PathBuf,
+    ) -> Workers {
         let cred = SimConfig::default().credentials.api[0].clone();
         let env = [
             ("REFBRIDGE_DATABASE_URL", app.db_url.clone()),
@@ -56,7 +66,7 @@ impl Workers {
                 "REFBRIDGE_ACCLOUD__MAX_REQUESTS_PER_SECOND",
                 per_second.to_string(),
             ),
-            ("REFBRIDGE_WORKER__LEASE_SECS", "3".into()),
+            ("REFBRIDGE_WORKER__LEASE_SECS", lease_secs.to_string()),
             ("REFBRIDGE_WORKER__SETTLE_DELAY_MS", "1500".into()),
             ("REFBRIDGE_WORKER__POLL_INTERVAL_MS", "500".into()),
             ("REFBRIDGE_WORKER__MAX_ATTEMPTS", "40".into()),
@@ -94,6 +104,11 @@ impl Workers {
             .spawn()
             .expect("start refbridge worker");
         self.children[i] = Some(child);
+    }
+
+    /// The owner name worker `i` claims under (`<host>-<pid>`), while it runs.
+    fn owner_suffix(&self, i: usize) -> Option<String> {
+        self.children[i].as_ref().map(|c| format!("-{}", c.id()))
     }
 
     /// SIGKILL: the process stops wherever it is.
@@ -171,6 +186,120 @@ fn restart_database() {
         .status()
         .expect("run pg_ctl restart");
     assert!(status.success(), "pg_ctl restart failed");
+}
+
+/// Recovery from a killed worker, on either backend: worker processes (two on PostgreSQL; on
+/// SQLite one, restarted at once by its supervisor) with the default 10 s lease and slow
+/// ACCloud calls; the one holding sends is SIGKILLed, and the time until each of its sends is
+/// claimed again is printed. Every send must move again within 15 s, and all end sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "kills worker processes: run by scripts/chaos-recovery.sh"]
+async fn the_sends_of_a_killed_worker_move_again_within_15_seconds() {
+    let n: usize = env_or("RECOVERY_APPROVALS", 24);
+    let lease: u64 = env_or("RECOVERY_LEASE_SECS", 10);
+    let faults = FaultConfig {
+        default: FaultProbabilities {
+            latency: 1.0,
+            latency_min_ms: 200,
+            latency_max_ms: 500,
+            ..FaultProbabilities::default()
+        },
+        ..FaultConfig::none()
+    };
+    let sim_cfg = SimConfig {
+        faults,
+        ..SimConfig::default()
+    };
+    let app = spawn_app_with(sim_cfg, false).await;
+    let backend = app.state.store.backend();
+    let processes = match backend {
+        Backend::Postgres => 2,
+        Backend::Sqlite => 1,
+    };
+    let logs = tempfile::tempdir().expect("logs");
+    let ids = approve_many(&app, n).await;
+    let mut workers = Workers::with_lease(&app, processes, 0, lease, logs.path().to_owned());
+    let store = &app.state.store;
+    let request_ids: Vec<_> = ids
+        .iter()
+        .map(|id| refbridge_domain::RequestId::parse(id).expect("id"))
+        .collect();
+
+    // Wait until worker 0 holds sends, then kill it.
+    let victim = workers.owner_suffix(0).expect("worker 0 runs");
+    let waited = Instant::now();
+    let held = loop {
+        let mut held = Vec::new();
+        for id in &request_ids {
+            if let Some(job) = store.send_job(*id).await.expect("job") {
+                if job
+                    .lease_owner
+                    .as_deref()
+                    .is_some_and(|o| o.ends_with(&victim))
+                    && job.lease_until.is_some_and(|u| u > Utc::now())
+                {
+                    held.push((*id, job.fence));
+                }
+            }
+        }
+        if held.len() >= 2 {
+            break held;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "worker 0 never held two sends"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    workers.kill(0);
+    let killed = Instant::now();
+    if backend == Backend::Sqlite {
+        workers.start(0); // its supervisor restarts it
+    }
+
+    let mut moved: Vec<Option<Duration>> = vec![None; held.len()];
+    while moved.iter().any(Option::is_none) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "sends still held by the killed worker after a minute"
+        );
+        for (k, (id, fence)) in held.iter().enumerate() {
+            if moved[k].is_some() {
+                continue;
+            }
+            let job = store.send_job(*id).await.expect("job").expect("job");
+            if job.fence > *fence {
+                moved[k] = Some(killed.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut times: Vec<Duration> = moved.into_iter().flatten().collect();
+    times.sort();
+    let worst = *times.last().expect("held sends");
+    println!(
+        "\nrecovery ({:?}): a worker holding {} sends SIGKILLed; every one claimed again after at most {:.1?} (first after {:.1?}); lease {lease} s, {processes} worker process(es){}",
+        backend,
+        times.len(),
+        worst,
+        times[0],
+        if backend == Backend::Sqlite {
+            ", restarted at once"
+        } else {
+            ""
+        },
+    );
+    assert!(worst <= Duration::from_secs(15), "recovery took {worst:?}");
+
+    // And everything ends sent, once.
+    let start = Instant::now();
+    while count_sent(&app).await != Some((0, 0)) {
+        assert!(start.elapsed() < Duration::from_secs(120), "not all sent");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    workers.kill_all();
+    assert!(app.sim().duplicates().is_empty());
+    assert_eq!(app.sim().state().referrals.len(), n);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

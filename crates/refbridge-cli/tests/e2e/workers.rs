@@ -308,3 +308,131 @@ async fn a_retry_after_seen_by_one_process_pauses_every_process() {
         "the second process called {gap:?} after the 429"
     );
 }
+
+/// Settings under which one call outlasts the lease: a lease of 3 s, calls allowed 5 s.
+fn slow_call_config(app: &TestApp, owner: &str) -> EngineConfig {
+    EngineConfig {
+        owner: owner.to_owned(),
+        lease: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(5),
+        settle_delay: Duration::from_secs(6),
+        ..app.engine_cfg.clone()
+    }
+}
+
+fn engine_with(app: &TestApp, cfg: EngineConfig) -> Arc<Engine> {
+    Arc::new(Engine::new(
+        app.state.store.clone(),
+        app.state.files.clone(),
+        app.accloud.clone(),
+        cfg,
+    ))
+}
+
+#[tokio::test]
+async fn a_send_whose_call_outlasts_the_lease_keeps_it_by_renewal() {
+    let mut app = spawn_app_with(SimConfig::default(), false).await;
+    let id = approved(&app).await;
+    // The client's create takes 3.5 s, longer than the 3 s lease; a second worker waits for
+    // the lease to run out.
+    app.sim().push_scripted_fault(ScriptedFault::new(
+        Endpoint::ClientCreate,
+        FaultKind::Latency { ms: 3500 },
+        1,
+    ));
+    app.start_worker(engine_with(&app, slow_call_config(&app, "worker-a")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.start_worker(engine_with(&app, slow_call_config(&app, "worker-b")));
+    app.wait_status(ID, &["sent"], Duration::from_secs(30))
+        .await;
+
+    let job = app.state.store.send_job(id).await.unwrap().unwrap();
+    assert_eq!(job.fence, 1, "claimed once: the lease was never taken over");
+    assert!(app.sim().duplicates().is_empty());
+}
+
+#[tokio::test]
+async fn a_restarted_sqlite_worker_takes_its_predecessors_leases_over_at_once() {
+    let mut app = spawn_app_with(SimConfig::default(), false).await;
+    if app.state.store.backend() != Backend::Sqlite {
+        return; // several processes share PostgreSQL: its leases are waited out
+    }
+    let id = approved(&app).await;
+    // A worker process claimed the send for a minute, then died.
+    let dead = app
+        .state
+        .store
+        .claim_send_job("dead-worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let started = std::time::Instant::now();
+    app.start_worker(app.engine("worker-a"));
+    app.wait_status(ID, &["sent"], Duration::from_secs(20))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "sent in {:?}, not after the dead worker's minute",
+        started.elapsed()
+    );
+    let job = app.state.store.send_job(id).await.unwrap().unwrap();
+    assert!(job.fence > dead.fence);
+    // The dead worker's writes are refused.
+    assert!(matches!(
+        app.state.store.finish_send(&dead, "dead-worker").await,
+        Err(SendError::LeaseLost)
+    ));
+}
+
+#[tokio::test]
+async fn a_worker_stops_a_send_as_soon_as_its_lease_is_lost() {
+    let app = spawn_app_with(SimConfig::default(), false).await;
+    if app.state.store.backend() != Backend::Sqlite {
+        return; // the lever below is SQLite's take-over
+    }
+    let id = approved(&app).await;
+    app.sim().push_scripted_fault(ScriptedFault::new(
+        Endpoint::ClientCreate,
+        FaultKind::Latency { ms: 4000 },
+        1,
+    ));
+    let a = engine_with(&app, slow_call_config(&app, "worker-a"));
+    let running = tokio::spawn(async move { a.run_once().await });
+    // Once A is in its slow call, a new process takes the workers over and releases A's lease.
+    let store = &app.state.store;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .send_job(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_owner
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "A never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_guard, released) = store
+        .take_over_as_sole_worker()
+        .await
+        .unwrap()
+        .expect("the workers' lock");
+    assert_eq!(released, 1);
+    let stopped = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(3), running)
+        .await
+        .expect("A stops within a third of its lease, not after its 4 s call")
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(refbridge_saga::EngineError::Send(SendError::LeaseLost))
+        ),
+        "{outcome:?}"
+    );
+    assert!(stopped.elapsed() < Duration::from_millis(1500));
+    // Nothing A did after losing its lease was recorded: the client step is still in flight.
+    let steps = store.send_steps(id).await.unwrap();
+    assert_eq!(steps[0].state, StepState::InFlight);
+}
