@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::error::Violations;
 use crate::ids::RequestId;
+use crate::text::{self, LABEL_MAX, LINE_MAX, NAME_MAX};
 use crate::timezone::TimeZone;
 
 /// The supply agency that sent the request.
@@ -111,8 +112,8 @@ pub fn validate(raw: RawParts<'_>) -> Result<IntakeRequest, Violations> {
     };
 
     let agency = Obj::required(raw.agency, "agency", &mut v).and_then(|o| {
-        let name = o.req_str("name", &mut v);
-        let host = o.req_str("host", &mut v);
+        let name = o.req_str("name", LINE_MAX, &mut v);
+        let host = o.req_str("host", LINE_MAX, &mut v);
         let branch_id = o.req_int("branch_id", &mut v);
         let org = o.req_uuid("alayamarket_org_id", &mut v);
         let tz = o.req_tz("timezone", &mut v);
@@ -127,11 +128,11 @@ pub fn validate(raw: RawParts<'_>) -> Result<IntakeRequest, Violations> {
 
     let client = Obj::required(raw.client, "client", &mut v).and_then(|o| {
         let id = o.req_int("id", &mut v);
-        let first_name = o.req_str("first_name", &mut v);
-        let last_name = o.req_str("last_name", &mut v);
+        let first_name = o.req_str("first_name", NAME_MAX, &mut v);
+        let last_name = o.req_str("last_name", NAME_MAX, &mut v);
         let tz = o.req_tz("timezone", &mut v);
         let birthday = o.opt_date("birthday", &mut v);
-        let opt = |k: &str, v: &mut Violations| o.opt_str(k, v);
+        let opt = |k: &str, v: &mut Violations| o.opt_str(k, LINE_MAX, v);
         let client = ClientMeta {
             email: opt("email", &mut v),
             phone_main: opt("phone_main", &mut v),
@@ -153,10 +154,10 @@ pub fn validate(raw: RawParts<'_>) -> Result<IntakeRequest, Violations> {
     let form = Obj::required(raw.form_data, "form_data", &mut v).and_then(|o| {
         let meta = FormMeta {
             form_id: o.opt_int("form_id", &mut v),
-            form_name: o.opt_str("form_name", &mut v),
-            form_schema_id: o.opt_str("form_schema_id", &mut v),
-            created_at: o.opt_str("created_at", &mut v),
-            created_by: o.opt_str("created_by", &mut v),
+            form_name: o.opt_str("form_name", LINE_MAX, &mut v),
+            form_schema_id: o.opt_str("form_schema_id", LINE_MAX, &mut v),
+            created_at: o.opt_str("created_at", LINE_MAX, &mut v),
+            created_by: o.opt_str("created_by", LINE_MAX, &mut v),
         };
         let fields = match o.get("fields") {
             None => Some(Vec::new()),
@@ -167,9 +168,9 @@ pub fn validate(raw: RawParts<'_>) -> Result<IntakeRequest, Violations> {
                     let path = format!("form_data.fields[{i}]");
                     match Obj::required(Some(item), &path, &mut v).and_then(|f| {
                         let field_id = f.req_int("field_id", &mut v);
-                        let label = f.req_str("field_label", &mut v);
-                        let ty = f.req_str("field_type", &mut v);
-                        let tag = f.opt_str("field_tag", &mut v);
+                        let label = f.req_text("field_label", LABEL_MAX, text::free, &mut v);
+                        let ty = f.req_str("field_type", LINE_MAX, &mut v);
+                        let tag = f.opt_str("field_tag", LINE_MAX, &mut v);
                         Some(FormField {
                             field_id: field_id?,
                             field_tag: tag,
@@ -238,17 +239,30 @@ impl<'a> Obj<'a> {
         format!("{}.{key}", self.path)
     }
 
-    fn req_str(&self, key: &str, v: &mut Violations) -> Option<String> {
+    /// A required one-line value ([`text::line`]).
+    fn req_str(&self, key: &str, max: usize, v: &mut Violations) -> Option<String> {
+        self.req_text(key, max, text::line, v)
+    }
+
+    fn req_text(
+        &self,
+        key: &str,
+        max: usize,
+        check: fn(&str, usize) -> Result<&str, text::TextError>,
+        v: &mut Violations,
+    ) -> Option<String> {
         match self.get(key) {
             None => {
                 v.push(self.at(key), "is required");
                 None
             }
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                v.push(self.at(key), "must not be empty");
-                None
-            }
-            Some(Value::String(s)) => Some(s.trim().to_owned()),
+            Some(Value::String(s)) => match check(s, max) {
+                Ok(t) => Some(t.to_owned()),
+                Err(e) => {
+                    v.push(self.at(key), e.to_string());
+                    None
+                }
+            },
             Some(_) => {
                 v.push(self.at(key), "must be a string");
                 None
@@ -256,11 +270,18 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn opt_str(&self, key: &str, v: &mut Violations) -> Option<String> {
+    /// An optional one-line value: absent, null or blank is `None`.
+    fn opt_str(&self, key: &str, max: usize, v: &mut Violations) -> Option<String> {
         match self.get(key) {
             None => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.trim().to_owned()),
+            Some(Value::String(s)) => match text::line(s, max) {
+                Ok(t) => Some(t.to_owned()),
+                Err(e) => {
+                    v.push(self.at(key), e.to_string());
+                    None
+                }
+            },
             Some(_) => {
                 v.push(self.at(key), "must be a string");
                 None
@@ -293,7 +314,7 @@ impl<'a> Obj<'a> {
     }
 
     fn req_uuid(&self, key: &str, v: &mut Violations) -> Option<Uuid> {
-        let s = self.req_str(key, v)?;
+        let s = self.req_str(key, LINE_MAX, v)?;
         match Uuid::parse_str(&s) {
             Ok(u) => Some(u),
             Err(_) => {
@@ -304,7 +325,7 @@ impl<'a> Obj<'a> {
     }
 
     fn req_tz(&self, key: &str, v: &mut Violations) -> Option<TimeZone> {
-        let s = self.req_str(key, v)?;
+        let s = self.req_str(key, LINE_MAX, v)?;
         match TimeZone::parse(&s) {
             Ok(tz) => Some(tz),
             Err(e) => {
@@ -316,7 +337,7 @@ impl<'a> Obj<'a> {
 
     /// `Some(None)` when absent, `None` when present but invalid.
     fn opt_date(&self, key: &str, v: &mut Violations) -> Option<Option<NaiveDate>> {
-        let Some(s) = self.opt_str(key, v) else {
+        let Some(s) = self.opt_str(key, LINE_MAX, v) else {
             return Some(None);
         };
         match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {

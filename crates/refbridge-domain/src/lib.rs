@@ -12,6 +12,7 @@ pub mod plan;
 pub mod role;
 pub mod send;
 pub mod status;
+pub mod text;
 pub mod timezone;
 
 pub use error::{Violation, Violations};

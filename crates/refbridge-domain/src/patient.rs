@@ -7,8 +7,10 @@ use crate::error::Violations;
 use crate::plan::{FieldError, Reader, SourceId, bounded, object};
 use crate::timezone::TimeZone;
 
-/// Longest name part or address line accepted.
-pub const TEXT_MAX: usize = 255;
+/// Longest address line (or other one-line field) accepted.
+pub const TEXT_MAX: usize = crate::text::LINE_MAX;
+/// Longest first or last name accepted.
+pub const NAME_MAX: usize = crate::text::NAME_MAX;
 
 /// A validated `PUT /v1/patients` body. The update flow replaces every field (PUT semantics):
 /// an optional field left out becomes empty.
@@ -33,6 +35,10 @@ fn text(s: &str) -> Result<String, FieldError> {
     bounded(s, 1, TEXT_MAX)
 }
 
+fn name(s: &str) -> Result<String, FieldError> {
+    bounded(s, 1, NAME_MAX)
+}
+
 fn date(s: &str) -> Result<NaiveDate, FieldError> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| FieldError::Date)
 }
@@ -48,8 +54,8 @@ impl PatientPut {
             v: Violations::default(),
         };
         let source_id = r.parsed("source_id", true, SourceId::parse);
-        let first_name = r.parsed("first_name", true, text);
-        let last_name = r.parsed("last_name", true, text);
+        let first_name = r.parsed("first_name", true, name);
+        let last_name = r.parsed("last_name", true, name);
         let dob_key = if map.contains_key("date_of_birth") || !map.contains_key("birthday") {
             "date_of_birth"
         } else {

@@ -48,10 +48,16 @@ pub enum FieldError {
     OneOf(&'static str),
     #[error("must be a UUID")]
     Uuid,
+    #[error("must not contain control characters (such as line breaks or tabs)")]
+    Control,
 }
 
+/// One line of text ([`crate::text`]): trimmed, `min` to `max` characters, no control character.
 pub(crate) fn bounded(s: &str, min: usize, max: usize) -> Result<String, FieldError> {
     let t = s.trim();
+    if t.chars().any(char::is_control) {
+        return Err(FieldError::Control);
+    }
     let n = t.chars().count();
     if n < min || n > max {
         Err(FieldError::Length { min, max })

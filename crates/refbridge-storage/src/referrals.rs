@@ -361,12 +361,12 @@ impl Store {
         if let Some(to) = filter.received_to {
             push(&mut sql, " AND received_at < ?", format_ts(to));
         }
-        if let Some(q) = filter
+        // What was typed, without what no field holds (control characters) and cut short.
+        let search = filter
             .search
             .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-        {
+            .map(refbridge_domain::text::search_term);
+        if let Some(q) = search.as_deref().filter(|q| !q.is_empty()) {
             if let Ok(id) = RequestId::parse(q) {
                 push(&mut sql, " AND request_id = ?", id.to_string());
             } else {

@@ -40,7 +40,12 @@ pub fn postgres_admin_url() -> String {
 /// A fresh migrated database for one test: a SQLite file under `dir`, or a new PostgreSQL
 /// database. Panics when it cannot be made (this is test set-up).
 pub async fn fresh_database_url(dir: &Path) -> String {
-    match test_backend() {
+    fresh_database_url_on(test_backend(), dir).await
+}
+
+/// [`fresh_database_url`] on the given backend (a test that compares the two).
+pub async fn fresh_database_url_on(backend: Backend, dir: &Path) -> String {
+    match backend {
         Backend::Sqlite => {
             let url = format!("sqlite://{}", dir.join("test.db").display());
             let store = Store::open(&url, &StoreOptions::default())

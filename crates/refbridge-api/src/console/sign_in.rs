@@ -77,7 +77,9 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(f): Form<SignIn>,
 ) -> Result<Response, ApiError> {
-    let name = f.username.trim().to_owned();
+    // A name no user can have (control characters, too long) is looked up, and its failures
+    // counted, as what remains of it once cleaned: it fails like any unknown name.
+    let name = refbridge_domain::text::search_term(&f.username);
     let (by_user, by_address) = state
         .store
         .recent_sign_in_failures(&name, &address, FAILURE_WINDOW)

@@ -31,9 +31,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
+    spawn_app_on(refbridge_storage::test_util::test_backend(), config).await
+}
+
+/// An app on the given backend, whichever the run tests (to compare the two).
+pub async fn spawn_app_on(backend: refbridge_storage::Backend, config: ApiConfig) -> TestApp {
     capture_logs();
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
+    let url = refbridge_storage::test_util::fresh_database_url_on(backend, dir.path()).await;
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");

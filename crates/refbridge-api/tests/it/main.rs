@@ -10,3 +10,4 @@ mod meta;
 mod patients;
 mod plans;
 mod review;
+mod text_fields;
