@@ -223,6 +223,15 @@ impl Store {
         .await?;
 
         insert_files(&mut tx, id, &new.files, &ts).await?;
+        sqlx::query(
+            "INSERT INTO agencies (org_id, name, last_seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id) DO UPDATE SET name = excluded.name, last_seen_at = excluded.last_seen_at",
+        )
+        .bind(&org)
+        .bind(&new.request.agency.name)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
 
         insert_status(&mut tx, id, ReferralStatus::Received, at, &new.actor, None).await?;
         audit::record(
@@ -378,10 +387,11 @@ impl Store {
                         q.to_owned(),
                     );
                 }
+                // Uncorrelated subqueries: each is read once (by its index), and the referrals
+                // of the patients found come from `referral_requests_by_patient`.
                 push(
                     &mut sql,
-                    "EXISTS (SELECT 1 FROM patient_plans pp WHERE pp.patient_id = referral_requests.patient_id \
-                     AND pp.member_number = ?)",
+                    "patient_id IN (SELECT pp.patient_id FROM patient_plans pp WHERE pp.member_number = ?)",
                     q.to_owned(),
                 );
                 // Every word the start of the first or the last name (normalised: letters and
@@ -392,9 +402,7 @@ impl Store {
                     .filter(|w| !w.is_empty())
                     .collect();
                 if !words.is_empty() {
-                    sql.push_str(
-                        " OR EXISTS (SELECT 1 FROM patients p WHERE p.id = referral_requests.patient_id",
-                    );
+                    sql.push_str(" OR patient_id IN (SELECT p.id FROM patients p WHERE 1 = 1");
                     for w in words {
                         push(&mut sql, " AND (p.norm_first LIKE ?", format!("{w}%"));
                         push(&mut sql, " OR p.norm_last LIKE ?)", format!("{w}%"));

@@ -282,13 +282,11 @@ impl Store {
 }
 
 impl Store {
-    /// The agencies of the latest 10,000 referral requests (a bounded read whatever the
-    /// store holds): (AlayaMarket org id, name), by name.
+    /// Every agency that has sent a referral (AlayaMarket org id, the name it last sent), by
+    /// name: kept at intake, so reading it costs the number of agencies.
     pub async fn agencies(&self) -> Result<Vec<(String, String)>, StorageError> {
         let rows = sqlx::query(
-            "SELECT agency_org_id, MAX(agency_name) AS name FROM (SELECT agency_org_id, agency_name \
-             FROM referral_requests ORDER BY received_at DESC LIMIT 10000) AS recent \
-             GROUP BY agency_org_id ORDER BY MAX(agency_name)",
+            "SELECT org_id AS agency_org_id, name FROM agencies ORDER BY name, org_id",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -41,6 +41,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, DatabaseUrl};
 use crate::runtime;
 
+pub mod console;
+
 const PAYLOAD: &str = include_str!("../../assets/example_referral_request.json");
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -53,6 +55,8 @@ pub enum BenchCommand {
     /// Approvals per second end to end against the simulator, next to a no-persistence
     /// baseline, and ACCloud calls per approval.
     Send(SendArgs),
+    /// The console's inbox and referral pages rendered with many referrals in the store.
+    Console(console::ConsoleArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +107,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
             println!("{}", intake_memory(&exe, &args).await?);
         }
         BenchCommand::Send(args) => println!("{}", send(&cfg, &args).await?),
+        BenchCommand::Console(args) => println!("{}", console::console(&cfg, &args).await?),
     }
     Ok(())
 }
