@@ -102,6 +102,11 @@ pub struct ClientDoc {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct FileDoc {
+    /// Not blank; at most 1,000 characters (once the spaces around it are trimmed).
+    #[schema(
+        max_length = 1000,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     file_name: String,
     /// Base64; padding optional, line breaks ignored; at most 50 MB once decoded.
     file_value: String,
