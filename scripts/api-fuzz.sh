@@ -142,6 +142,13 @@ expected-statuses = ["2xx", "3xx", 401, 403, 404, 409, 422, 429]
 [[operations]]
 include-path-regex = "/approval"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 400, 401, 403, 404, 409, 422, 429]
+
+# A plan's rules across fields, which a schema cannot state: end_date not before start_date,
+# conflict_behavior and its alias conflict_strategy alike.
+[[operations]]
+include-path = "/v1/patient-plans"
+include-method = "PUT"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 400, 401, 403, 404, 409, 422, 429]
 EOF
     {
         echo 'headers = { Authorization = "Bearer ${FUZZ_REVIEWER}" }'
