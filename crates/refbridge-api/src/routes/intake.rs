@@ -108,7 +108,9 @@ pub struct FileDoc {
         pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
     )]
     file_name: String,
-    /// Base64; padding optional, line breaks ignored; at most 50 MB once decoded.
+    /// Base64 (the standard alphabet); padding optional, line breaks ignored (the pattern
+    /// states it without them); at most 50 MB once decoded.
+    #[schema(pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$")]
     file_value: String,
 }
 
