@@ -180,6 +180,12 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
         Ok(v.into())
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // `10.0` is the integer 10 (as JSON Schema has it): every integer field takes it.
+        const I64_RANGE: f64 = 9_223_372_036_854_775_808.0;
+        if v.fract() == 0.0 && (-I64_RANGE..I64_RANGE).contains(&v) {
+            #[allow(clippy::cast_possible_truncation)]
+            return Ok((v as i64).into());
+        }
         Ok(v.into())
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
@@ -282,7 +288,7 @@ pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
 
 /// serde's message without the value it quotes: serde says `invalid type: string "…",
 /// expected …`; we keep only what was expected.
-fn problem(msg: &str) -> String {
+pub(crate) fn problem(msg: &str) -> String {
     let expected = msg.rsplit_once(", expected ").map(|(_, e)| e);
     if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
         return match expected {

@@ -2,9 +2,11 @@
 
 mod auth;
 pub mod console;
+pub mod contract;
 mod error;
 mod idempotency;
 mod json;
+mod params;
 mod routes;
 mod state;
 
@@ -28,6 +30,7 @@ pub use state::{ApiConfig, AppState};
         description = "Receives AlayaConnector's Referral Requests, keeps the review record, and sends approvals to ACCloud exactly once."
     ),
     modifiers(&BearerScheme),
+    components(schemas(ErrorBody)),
     tags(
         (name = "intake", description = "Referral Requests from AlayaConnector"),
         (name = "review", description = "The review record"),
@@ -37,9 +40,10 @@ pub use state::{ApiConfig, AppState};
 )]
 struct ApiDoc;
 
-/// The routes and their OpenAPI description, before state is attached.
-fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The routes and their OpenAPI description (completed with what the shared layers answer:
+/// `contract`), before state is attached.
+fn routes(max_file_bytes: u64) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::intake::router())
         .merge(routes::referrals::router())
@@ -48,18 +52,53 @@ fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::payors::router())
         .merge(routes::approval::router(max_file_bytes))
         .merge(routes::audit::router())
+        .split_for_parts();
+    contract::complete(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(ApiConfig::default().max_file_bytes)
-        .split_for_parts()
-        .1
+    routes(ApiConfig::default().max_file_bytes).1
+}
+
+/// Each documented route template with its methods.
+fn operations(
+    doc: &utoipa::openapi::OpenApi,
+) -> std::collections::HashMap<String, Vec<axum::http::Method>> {
+    use axum::http::Method;
+    doc.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods = [
+                (item.get.is_some(), Method::GET),
+                (item.put.is_some(), Method::PUT),
+                (item.post.is_some(), Method::POST),
+                (item.delete.is_some(), Method::DELETE),
+                (item.patch.is_some(), Method::PATCH),
+            ];
+            let methods = methods.into_iter().filter(|(has, _)| *has).map(|(_, m)| m);
+            (path.clone(), methods.collect())
+        })
+        .collect()
+}
+
+/// A request to a documented route with a method the route does not have.
+fn undocumented_method(
+    documented: &std::collections::HashMap<String, Vec<axum::http::Method>>,
+    req: &axum::extract::Request,
+) -> bool {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .and_then(|p| documented.get(p.as_str()))
+        .is_some_and(|methods| !methods.contains(req.method()))
 }
 
 /// The application: every route, with tracing and request ids.
 pub fn app(state: AppState) -> Router {
-    let (router, doc) = routes(state.config.max_file_bytes).split_for_parts();
+    let (router, doc) = routes(state.config.max_file_bytes);
+    let documented = std::sync::Arc::new(operations(&doc));
     let doc = std::sync::Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes);
@@ -74,7 +113,21 @@ pub fn app(state: AppState) -> Router {
         .merge(console::router(state.config.max_file_bytes))
         .with_state(state.clone())
         .layer(body_limit)
-        .layer(axum::middleware::from_fn_with_state(state, idempotency::replay))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            move |st: axum::extract::State<AppState>,
+                  req: axum::extract::Request,
+                  next: axum::middleware::Next| {
+                let documented = documented.clone();
+                async move {
+                    // A method the route does not have is its 405: no key is reserved for it.
+                    if undocumented_method(&documented, &req) {
+                        return next.run(req).await;
+                    }
+                    idempotency::replay(st, req, next).await
+                }
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             // Spans carry the method, the route template and the request id: never the body,

@@ -65,7 +65,21 @@ pub struct FormField {
     /// Differs on every AlayaCare environment: kept for display, never used to match.
     pub field_id: i64,
     pub field_tag: Option<String>,
+    /// Not blank.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        )
+    )]
     pub field_label: String,
+    /// Not blank.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        )
+    )]
     pub field_type: String,
     pub field_value: Value,
 }

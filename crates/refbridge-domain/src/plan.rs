@@ -151,6 +151,24 @@ macro_rules! wire_enum {
             $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
         }
 
+        // By hand: the derive does not see the wire names through the macro.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($wire),+]))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+        }
+
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
             const NAMES: &'static str = concat!($($wire, " "),+);

@@ -22,6 +22,14 @@ impl TimeZone {
         }
     }
 
+    /// Every name [`TimeZone::parse`] accepts.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|tz| tz.name())
+            .filter(|name| Self::parse(name).is_ok())
+    }
+
     pub fn tz(&self) -> chrono_tz::Tz {
         self.0
     }

@@ -3,11 +3,11 @@
 //! one transaction, and answers 202; workers do the sending.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use refbridge_domain::approval::{self, ApprovalInput, ApprovalTerms};
 use refbridge_domain::file_name::{FileName, FileNameError};
-use refbridge_domain::send::{self, Cancellation, ChangeKind, Step, StepKind};
+use refbridge_domain::send::{self, CancelReason, Cancellation, ChangeKind, Step, StepKind};
 use refbridge_domain::{ReferralStatus, RequestId, Role};
 use refbridge_storage::{ApproveOutcome, NewChange, SendError};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::{JsonBody, OptionalJsonBody};
+use crate::params::{Path, Query};
 use crate::state::AppState;
 
 pub fn router(max_file_bytes: u64) -> OpenApiRouter<AppState> {
@@ -123,9 +124,7 @@ async fn plan_contexts(
     request_body = ApprovalInput,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 202, body = ApprovalResponse, description = "approved; the send is queued"),
+                (status = 202, body = ApprovalResponse, description = "approved; the send is queued"),
         (status = 200, body = ApprovalResponse, description = "approved before with these terms"),
         (status = 400, body = ErrorBody, description = "invalid terms; every problem listed"),
         (status = 404, body = ErrorBody),
@@ -265,9 +264,7 @@ pub(crate) fn send_error(id: RequestId, e: SendError) -> ApiError {
     request_body(content = Option<ApprovalInput>, description = "corrected terms (optional)"),
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 202, body = ApprovalResponse, description = "the send is queued again"),
+                (status = 202, body = ApprovalResponse, description = "the send is queued again"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "nothing to resume"),
     ))]
@@ -385,12 +382,10 @@ fn planned(steps: &[Step]) -> Vec<PlannedCall> {
 /// only). Unchanged terms make no call. One change at a time: while one is being sent, another is rejected with 409.
 #[utoipa::path(put, path = "/v1/referral-requests/{request_id}/approval", tag = "review",
     params(("request_id" = String, Path, format = Uuid), DryRun),
-    request_body = ApprovalInput,
+    request_body(content = Option<ApprovalInput>, description = "what changes; without a body, nothing does"),
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 202, body = ChangeResponse, description = "the change is queued"),
+                (status = 202, body = ChangeResponse, description = "the change is queued"),
         (status = 200, body = ChangeResponse, description = "a dry run, or nothing to change"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "not sent yet, a change under way, or cancelled"),
@@ -399,7 +394,7 @@ async fn change(
     State(state): State<AppState>,
     caller: Caller,
     Path(request_id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<DryRun>,
+    Query(q): Query<DryRun>,
     input: Result<OptionalJsonBody<ApprovalInput>, ApiError>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     caller.require(Role::Reviewer)?;
@@ -484,10 +479,11 @@ pub(crate) async fn change_terms(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CancelRequest {
-    /// One of datetime_change, client_request, client_hospitalization, client_passed_away,
-    /// client_refused_service, processing_error, other.
+    /// ACCloud's reason for the cancellation.
+    #[schema(value_type = CancelReason, required = true)]
     reason_code: Option<String>,
-    /// At most 1,000 characters.
+    /// At most 1,000 characters; blank is none.
+    #[schema(max_length = 1000)]
     comment: Option<String>,
 }
 
@@ -498,9 +494,7 @@ pub struct CancelRequest {
     request_body = CancelRequest,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
+                (status = 202, body = ChangeResponse, description = "the cancellation is queued"),
         (status = 200, body = ChangeResponse, description = "already cancelled"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
@@ -578,6 +572,16 @@ pub(crate) async fn cancel_referral(
     Ok((StatusCode::ACCEPTED, response))
 }
 
+/// The body of `POST …/documents` (documentation): file parts, each with a filename (the
+/// part's name does not matter; parts without a filename are ignored).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentsForm {
+    /// 1 to 10 files, each at most 50 MB.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 10)]
+    files: Vec<Vec<u8>>,
+}
+
 /// Upload more documents to the sent referral: multipart, one or more file parts (each with a
 /// filename, at most 50 MB), streamed to storage, each uploaded to ACCloud exactly once under
 /// its name made safe. A document whose content the referral already has (from intake or an
@@ -585,10 +589,9 @@ pub(crate) async fn cancel_referral(
 /// there already nothing is queued (200, `changed` false).
 #[utoipa::path(post, path = "/v1/referral-requests/{request_id}/documents", tag = "review",
     params(("request_id" = String, Path, format = Uuid)),
-    request_body(content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
+    request_body(content = DocumentsForm, content_type = "multipart/form-data", description = "one or more file parts, each with a filename"),
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
         (status = 415, body = ErrorBody, description = "not multipart/form-data, or compressed (Content-Encoding)"),
         (status = 202, body = ChangeResponse, description = "the uploads are queued"),
         (status = 200, body = ChangeResponse, description = "every document was delivered already"),

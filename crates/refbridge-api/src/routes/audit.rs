@@ -1,7 +1,7 @@
 //! The PHI access log, for admins: who read which referral's data, when, through what.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use refbridge_domain::{RequestId, Role};
 use refbridge_storage::AccessFilter;
@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::params::{Cursor, Query};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,10 +23,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AccessQuery {
     /// Only reads of this referral request.
+    #[param(format = Uuid)]
     request_id: Option<String>,
-    /// 1 to 500; 100 by default.
+    /// Page size; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: `{microseconds since the epoch}_{entry id}`; the
+    /// page lists older entries.
+    #[param(
+        pattern = r"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -51,11 +58,8 @@ pub struct AccessPage {
 }
 
 fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, String)> {
-    let (at, id) = s.split_once('_')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        id.to_owned(),
-    ))
+    let c = Cursor::parse(s)?;
+    Some((c.at, c.id.to_string()))
 }
 
 /// The PHI access log, newest first.
@@ -98,7 +102,7 @@ async fn list_access(
     let next_cursor = rows
         .last()
         .filter(|_| more)
-        .map(|r| format!("{}_{}", r.at.to_rfc3339(), r.id));
+        .and_then(|r| Some(Cursor::new(r.at, uuid::Uuid::parse_str(&r.id).ok()?).to_string()));
     Ok(Json(AccessPage {
         items: rows
             .into_iter()

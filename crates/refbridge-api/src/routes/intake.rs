@@ -62,12 +62,16 @@ pub struct ReferralRequestDoc {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AgencyDoc {
+    /// Not blank.
+    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     name: String,
+    /// Not blank.
+    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     host: String,
     branch_id: i64,
     #[schema(format = Uuid)]
     alayamarket_org_id: String,
-    #[schema(example = "America/Chicago")]
+    #[schema(value_type = crate::contract::TimeZoneName, example = "America/Chicago")]
     timezone: String,
 }
 
@@ -75,7 +79,11 @@ pub struct AgencyDoc {
 #[allow(dead_code)]
 pub struct ClientDoc {
     id: i64,
+    /// Not blank.
+    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     first_name: String,
+    /// Not blank.
+    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     last_name: String,
     email: Option<String>,
     phone_main: Option<String>,
@@ -87,15 +95,22 @@ pub struct ClientDoc {
     state: Option<String>,
     zip: Option<String>,
     country: Option<String>,
-    #[schema(example = "America/Chicago")]
+    #[schema(value_type = crate::contract::TimeZoneName, example = "America/Chicago")]
     timezone: String,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct FileDoc {
+    /// Not blank; at most 1,000 characters (once the spaces around it are trimmed).
+    #[schema(
+        max_length = 1000,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     file_name: String,
-    /// Base64; padding optional, line breaks ignored; at most 50 MB once decoded.
+    /// Base64 (the standard alphabet); padding optional, line breaks ignored (the pattern
+    /// states it without them); at most 50 MB once decoded.
+    #[schema(pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$")]
     file_value: String,
 }
 
@@ -119,9 +134,7 @@ pub struct FormDataDoc {
     request_body = ReferralRequestDoc,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 200, body = IntakeResponse, description = "recorded (or recorded before)"),
+                (status = 200, body = IntakeResponse, description = "recorded (or recorded before)"),
         (status = 400, body = ErrorBody, description = "invalid document; every problem listed"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "another document has this request_id"),

@@ -27,21 +27,78 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct PatientPutDoc {
-    /// The caller's id for the patient; 1 to 255 characters.
+    /// The caller's id for the patient; 1 to 255 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     source_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     first_name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     last_name: String,
+    /// Also accepted as `birthday`.
     #[schema(format = Date)]
     date_of_birth: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     gender: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     email: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     phone_main: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     address: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     city: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     state: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     zip: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     country: Option<String>,
     /// An IANA time zone name.
+    #[schema(value_type = Option<crate::contract::TimeZoneName>)]
     timezone: Option<String>,
 }
 
@@ -61,8 +118,7 @@ pub struct PatientPutResponse {
 #[utoipa::path(put, path = "/v1/patients", tag = "plans", request_body = PatientPutDoc,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = PatientPutResponse, description = "updated"),
+        (status = 200, body = PatientPutResponse, description = "updated"),
         (status = 201, body = PatientPutResponse, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]

@@ -2,7 +2,7 @@
 //! insurance names it does not know; a reviewer maps them here.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use refbridge_domain::plan::PayorPut;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::JsonValue;
-use crate::routes::plans::flag;
+use crate::params::{Path, Query};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -64,7 +64,7 @@ pub struct PayorList {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `true`: only payors without an ACCloud funder.
-    unmapped: Option<String>,
+    unmapped: Option<bool>,
 }
 
 /// Payors by name.
@@ -78,22 +78,32 @@ async fn list_payors(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<PayorList>, ApiError> {
     caller.require(Role::Reviewer)?;
-    let unmapped = flag("unmapped", q.unmapped.as_deref())?;
+    let unmapped = q.unmapped.unwrap_or(false);
     let items = state.store.list_payors(unmapped).await?;
     Ok(Json(PayorList {
         items: items.into_iter().map(Into::into).collect(),
     }))
 }
 
-/// The body of `PUT /v1/payors`.
-#[derive(ToSchema)]
+/// The body of `PUT /v1/payors`. Unknown fields are refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PayorPutDoc {
-    /// Matched after normalisation (case, spacing and punctuation ignored).
+    /// Matched after normalisation (case, spacing and punctuation ignored): 1 to 200
+    /// characters, with a letter or digit.
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^\W_]")]
     name: String,
     /// The ACCloud funder's id.
+    #[schema(minimum = 1)]
     accloud_funder_id: Option<i64>,
-    /// The ACCloud funder's name, resolved at send time when no id is given.
+    /// The ACCloud funder's name, resolved at send time when no id is given; 1 to 200
+    /// characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     accloud_funder_name: Option<String>,
 }
 
@@ -103,8 +113,7 @@ pub struct PayorPutDoc {
 #[utoipa::path(put, path = "/v1/payors", tag = "plans", request_body = PayorPutDoc,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = Payor, description = "updated"),
+        (status = 200, body = Payor, description = "updated"),
         (status = 201, body = Payor, description = "created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]

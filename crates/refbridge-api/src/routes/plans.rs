@@ -2,11 +2,13 @@
 //! `DELETE` (archive) and `PATCH` (source_id only).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use refbridge_domain::plan::{ConflictReason, PlanPatch, PlanPut};
+use refbridge_domain::plan::{
+    ConflictBehavior, ConflictReason, DeduplicationStrategy, InsuranceType, PlanPatch, PlanPut,
+};
 use refbridge_domain::{PatientId, PlanId, Role};
 use refbridge_storage::{PlanOutcome, PlanPutError, PlanPutResult, PlanRecord, StorageError};
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::JsonValue;
+use crate::params::{Path, Query};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,15 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_plan))
         .routes(routes!(get_plan, delete_plan, patch_plan))
         .routes(routes!(list_plans))
-}
-
-/// `true` or `false`; absent is `false`.
-pub(crate) fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
-    match v {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(ApiError::field(name, "must be true or false")),
-    }
 }
 
 fn parse_plan_id(s: &str) -> Result<PlanId, ApiError> {
@@ -105,39 +99,60 @@ impl From<PlanRecord> for PatientPlan {
 
 /// The request of `PUT /v1/patient-plans` (documentation; the handler validates the JSON
 /// itself to name every problem). Unknown fields are refused.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PatientPlanPut {
     #[schema(format = Uuid)]
     patient_id: String,
-    /// The caller's id for the plan; 1 to 255 characters.
+    /// The caller's id for the plan; 1 to 255 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     source_id: String,
-    /// 2 to 80 characters.
+    /// 2 to 80 characters (without the spaces around them).
+    #[schema(
+        min_length = 2,
+        max_length = 80,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     member_number: String,
     /// A payor of `GET /v1/payors`.
     #[schema(format = Uuid)]
     payor_entity_id: String,
-    /// 1 primary, 2 secondary, … (1 to 99).
+    /// 1 primary, 2 secondary, …
+    #[schema(minimum = 1, maximum = 99)]
     plan_order_number: i64,
-    /// 2 to 80 characters.
+    /// 2 to 80 characters (without the spaces around them).
+    #[schema(
+        min_length = 2,
+        max_length = 80,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     group_number: Option<String>,
-    /// YYYY-MM-DD or an RFC 3339 date-time (its date is kept).
+    /// YYYY-MM-DD (an RFC 3339 date-time is read as its date).
+    #[schema(format = Date)]
     start_date: Option<String>,
     /// Not before start_date.
+    #[schema(format = Date)]
     end_date: Option<String>,
-    /// COMMERCIAL, MEDICARE, MEDICAID, REGIONAL_CENTER, WORKERS_COMPENSATION, AUTO_INSURANCE
+    #[schema(value_type = Option<InsuranceType>)]
     insurance_type: Option<String>,
     /// A file of a Referral Request.
     #[schema(format = Uuid)]
     insurance_card_file_id: Option<String>,
     #[schema(format = Uuid)]
     insurance_card_back_file_id: Option<String>,
-    /// REPLACE, RAISE_ERROR or RAISE_ERROR_ON_AUTH_WITHDRAWAL; default: the server's
-    /// `default_conflict_behavior` (REPLACE unless configured).
+    /// Default: the server's `default_conflict_behavior` (REPLACE unless configured).
+    #[schema(value_type = Option<ConflictBehavior>)]
     conflict_behavior: Option<String>,
     /// Alias of conflict_behavior; both with different values is a 400.
+    #[schema(value_type = Option<ConflictBehavior>)]
     conflict_strategy: Option<String>,
-    /// MEMBER_NUMBER (default), MEMBER_NUMBER_AND_PAYOR, MEMBER_NUMBER_PAYOR_AND_ORDER
+    /// Default MEMBER_NUMBER.
+    #[schema(value_type = Option<DeduplicationStrategy>)]
     deduplication_strategy: Option<String>,
 }
 
@@ -164,7 +179,7 @@ pub struct PatientPlanPutResponse {
 #[into_params(parameter_in = Query)]
 pub struct PutQuery {
     /// `true`: decide and answer as usual, but change nothing.
-    dry_run: Option<String>,
+    dry_run: Option<bool>,
 }
 
 /// Create or update a patient plan.
@@ -180,9 +195,7 @@ pub struct PutQuery {
 #[utoipa::path(put, path = "/v1/patient-plans", tag = "plans", params(PutQuery),
     request_body = PatientPlanPut, security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),
-        (status = 200, body = PatientPlanPutResponse, description = "source_id match or duplicate"),
+                (status = 200, body = PatientPlanPutResponse, description = "source_id match or duplicate"),
         (status = 201, body = PatientPlanPutResponse, description = "created (or replaced)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
@@ -196,7 +209,7 @@ async fn put_plan(
     body: Result<JsonValue, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Reviewer)?;
-    let dry_run = flag("dry_run", q.dry_run.as_deref())?;
+    let dry_run = q.dry_run.unwrap_or(false);
     let put = PlanPut::parse(&body?.0)?;
     let behavior = put
         .conflict_behavior
@@ -313,10 +326,19 @@ async fn delete_plan(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The body of `PATCH /v1/patient-plans/{id}`: only `source_id` (null clears it).
-#[derive(ToSchema)]
+/// The body of `PATCH /v1/patient-plans/{id}`: only `source_id`, which is required (null
+/// clears it).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PatientPlanPatch {
+    /// 1 to 255 characters (not blank), or null.
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     source_id: Option<String>,
 }
 
@@ -325,8 +347,7 @@ pub struct PatientPlanPatch {
     params(("patient_plan_id" = String, Path, format = Uuid)), request_body = PatientPlanPatch,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 204, description = "changed"),
+        (status = 204, description = "changed"),
         (status = 400, body = ErrorBody, description = "any field but source_id"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -358,7 +379,7 @@ async fn patch_plan(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `true`: archived plans too.
-    include_archived: Option<String>,
+    include_archived: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -381,7 +402,7 @@ async fn list_plans(
     caller.require(Role::Reviewer)?;
     let patient =
         PatientId::parse(&patient).map_err(|_| ApiError::field("patient_id", "must be a UUID"))?;
-    let include_archived = flag("include_archived", q.include_archived.as_deref())?;
+    let include_archived = q.include_archived.unwrap_or(false);
     let plans = state
         .store
         .list_patient_plans(patient, include_archived)

@@ -2,11 +2,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use refbridge_domain::form::{StructuredReferral, Warning};
 use refbridge_domain::intake::{Agency, ClientMeta, FormField, FormMeta};
@@ -22,6 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::params::{Cursor, Path, Query};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -40,17 +39,25 @@ const MAX_REASON_CHARS: usize = 2000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// received, approved, sending, sent, needs_attention, denied
+    #[param(value_type = Option<ReferralStatus>)]
     status: Option<String>,
     /// The agency's AlayaMarket org id.
+    #[param(format = Uuid)]
     agency: Option<String>,
     /// Received at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     received_from: Option<String>,
     /// Received before this instant (RFC 3339).
+    #[param(format = DateTime)]
     received_to: Option<String>,
-    /// Page size, 1 to 200 (default 50).
+    /// Page size (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: `{microseconds since the epoch}_{request id}`;
+    /// the page lists what was received before that point.
+    #[param(
+        pattern = r"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -176,16 +183,12 @@ fn list_item(r: ReferralSummary) -> ReferralListItem {
 }
 
 fn encode_cursor(at: DateTime<Utc>, id: RequestId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", refbridge_storage::format_ts(at)))
+    Cursor::new(at, id.as_uuid()).to_string()
 }
 
 fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, RequestId)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
-    let (at, id) = raw.split_once('|')?;
-    Some((
-        refbridge_storage::parse_ts(at).ok()?,
-        RequestId::parse(id).ok()?,
-    ))
+    let c = Cursor::parse(c)?;
+    Some((c.at, RequestId::from(c.id)))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -573,7 +576,8 @@ fn content_disposition(name: &str) -> String {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DenyRequest {
-    /// Why the referral is denied (shown to reviewers; at most 2,000 characters).
+    /// Why the referral is denied (shown to reviewers): not blank, at most 2,000 characters.
+    #[schema(value_type = String, required = true, max_length = 2000, pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     reason: Option<String>,
 }
 
@@ -583,8 +587,7 @@ pub struct DenyRequest {
     request_body = DenyRequest,
     security(("bearer" = [])),
     responses(
-        (status = 408, body = ErrorBody, description = "the body did not arrive within the body read timeout"),
-        (status = 415, body = ErrorBody, description = "not application/json (UTF-8), or compressed (Content-Encoding)"),(status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
+        (status = 200, body = ReferralDetail), (status = 400, body = ErrorBody),
                (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody, description = "not in a state that can be denied")))]
 async fn deny(
@@ -596,12 +599,14 @@ async fn deny(
     caller.require(Role::Reviewer)?;
     let id = parse_request_id(&request_id)?;
     let crate::json::JsonBody(body) = body?;
-    let reason = body.reason.as_deref().map(str::trim).unwrap_or_default();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "is required"));
-    }
+    // The length as sent (what the document states), then not blank.
+    let reason = body.reason.as_deref().unwrap_or_default();
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::field("reason", "must be at most 2000 characters"));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "is required"));
     }
     let rec = state
         .store
