@@ -285,11 +285,10 @@ impl Store {
     /// Every agency that has sent a referral (AlayaMarket org id, the name it last sent), by
     /// name: kept at intake, so reading it costs the number of agencies.
     pub async fn agencies(&self) -> Result<Vec<(String, String)>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT org_id AS agency_org_id, name FROM agencies ORDER BY name, org_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT org_id AS agency_org_id, name FROM agencies ORDER BY name, org_id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("agency_org_id")?, r.try_get("name")?)))
             .collect()

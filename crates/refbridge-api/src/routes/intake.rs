@@ -62,11 +62,17 @@ pub struct ReferralRequestDoc {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AgencyDoc {
-    /// Not blank.
-    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
+    /// One line, not blank, at most 255 characters.
+    #[schema(
+        max_length = 255,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     name: String,
-    /// Not blank.
-    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
+    /// One line, not blank, at most 255 characters.
+    #[schema(
+        max_length = 255,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     host: String,
     branch_id: i64,
     #[schema(format = Uuid)]
@@ -79,21 +85,36 @@ pub struct AgencyDoc {
 #[allow(dead_code)]
 pub struct ClientDoc {
     id: i64,
-    /// Not blank.
-    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
+    /// One line, not blank, at most 100 characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     first_name: String,
-    /// Not blank.
-    #[schema(pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
+    /// One line, not blank, at most 100 characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     last_name: String,
+    /// One line, at most 255 characters (as are the address fields below; blank is absent).
+    #[schema(max_length = 255)]
     email: Option<String>,
+    #[schema(max_length = 255)]
     phone_main: Option<String>,
     #[schema(format = Date)]
     birthday: Option<String>,
+    #[schema(max_length = 255)]
     gender: Option<String>,
+    #[schema(max_length = 255)]
     address: Option<String>,
+    #[schema(max_length = 255)]
     city: Option<String>,
+    #[schema(max_length = 255)]
     state: Option<String>,
+    #[schema(max_length = 255)]
     zip: Option<String>,
+    #[schema(max_length = 255)]
     country: Option<String>,
     #[schema(value_type = crate::contract::TimeZoneName, example = "America/Chicago")]
     timezone: String,
@@ -105,7 +126,7 @@ pub struct FileDoc {
     /// Not blank; at most 1,000 characters (once the spaces around it are trimmed).
     #[schema(
         max_length = 1000,
-        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     file_name: String,
     /// Base64 (the standard alphabet); padding optional, line breaks ignored (the pattern

@@ -151,8 +151,7 @@ async fn fill(state: &AppState, n: usize) -> anyhow::Result<()> {
             client: p.get("client"),
             form_data: p.get("form_data"),
         };
-        let request =
-            intake::validate(parts).map_err(|v| anyhow::anyhow!("the example: {v:?}"))?;
+        let request = intake::validate(parts).map_err(|v| anyhow::anyhow!("the example: {v:?}"))?;
         let parsed = form::parse(&request.fields, Some(&request.client));
         let new = NewReferral {
             request,
