@@ -65,7 +65,13 @@ pub struct FormField {
     /// Differs on every AlayaCare environment: kept for display, never used to match.
     pub field_id: i64,
     /// One line, at most 255 characters.
-    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 255,
+            pattern = r"^(?:[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*|[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)$"
+        )
+    )]
     pub field_tag: Option<String>,
     /// Not blank, at most 2,000 characters; line breaks and tabs are the only control
     /// characters it may hold.

@@ -265,6 +265,7 @@ async fn post_json(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Latency {
     pub p50: Duration,
+    pub p95: Duration,
     pub p99: Duration,
     pub max: Duration,
 }
@@ -278,6 +279,7 @@ impl Latency {
         let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
         Latency {
             p50: at(0.50),
+            p95: at(0.95),
             p99: at(0.99),
             max: v[v.len() - 1],
         }

@@ -84,3 +84,20 @@ async fn bench_intake_memory_reads_the_server_process() {
     assert!(r.body_bytes > r.file_bytes * 4 / 3);
     assert!(r.idle_rss_kib > 0 && r.peak_hwm_kib >= r.idle_rss_kib);
 }
+
+#[tokio::test]
+async fn bench_console_renders_every_page_on_both_stores() {
+    let args = bench::console::ConsoleArgs {
+        referrals: 30,
+        renders: 3,
+    };
+    let r = bench::console::console(&config(), &args)
+        .await
+        .expect("bench console");
+    assert_eq!(r.referrals, 30);
+    assert_eq!(r.pages.len(), 4, "inbox, two filters, the referral page");
+    for (page, empty, full) in &r.pages {
+        assert!(empty.max > std::time::Duration::ZERO, "{page} timed");
+        assert!(full.max > std::time::Duration::ZERO, "{page} timed");
+    }
+}

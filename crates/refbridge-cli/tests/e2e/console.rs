@@ -373,3 +373,40 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     on_page(c, "/console/login").await;
     b.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_left_idle_ends_and_the_browser_is_sent_to_sign_in() {
+    let idle = std::time::Duration::from_secs(2);
+    let app = crate::helpers::spawn_app_configured(
+        refbridge_accloud_sim::SimConfig::default(),
+        false,
+        |c| c.console.limits.idle = idle,
+    )
+    .await;
+    app.state
+        .store
+        .create_user(
+            "dana",
+            Role::Reviewer,
+            &refbridge_api::console::session::hash_password(PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/console/login", app.base))
+        .await
+        .unwrap();
+    set(c, "username", "dana").await;
+    set(c, "password", PASSWORD).await;
+    submit(c, "/console/login").await;
+    on_page(c, "/console").await;
+    // Still active within the timeout.
+    c.goto(&format!("{}/console", app.base)).await.unwrap();
+    on_page(c, "/console").await;
+    // Left idle for longer: the next page is the sign-in page.
+    tokio::time::sleep(idle + std::time::Duration::from_millis(700)).await;
+    c.goto(&format!("{}/console", app.base)).await.unwrap();
+    on_page(c, "/console/login").await;
+    b.client.clone().close().await.unwrap();
+}

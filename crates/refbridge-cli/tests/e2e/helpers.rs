@@ -58,6 +58,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// `run_worker`: start one background engine (tests that drive the engine by hand say no).
 pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
+    spawn_app_configured(sim_cfg, run_worker, |_| {}).await
+}
+
+/// [`spawn_app_with`], with the API's settings changed by `tweak` (the console's timeouts, say).
+pub async fn spawn_app_configured(
+    sim_cfg: SimConfig,
+    run_worker: bool,
+    tweak: impl FnOnce(&mut ApiConfig),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
     let store = Store::open(&url, &StoreOptions::default())
@@ -96,9 +105,13 @@ pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
     let state = AppState {
         store: store.clone(),
         files: files.clone(),
-        config: ApiConfig {
-            approval,
-            ..ApiConfig::default()
+        config: {
+            let mut c = ApiConfig {
+                approval,
+                ..ApiConfig::default()
+            };
+            tweak(&mut c);
+            c
         },
         wake: Default::default(),
     };
