@@ -3,6 +3,7 @@
 mod auth;
 pub mod console;
 pub mod contract;
+mod docs;
 mod error;
 mod idempotency;
 mod json;
@@ -111,6 +112,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(console::router(state.config.max_file_bytes))
+        .merge(docs::router())
         .with_state(state.clone())
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(
