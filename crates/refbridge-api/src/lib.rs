@@ -32,6 +32,7 @@ pub use state::{ApiConfig, AppState};
         (name = "intake", description = "Referral Requests from AlayaConnector"),
         (name = "review", description = "The review record"),
         (name = "plans", description = "Patients, their insurance plans, and payors"),
+        (name = "events", description = "The event feed and signed webhooks: what happened, for CPR+"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -48,6 +49,7 @@ fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::payors::router())
         .merge(routes::approval::router(max_file_bytes))
         .merge(routes::audit::router())
+        .merge(routes::events::router())
 }
 
 /// The OpenAPI document of the whole API.

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod error;
+mod events;
 pub mod files;
 mod idempotency;
 mod patients;
@@ -17,6 +18,7 @@ mod time;
 mod tokens;
 mod users;
 mod views;
+mod webhooks;
 mod workers;
 
 use std::str::FromStr;
@@ -28,6 +30,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use access::{AccessFilter, PhiAccess};
 pub use audit::AuditEvent;
 pub use error::StorageError;
+pub use events::{EventPage, EventRecord, EventSignal, SEQUENCE_BATCH};
 pub use files::{BlobWriter, FileStore, StoredBlob};
 pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
@@ -45,6 +48,10 @@ pub use sends::{
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
 pub use users::{SessionLimits, SessionRecord, UserRecord};
+pub use webhooks::{
+    AfterFailure, AttemptRecord, AttemptResult, DeliveryClaim, EndpointRecord, LATENCY_BUCKETS_MS,
+    Replay, WebhookMetrics,
+};
 pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -109,6 +116,8 @@ const IDLE_TX_MS: u64 = 30_000;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Raised when this store's sequencer has positioned events.
+    events: EventSignal,
 }
 
 impl Store {
@@ -158,7 +167,11 @@ impl Store {
             .connect_with(connect)
             .await
             .map_err(|e| StorageError::Connect(e.to_string()))?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            events: EventSignal::default(),
+        })
     }
 
     /// Connects and applies the embedded migrations.

@@ -14,7 +14,8 @@ use crate::error::{StorageError, corrupt};
 use crate::files::StoredBlob;
 use crate::patients::find_or_create_for_client;
 use crate::plans::plans_from_intake;
-use crate::{Store, audit, format_ts, now, parse_ts};
+use crate::{Store, audit, events, format_ts, now, parse_ts};
+use refbridge_domain::event::EventType;
 
 /// One file of a new Referral Request, already in the file store.
 #[derive(Debug, Clone)]
@@ -234,6 +235,19 @@ impl Store {
             &json!({
                 "patient_id": patient_id.to_string(),
                 "patient_match": how,
+                "files": new.files.len(),
+                "warnings": warnings.len(),
+            }),
+        )
+        .await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::ReferralReceived,
+            id,
+            json!({
+                "status": ReferralStatus::Received,
+                "agency_org_id": org,
                 "files": new.files.len(),
                 "warnings": warnings.len(),
             }),
@@ -475,6 +489,14 @@ impl Store {
             "referral_request.denied",
             ("referral_request", &id.to_string()),
             &json!({ "from": current, "to": ReferralStatus::Denied }),
+        )
+        .await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::ReferralDenied,
+            id,
+            json!({ "from": current, "status": ReferralStatus::Denied }),
         )
         .await?;
         tx.commit().await.map_err(StorageError::from)?;

@@ -1,5 +1,6 @@
 pub mod approval;
 pub mod audit;
+pub mod events;
 pub mod health;
 pub mod intake;
 pub mod patients;

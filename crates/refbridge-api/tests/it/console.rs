@@ -370,7 +370,13 @@ async fn paused(app: &TestApp, id: &str, client_id: i64, reason: &str) {
         .unwrap()
         .expect("the send is due");
     app.store
-        .step_failed(&lease, 0, reason, "worker")
+        .step_failed(
+            &lease,
+            0,
+            reason,
+            refbridge_domain::event::AttentionReason::Rejected,
+            "worker",
+        )
         .await
         .unwrap();
 }

@@ -1,6 +1,7 @@
 //! The API's integration tests: one binary, one module per flow.
 
 mod console;
+mod events;
 mod helpers;
 mod idempotency;
 mod intake;
