@@ -50,6 +50,7 @@ fn routes(max_file_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::approval::router(max_file_bytes))
         .merge(routes::audit::router())
         .merge(routes::events::router())
+        .merge(routes::webhooks::router())
 }
 
 /// The OpenAPI document of the whole API.

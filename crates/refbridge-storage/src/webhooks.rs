@@ -481,9 +481,12 @@ impl Store {
             Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // `= (row subquery)`, not `IN (…)`: a row subquery runs once, whereas PostgreSQL may
+        // run an `IN` subquery again per row and lease several deliveries in one claim (seen:
+        // the extra ones then sat leased, undelivered, until their leases ran out).
         let sql = format!(
             "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE (endpoint_id, event_id) IN (\
+             WHERE (endpoint_id, event_id) = (\
                SELECT d.endpoint_id, d.event_id FROM webhook_deliveries d \
                JOIN webhook_endpoints w ON w.id = d.endpoint_id \
                WHERE d.state = '{PENDING}' AND w.enabled = 1 AND d.next_attempt_at <= $3 \
@@ -720,7 +723,7 @@ impl Store {
     pub async fn webhook_metrics(&self) -> Result<WebhookMetrics, StorageError> {
         let at = now();
         let rows = sqlx::query(
-            "SELECT endpoint_id, outcome, COUNT(*) AS n, COALESCE(SUM(latency_ms), 0) AS ms \
+            "SELECT endpoint_id, outcome, COUNT(*) AS n, CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS ms \
              FROM webhook_attempts GROUP BY endpoint_id, outcome ORDER BY endpoint_id, outcome",
         )
         .fetch_all(&self.pool)
@@ -787,5 +790,95 @@ impl Store {
             endpoints_disabled: row.try_get("disabled")?,
             endpoints_failing: row.try_get("failing")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util;
+    use crate::{StoreOptions, events};
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = test_util::fresh_database_url(dir.path()).await;
+        (
+            Store::open(&url, &StoreOptions::default()).await.unwrap(),
+            dir,
+        )
+    }
+
+    /// An event of "referral" `key` (its request id), committed and positioned.
+    async fn event(store: &Store, key: u128) {
+        let mut tx = store.begin_write().await.unwrap();
+        events::record_other(
+            &mut tx,
+            now(),
+            EventType::SendCompleted,
+            (
+                Some(refbridge_domain::RequestId::from(uuid::Uuid::from_u128(
+                    key,
+                ))),
+                None,
+            ),
+            json!({}),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        store.sequence_events().await.unwrap();
+    }
+
+    async fn leased(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE lease_owner IS NOT NULL")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_claim_leases_one_delivery_and_a_referrals_next_waits_for_its_first() {
+        let (store, _dir) = store().await;
+        store
+            .put_webhook_endpoint("https://example.com/h", None, "whsec_AAAA", "t")
+            .await
+            .unwrap();
+        for key in [1, 1, 2, 3] {
+            event(&store, key).await;
+        }
+        let lease = Duration::from_secs(30);
+        let first = store
+            .claim_webhook_delivery("w", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.event.position, 1);
+        assert_eq!(leased(&store).await, 1, "one claim, one lease");
+        // Referral 1's second event waits for its first; referrals 2 and 3 go ahead.
+        let mut next = Vec::new();
+        while let Some(c) = store.claim_webhook_delivery("w", lease).await.unwrap() {
+            next.push(c.event.position);
+        }
+        assert_eq!(next, vec![3, 4]);
+        store
+            .webhook_delivered(
+                &first,
+                &AttemptResult {
+                    outcome: "delivered",
+                    status: Some(200),
+                    latency: Duration::from_millis(3),
+                    response_head: None,
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
+        let second = store
+            .claim_webhook_delivery("w", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.event.position, 2, "now referral 1's second event");
+        assert_eq!(second.event.id.len(), 36);
     }
 }

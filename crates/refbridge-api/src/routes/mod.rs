@@ -7,3 +7,4 @@ pub mod patients;
 pub mod payors;
 pub mod plans;
 pub mod referrals;
+pub mod webhooks;

@@ -11,3 +11,4 @@ mod meta;
 mod patients;
 mod plans;
 mod review;
+mod webhooks;

@@ -45,6 +45,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let webhooks = if cfg.worker.enabled {
+        let mut rx = stop_rx.clone();
+        runtime::spawn_webhooks(&cfg, &state, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })?
+    } else {
+        None
+    };
     let listen = if cfg.worker.enabled {
         runtime::spawn_send_listener(&cfg, &state)
     } else {
@@ -68,6 +76,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     housekeeping.abort();
     if let Some(w) = worker {
+        let _ = w.await;
+    }
+    if let Some(w) = webhooks {
         let _ = w.await;
     }
     if let Some(l) = listen {

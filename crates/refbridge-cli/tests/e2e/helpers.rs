@@ -21,6 +21,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub intake: String,
     pub reviewer: String,
+    pub admin: String,
     pub state: AppState,
     pub sim: RunningSim,
     pub accloud: Arc<HttpAcCloud>,
@@ -98,6 +99,8 @@ pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
         files: files.clone(),
         config: ApiConfig {
             approval,
+            // The webhook tests' receiver listens on loopback.
+            webhooks_allow_private_targets: true,
             ..ApiConfig::default()
         },
         wake: Default::default(),
@@ -106,6 +109,7 @@ pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
     for (name, role) in [
         ("alayaconnector", Role::Intake),
         ("reviewer-1", Role::Reviewer),
+        ("admin-1", Role::Admin),
     ] {
         let token = refbridge_api::new_token();
         store
@@ -129,6 +133,7 @@ pub async fn spawn_app_with(sim_cfg: SimConfig, run_worker: bool) -> TestApp {
         http: reqwest::Client::new(),
         intake: tokens[0].clone(),
         reviewer: tokens[1].clone(),
+        admin: tokens[2].clone(),
         state,
         sim,
         accloud,
