@@ -267,6 +267,24 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// The referral's events (type and data), in feed order.
+    pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let id = refbridge_domain::RequestId::parse(id).expect("request id");
+        self.state
+            .store
+            .referral_events(id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.event_type.as_str().to_owned(), e.data))
+            .collect()
+    }
+
+    /// The types of the referral's events, in feed order.
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        self.events(id).await.into_iter().map(|e| e.0).collect()
+    }
+
     /// Waits until the referral's status is one of `statuses`; panics with its timeline after
     /// `timeout`.
     pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Value {
