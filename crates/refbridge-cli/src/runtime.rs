@@ -145,6 +145,18 @@ pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task
     })
 }
 
+/// On PostgreSQL, a task that wakes this process's feed readers and webhook worker when any
+/// process commits or positions an event (`LISTEN refbridge_event`); `None` on SQLite, where
+/// they poll.
+pub fn spawn_event_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    (state.store.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(refbridge_storage::listen_for_events(
+            cfg.database_url.expose().to_owned(),
+            state.store.event_signal().clone(),
+        ))
+    })
+}
+
 /// The send engine over the app's store, woken by the API's wake handle.
 pub fn engine(state: &AppState, accloud: Arc<dyn AcCloud>, cfg: EngineConfig) -> Arc<Engine> {
     Arc::new(

@@ -166,11 +166,14 @@ impl Deliverer {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut sequenced = Instant::now() - self.cfg.sequence_every;
+        let mut signalled = false;
+        let signal = self.store.event_signal().clone();
         tokio::pin!(shutdown);
         tracing::info!(owner = %self.cfg.owner, "webhook worker started");
         loop {
             while tasks.try_join_next().is_some() {}
-            if sequenced.elapsed() >= self.cfg.sequence_every {
+            if signalled || sequenced.elapsed() >= self.cfg.sequence_every {
+                signalled = false;
                 sequenced = Instant::now();
                 if let Err(e) = self.store.sequence_events().await {
                     tracing::warn!(error = %e, "positioning events failed");
@@ -180,8 +183,7 @@ impl Deliverer {
                 () = &mut shutdown => break,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
-            let woken = self.store.event_signal().clone();
-            let woken = woken.notified();
+            let woken = signal.notified();
             let kicked = self.kick.notified();
             match self
                 .store
@@ -201,7 +203,9 @@ impl Deliverer {
                     let wait = self.cfg.poll_interval.min(self.cfg.sequence_every);
                     tokio::select! {
                         () = &mut shutdown => break,
-                        () = woken => {}
+                        // An event committed or positioned (this process, or any on
+                        // PostgreSQL): position it now.
+                        () = woken => signalled = true,
                         () = kicked => {}
                         () = tokio::time::sleep(wait) => {}
                     }

@@ -75,8 +75,10 @@ impl EventSignal {
         self.0.notify_waiters();
     }
 
-    pub async fn notified(&self) {
-        self.0.notified().await;
+    /// A wake-up to await. It counts from when it is created (not first polled): create it
+    /// before looking, then await it, and no signal in between is missed.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.notified()
     }
 }
 
@@ -165,6 +167,17 @@ impl Store {
     /// The signal this store's sequencer raises when it has positioned events.
     pub fn event_signal(&self) -> &EventSignal {
         &self.events
+    }
+
+    /// Commits a transaction that recorded events, then wakes this process's feed readers and
+    /// webhook worker (other processes: `LISTEN`, or their polling).
+    pub(crate) async fn commit_events(
+        &self,
+        tx: Transaction<'static, Any>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.events.notify();
+        Ok(())
     }
 
     /// Positions the committed events that have no position yet, in id order, after the
@@ -376,6 +389,32 @@ mod tests {
                 .await
                 .unwrap();
         assert!(rows[0].1 > rows[1].1, "{rows:?}");
+    }
+
+    /// On PostgreSQL a commit of an event wakes the listeners of every process, with no
+    /// sequencer running here.
+    #[tokio::test]
+    async fn a_committed_event_is_announced_to_listeners_on_postgres() {
+        if test_util::test_backend() != Backend::Postgres {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = test_util::fresh_database_url(dir.path()).await;
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let signal = EventSignal::default();
+        let listener = tokio::spawn(crate::listen_for_events(url.clone(), signal.clone()));
+        // The listener raises the signal once it listens; wait for that first.
+        tokio::time::timeout(std::time::Duration::from_secs(10), signal.notified())
+            .await
+            .expect("listening");
+        let woken = signal.notified();
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 1).await;
+        tx.commit().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+            .await
+            .expect("the commit was announced");
+        listener.abort();
     }
 
     /// Many writers committing in random order while a reader follows the cursor: the reader

@@ -52,7 +52,7 @@ pub use webhooks::{
     AfterFailure, AttemptRecord, AttemptResult, DeliveryClaim, EndpointRecord, LATENCY_BUCKETS_MS,
     Replay, WebhookMetrics,
 };
-pub use workers::{QueueMetrics, SEND_CHANNEL, listen_for_sends};
+pub use workers::{EVENT_CHANNEL, QueueMetrics, SEND_CHANNEL, listen_for_events, listen_for_sends};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -213,7 +213,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let rec = from_row(&rec)?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok((rec, created))
     }
 

@@ -253,7 +253,7 @@ impl Store {
             }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(IntakeOutcome::Created(IntakeReceipt {
             patient_id,
             files: new.files.len(),
@@ -499,7 +499,7 @@ impl Store {
             json!({ "from": current, "status": ReferralStatus::Denied }),
         )
         .await?;
-        tx.commit().await.map_err(StorageError::from)?;
+        self.commit_events(tx).await.map_err(StorageError::from)?;
         self.get_referral(id).await?.ok_or(DenyError::NotFound)
     }
 }

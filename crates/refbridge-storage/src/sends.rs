@@ -574,7 +574,7 @@ impl Store {
             json!({ "status": ReferralStatus::Approved, "steps": steps.len() }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(ApproveOutcome::Approved)
     }
 
@@ -735,7 +735,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1002,7 +1002,7 @@ impl Store {
                     "step": position, "step_kind": kind }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1075,7 +1075,7 @@ impl Store {
             json!({ "status": ReferralStatus::Cancelled, "by": "agency" }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1153,7 +1153,7 @@ impl Store {
             ),
         };
         events::record(&mut tx, at, event_type, lease.request_id, data).await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1246,7 +1246,7 @@ impl Store {
                     "replanned_steps": replan.len() }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 

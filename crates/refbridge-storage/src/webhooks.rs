@@ -666,7 +666,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(if disabled {
             AfterFailure::EndpointDisabled
         } else {

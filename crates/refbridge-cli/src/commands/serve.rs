@@ -58,6 +58,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let events = runtime::spawn_event_listener(&cfg, &state);
     let housekeeping = tokio::spawn(refbridge_api::purge_expired_keys(
         state.store.clone(),
         KEY_PURGE_EVERY,
@@ -82,6 +83,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = w.await;
     }
     if let Some(l) = listen {
+        l.abort();
+    }
+    if let Some(l) = events {
         l.abort();
     }
     if let Some(sim) = link.simulator {

@@ -76,3 +76,15 @@ CREATE TABLE webhook_attempts (
     error          TEXT
 );
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, at);
+
+-- PostgreSQL only: an event committed (inserted) or positioned (by the sequencer) is announced
+-- on channel `refbridge_event`, at commit; every process's listener wakes its feed readers and
+-- its webhook worker. Polling stays the fallback (and SQLite's single process polls).
+CREATE FUNCTION refbridge_notify_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('refbridge_event', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_notify AFTER INSERT OR UPDATE OF position ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION refbridge_notify_event();
