@@ -712,3 +712,89 @@ async fn a_private_target_accepted_earlier_is_refused_at_delivery() {
         "nothing reached the receiver"
     );
 }
+
+/// Figures, not assertions: events per second through the feed, and webhook delivery latency
+/// (event committed → the receiver has it) with one in-process worker. Run with
+/// `cargo test -p refbridge-cli --test e2e -- --ignored bench_events --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: figures for the README"]
+async fn bench_events_feed_and_webhook_latency() {
+    let n: i64 = std::env::var("BENCH_EVENTS_INTAKES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    subscribe(&app, &receiver).await;
+    let _deliverer = start_deliverer(&app, quick_delivery("webhooks-bench"));
+    let t0 = Instant::now();
+    for i in 0..n {
+        let id = format!("00000000-0000-4000-b000-{i:012}");
+        let mut p = app.payload(&id, 50_000 + i);
+        p["client"]["last_name"] = json!(format!("Bench{i}"));
+        app.post_referral(&p).await;
+    }
+    let posted = t0.elapsed();
+    let events = feed(&app).await;
+    let state = receiver
+        .wait_delivered(&events, Duration::from_secs(120))
+        .await;
+    let all_delivered = t0.elapsed();
+    let at: HashMap<&str, f64> = events
+        .iter()
+        .map(|e| {
+            let t: chrono::DateTime<chrono::Utc> =
+                e["timestamp"].as_str().unwrap().parse().unwrap();
+            (e["id"].as_str().unwrap(), t.timestamp_micros() as f64 / 1e6)
+        })
+        .collect();
+    let mut latency: Vec<f64> = state["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["answered"] == 200)
+        .filter_map(|d| Some(d["t"].as_f64()? - at.get(d["webhook_id"].as_str()?)?))
+        .collect();
+    latency.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| latency[((latency.len() as f64 - 1.0) * p) as usize] * 1000.0;
+
+    // The feed: every event, pages of 1000, from the start.
+    let t1 = Instant::now();
+    let mut read = 0;
+    let mut cursor = "0".to_owned();
+    let rounds = 20;
+    for _ in 0..rounds {
+        cursor = "0".to_owned();
+        loop {
+            let res: Value = app
+                .http
+                .get(format!("{}/v1/events?after={cursor}&limit=1000", app.base))
+                .bearer_auth(&app.reviewer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let got = res["items"].as_array().unwrap().len();
+            read += got;
+            cursor = res["next_cursor"].as_str().unwrap().to_owned();
+            if got < 1000 {
+                break;
+            }
+        }
+    }
+    let feed_secs = t1.elapsed().as_secs_f64();
+    println!(
+        "bench-events ({:?}): {n} intakes in {posted:.2?} -> {} events, all delivered {all_delivered:.2?} after the first intake; \
+         delivery latency (commit to receiver) p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         feed read {read} events in {feed_secs:.2} s = {:.0} events/s (cursor {cursor})",
+        app.state.store.backend(),
+        events.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0),
+        read as f64 / feed_secs,
+    );
+}
