@@ -182,7 +182,9 @@ impl Store {
 
     /// Positions the committed events that have no position yet, in id order, after the
     /// highest position, and queues their webhook deliveries, in one transaction; one
-    /// sequencer at a time across every process. Returns how many were positioned.
+    /// sequencer at a time across every process (on PostgreSQL, a caller that finds another
+    /// sequencing returns at once: that one positions what is committed). Returns how many
+    /// were positioned.
     pub async fn sequence_events(&self) -> Result<u64, StorageError> {
         let waiting: Option<String> =
             sqlx::query_scalar("SELECT id FROM events WHERE position IS NULL LIMIT 1")
@@ -193,10 +195,16 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            // Another process sequencing now will position these too (and announce it):
+            // no need to queue behind it.
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
                 .bind(SEQUENCER_LOCK)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+            if !locked {
+                tx.rollback().await?;
+                return Ok(0);
+            }
         }
         // Read after the lock: under READ COMMITTED each statement sees every sequencer
         // transaction committed before it.
