@@ -36,6 +36,7 @@ pub use state::{ApiConfig, AppState};
         (name = "intake", description = "Referral Requests from AlayaConnector"),
         (name = "review", description = "The review record"),
         (name = "plans", description = "Patients, their insurance plans, and payors"),
+        (name = "events", description = "The event feed and signed webhooks: what happened, for CPR+"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -53,6 +54,8 @@ fn routes(max_file_bytes: u64) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::payors::router())
         .merge(routes::approval::router(max_file_bytes))
         .merge(routes::audit::router())
+        .merge(routes::events::router())
+        .merge(routes::webhooks::router())
         .split_for_parts();
     contract::complete(&mut doc);
     (router, doc)

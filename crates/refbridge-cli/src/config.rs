@@ -33,6 +33,22 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub approval: refbridge_domain::approval::Defaults,
     pub console: ConsoleConfig,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook delivery (`refbridge_saga::webhooks`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub request_timeout_ms: u64,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub disable_after_secs: u64,
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +321,28 @@ impl Config {
                 "must be at least 1 while agency checks are on",
             );
         }
+        let wh = &self.webhooks;
+        if wh.concurrency == 0 {
+            return bad("webhooks.concurrency", "must be at least 1");
+        }
+        if wh.request_timeout_ms == 0 {
+            return bad("webhooks.request_timeout_ms", "must be more than 0");
+        }
+        if wh.lease_secs * 1000 <= wh.request_timeout_ms {
+            return bad(
+                "webhooks.lease_secs",
+                "must be longer than webhooks.request_timeout_ms",
+            );
+        }
+        if wh.retry_base_ms == 0 || wh.retry_cap_ms < wh.retry_base_ms {
+            return bad(
+                "webhooks.retry_base_ms",
+                "must be at least 1 and at most webhooks.retry_cap_ms",
+            );
+        }
+        if wh.disable_after_secs == 0 {
+            return bad("webhooks.disable_after_secs", "must be more than 0");
+        }
         if self.approval.first_day_of_week > 6 {
             return bad(
                 "approval.first_day_of_week",
@@ -412,6 +450,22 @@ mod tests {
             jail.set_env("REFBRIDGE_HTTP__BODY_READ_TIMEOUT_MS", "0");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("http.body_read_timeout_ms"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn webhook_settings_have_defaults_and_private_targets_are_allowed_by_env() {
+        Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(!cfg.webhooks.allow_private_targets);
+            assert_eq!(cfg.webhooks.disable_after_secs, 86400);
+            jail.set_env("REFBRIDGE_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(cfg.webhooks.allow_private_targets);
+            jail.set_env("REFBRIDGE_WEBHOOKS__LEASE_SECS", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("webhooks.lease_secs"), "{err}");
             Ok(())
         });
     }

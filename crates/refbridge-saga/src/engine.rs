@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
+use refbridge_domain::event::AttentionReason;
 use refbridge_domain::send::StepState;
 use refbridge_storage::{FileStore, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
@@ -494,7 +495,13 @@ impl Engine {
                     let msg = format!("gave up after {attempts} attempts; last error: {error}");
                     tracing::warn!(request_id = %id, step = kind, "send step retries exhausted");
                     self.store
-                        .step_failed(lease, record.position, &msg, ACTOR)
+                        .step_failed(
+                            lease,
+                            record.position,
+                            &msg,
+                            AttentionReason::RetriesExhausted,
+                            ACTOR,
+                        )
                         .await?;
                     return Ok(false);
                 }
@@ -509,7 +516,13 @@ impl Engine {
             Outcome::Fail(msg) => {
                 tracing::warn!(request_id = %id, step = kind, "send step needs attention");
                 self.store
-                    .step_failed(lease, record.position, &msg, ACTOR)
+                    .step_failed(
+                        lease,
+                        record.position,
+                        &msg,
+                        AttentionReason::Rejected,
+                        ACTOR,
+                    )
                     .await?;
                 Ok(false)
             }

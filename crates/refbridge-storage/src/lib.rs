@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod error;
+mod events;
 pub mod files;
 mod idempotency;
 mod patients;
@@ -17,6 +18,7 @@ mod time;
 mod tokens;
 mod users;
 mod views;
+mod webhooks;
 mod workers;
 
 use std::str::FromStr;
@@ -28,6 +30,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use access::{AccessFilter, PhiAccess};
 pub use audit::AuditEvent;
 pub use error::StorageError;
+pub use events::{EventPage, EventRecord, EventSignal, SEQUENCE_BATCH};
 pub use files::{BlobWriter, FileStore, StoredBlob};
 pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
@@ -45,7 +48,13 @@ pub use sends::{
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
 pub use users::{SessionLimits, SessionRecord, UserRecord};
-pub use workers::{QueueMetrics, SEND_CHANNEL, SoleWorker, listen_for_sends};
+pub use webhooks::{
+    AfterFailure, AttemptRecord, AttemptResult, DeliveryClaim, EndpointRecord, LATENCY_BUCKETS_MS,
+    Replay, WebhookMetrics,
+};
+pub use workers::{
+    EVENT_CHANNEL, QueueMetrics, SEND_CHANNEL, SoleWorker, listen_for_events, listen_for_sends,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -111,6 +120,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite database's file (not for `:memory:` or PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
+    /// Raised when this store's sequencer has positioned events.
+    events: EventSignal,
 }
 
 impl Store {
@@ -166,6 +177,7 @@ impl Store {
             pool,
             backend,
             sqlite_file,
+            events: EventSignal::default(),
         })
     }
 

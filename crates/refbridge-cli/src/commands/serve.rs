@@ -45,11 +45,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let webhooks = if cfg.worker.enabled {
+        let mut rx = stop_rx.clone();
+        runtime::spawn_webhooks(&cfg, &state, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })?
+    } else {
+        None
+    };
     let listen = if cfg.worker.enabled {
         runtime::spawn_send_listener(&cfg, &state)
     } else {
         None
     };
+    let events = runtime::spawn_event_listener(&cfg, &state);
     let housekeeping = tokio::spawn(refbridge_api::purge_expired_keys(
         state.store.clone(),
         KEY_PURGE_EVERY,
@@ -70,7 +79,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(w) = worker {
         let _ = w.await;
     }
+    if let Some(w) = webhooks {
+        let _ = w.await;
+    }
     if let Some(l) = listen {
+        l.abort();
+    }
+    if let Some(l) = events {
         l.abort();
     }
     if let Some(sim) = link.simulator {

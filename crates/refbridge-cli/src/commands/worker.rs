@@ -14,8 +14,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let accloud = runtime::budgeted(&cfg, &state, link.client);
     let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
     let listen = runtime::spawn_send_listener(&cfg, &state);
+    let events = runtime::spawn_event_listener(&cfg, &state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut rx = stop_rx.clone();
+    let webhooks = runtime::spawn_webhooks(&cfg, &state, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    })?;
     engine.run(crate::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(w) = webhooks {
+        let _ = w.await;
+    }
     if let Some(l) = listen {
+        l.abort();
+    }
+    if let Some(l) = events {
         l.abort();
     }
     Ok(())
