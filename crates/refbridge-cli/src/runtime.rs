@@ -13,6 +13,7 @@ use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
 use refbridge_storage::Backend;
 
 use crate::config::{AcCloudTarget, Config};
+use tracing::Instrument;
 use crate::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
 
 /// The ACCloud this process talks to, and the simulator behind it when there is one.
@@ -25,7 +26,10 @@ pub struct AcCloudLink {
 /// Where ACCloud calls go, as people read it.
 pub fn describe_target(cfg: &Config) -> String {
     let a = &cfg.accloud;
-    match a.target {
+    let Some(target) = a.target else {
+        return "not chosen".to_owned();
+    };
+    match target {
         AcCloudTarget::Simulator => "the built-in simulator (nothing reaches ACCloud)".to_owned(),
         AcCloudTarget::Dev => format!("dev ({})", AcCloudEnv::Dev.base_url()),
         AcCloudTarget::Qa => format!("qa ({})", AcCloudEnv::Qa.base_url()),
@@ -39,7 +43,7 @@ pub fn describe_target(cfg: &Config) -> String {
 pub async fn connect_accloud(cfg: &Config) -> anyhow::Result<AcCloudLink> {
     let a = &cfg.accloud;
     let timeout = Duration::from_millis(a.request_timeout_ms);
-    let (base_url, key, secret, simulator) = match a.target {
+    let (base_url, key, secret, simulator) = match a.chosen_target()? {
         AcCloudTarget::Simulator => {
             let sim_cfg = SimConfig::default();
             let cred = sim_cfg
@@ -138,10 +142,13 @@ pub fn budgeted(cfg: &Config, state: &AppState, client: Arc<dyn AcCloud>) -> Arc
 /// (`worker.poll_interval_ms`) stays the fallback.
 pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     (state.store.backend() == Backend::Postgres).then(|| {
-        tokio::spawn(refbridge_storage::listen_for_sends(
-            cfg.database_url.expose().to_owned(),
-            state.wake.clone(),
-        ))
+        tokio::spawn(
+            refbridge_storage::listen_for_sends(
+                cfg.database_url.expose().to_owned(),
+                state.wake.clone(),
+            )
+            .in_current_span(),
+        )
     })
 }
 

@@ -19,6 +19,7 @@
 //! - **Open files**: [`raise_open_file_limit`] lifts the soft limit to the hard one at start-up,
 //!   so the cap, not `EMFILE`, is what refuses connections.
 
+use tracing::Instrument;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -174,7 +175,8 @@ pub async fn serve(
                 }
             }
             drop(slot);
-        });
+        }
+        .in_current_span());
     }
     drop(listener);
     graceful.shutdown().await;

@@ -11,4 +11,5 @@ mod multiprocess;
 mod plans;
 mod send;
 mod server;
+mod target;
 mod workers;
