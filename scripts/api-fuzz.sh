@@ -114,6 +114,7 @@ run_backend() {
     export REFBRIDGE_FILES_DIR="$work/files"
     export REFBRIDGE_LISTEN="127.0.0.1:$port"
     export REFBRIDGE_LOG__FORMAT=json REFBRIDGE_LOG__FILTER="warn"
+    export REFBRIDGE_ACCLOUD__TARGET=simulator
     "$bin" migrate >"$out/migrate.log" 2>&1
     local intake reviewer admin
     intake="$("$bin" token create --name fuzz-intake --role intake 2>>"$out/server.log")"

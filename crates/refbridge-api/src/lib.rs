@@ -150,7 +150,13 @@ pub fn app(state: AppState) -> Router {
                     .unwrap_or_default()
                     .to_owned();
                 tracing::info_span!("http", method = %req.method(), route = %route, request = %id, actor = tracing::field::Empty)
-            }),
+            })
+            // One access line per request at INFO, in the span above: status and latency.
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Millis),
+            ),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -84,7 +84,9 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcCloudSettings {
-    pub target: AcCloudTarget,
+    /// `None` until the configuration chooses one ([`AcCloudSettings::chosen_target`]).
+    #[serde(default)]
+    pub target: Option<AcCloudTarget>,
     pub url: String,
     pub api_key: Secret,
     pub api_secret: Secret,
@@ -106,6 +108,19 @@ pub enum AcCloudTarget {
     Uat,
     Prod,
     Url,
+}
+
+/// How to choose a target, said when none is.
+pub const CHOOSE_TARGET: &str = "no ACCloud target is chosen: set accloud.target (or \
+REFBRIDGE_ACCLOUD__TARGET) to \"simulator\" for the built-in simulator (nothing reaches \
+ACCloud), to \"dev\", \"qa\", \"uat\" or \"prod\" with accloud.api_key and accloud.api_secret, or \
+to \"url\" with accloud.url; `refbridge demo` runs against the simulator without it";
+
+impl AcCloudSettings {
+    /// The target `serve` and `worker` send to; an error saying how to choose one when none is.
+    pub fn chosen_target(&self) -> anyhow::Result<AcCloudTarget> {
+        self.target.ok_or_else(|| anyhow::anyhow!(CHOOSE_TARGET))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,10 +289,10 @@ impl Config {
             return bad("http.keep_alive_max_requests", "must be at least 1");
         }
         let a = &self.accloud;
-        if a.target == AcCloudTarget::Url && a.url.trim().is_empty() {
+        if a.target == Some(AcCloudTarget::Url) && a.url.trim().is_empty() {
             return bad("accloud.url", "must be set when accloud.target is url");
         }
-        if a.target != AcCloudTarget::Simulator
+        if a.target.is_some_and(|t| t != AcCloudTarget::Simulator)
             && (a.api_key.expose().is_empty() || a.api_secret.expose().is_empty())
         {
             return bad(

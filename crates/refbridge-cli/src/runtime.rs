@@ -14,6 +14,7 @@ use refbridge_storage::Backend;
 
 use crate::config::{AcCloudTarget, Config};
 use crate::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
+use tracing::Instrument;
 
 /// The ACCloud this process talks to, and the simulator behind it when there is one.
 pub struct AcCloudLink {
@@ -25,7 +26,10 @@ pub struct AcCloudLink {
 /// Where ACCloud calls go, as people read it.
 pub fn describe_target(cfg: &Config) -> String {
     let a = &cfg.accloud;
-    match a.target {
+    let Some(target) = a.target else {
+        return "not chosen".to_owned();
+    };
+    match target {
         AcCloudTarget::Simulator => "the built-in simulator (nothing reaches ACCloud)".to_owned(),
         AcCloudTarget::Dev => format!("dev ({})", AcCloudEnv::Dev.base_url()),
         AcCloudTarget::Qa => format!("qa ({})", AcCloudEnv::Qa.base_url()),
@@ -39,7 +43,7 @@ pub fn describe_target(cfg: &Config) -> String {
 pub async fn connect_accloud(cfg: &Config) -> anyhow::Result<AcCloudLink> {
     let a = &cfg.accloud;
     let timeout = Duration::from_millis(a.request_timeout_ms);
-    let (base_url, key, secret, simulator) = match a.target {
+    let (base_url, key, secret, simulator) = match a.chosen_target()? {
         AcCloudTarget::Simulator => {
             let sim_cfg = SimConfig::default();
             let cred = sim_cfg
@@ -138,10 +142,13 @@ pub fn budgeted(cfg: &Config, state: &AppState, client: Arc<dyn AcCloud>) -> Arc
 /// (`worker.poll_interval_ms`) stays the fallback.
 pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     (state.store.backend() == Backend::Postgres).then(|| {
-        tokio::spawn(refbridge_storage::listen_for_sends(
-            cfg.database_url.expose().to_owned(),
-            state.wake.clone(),
-        ))
+        tokio::spawn(
+            refbridge_storage::listen_for_sends(
+                cfg.database_url.expose().to_owned(),
+                state.wake.clone(),
+            )
+            .in_current_span(),
+        )
     })
 }
 
@@ -150,10 +157,13 @@ pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task
 /// they poll.
 pub fn spawn_event_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     (state.store.backend() == Backend::Postgres).then(|| {
-        tokio::spawn(refbridge_storage::listen_for_events(
-            cfg.database_url.expose().to_owned(),
-            state.store.event_signal().clone(),
-        ))
+        tokio::spawn(
+            refbridge_storage::listen_for_events(
+                cfg.database_url.expose().to_owned(),
+                state.store.event_signal().clone(),
+            )
+            .in_current_span(),
+        )
     })
 }
 
@@ -203,5 +213,7 @@ pub fn spawn_webhooks(
         Deliverer::new(state.store.clone(), delivery_config(cfg))
             .context("cannot build the webhook HTTP client")?,
     );
-    Ok(Some(tokio::spawn(deliverer.run(shutdown))))
+    Ok(Some(tokio::spawn(
+        deliverer.run(shutdown).in_current_span(),
+    )))
 }

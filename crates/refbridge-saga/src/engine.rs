@@ -12,6 +12,7 @@ use refbridge_domain::send::StepState;
 use refbridge_storage::{FileStore, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::classify;
 use crate::resolve::Resolver;
@@ -186,14 +187,17 @@ impl Engine {
             {
                 last_round = Some(Instant::now());
                 let me = self.clone();
-                round.spawn(async move {
-                    if let Err(e) = me.refresh_trusted_network_once().await {
-                        tracing::warn!(error = %e, "reading the trusted network failed");
+                round.spawn(
+                    async move {
+                        if let Err(e) = me.refresh_trusted_network_once().await {
+                            tracing::warn!(error = %e, "reading the trusted network failed");
+                        }
+                        if let Err(e) = me.check_agency_once().await {
+                            tracing::warn!(error = %e, "agency checks failed");
+                        }
                     }
-                    if let Err(e) = me.check_agency_once().await {
-                        tracing::warn!(error = %e, "agency checks failed");
-                    }
-                });
+                    .in_current_span(),
+                );
             }
             let permit = tokio::select! {
                 () = &mut shutdown => break,
@@ -206,10 +210,13 @@ impl Engine {
             {
                 Ok(Some(lease)) => {
                     let me = self.clone();
-                    tasks.spawn(async move {
-                        let _permit = permit;
-                        me.process_logged(lease).await;
-                    });
+                    tasks.spawn(
+                        async move {
+                            let _permit = permit;
+                            me.process_logged(lease).await;
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Ok(None) => {
                     drop(permit);

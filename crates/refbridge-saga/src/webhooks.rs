@@ -16,6 +16,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -192,11 +193,14 @@ impl Deliverer {
             {
                 Ok(Some(claim)) => {
                     let me = self.clone();
-                    tasks.spawn(async move {
-                        let _permit = permit;
-                        me.deliver(claim).await;
-                        me.kick.notify_waiters();
-                    });
+                    tasks.spawn(
+                        async move {
+                            let _permit = permit;
+                            me.deliver(claim).await;
+                            me.kick.notify_waiters();
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Ok(None) => {
                     drop(permit);

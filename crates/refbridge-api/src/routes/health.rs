@@ -33,6 +33,10 @@ pub struct Ready {
     pub status: &'static str,
     /// The database behind the store: `sqlite` or `postgres`.
     pub database: &'static str,
+    /// Where approvals are sent, as people read it.
+    pub accloud: String,
+    /// True when that is the built-in simulator: nothing reaches ACCloud.
+    pub simulated_accloud: bool,
     pub queue: QueueView,
 }
 
@@ -111,6 +115,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
     Ok(Json(Ready {
         status: "ready",
         database: backend_name(&state),
+        accloud: state.config.accloud_target.clone(),
+        simulated_accloud: state.config.simulated_accloud,
         queue: queue.into(),
     }))
 }

@@ -31,7 +31,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         dir.path().join("demo.db").display()
     ));
     cfg.files_dir = dir.path().join("files");
-    cfg.accloud.target = AcCloudTarget::Simulator;
+    cfg.accloud.target = Some(AcCloudTarget::Simulator);
     cfg.accloud.simulator_listen = "127.0.0.1:0".into();
     cfg.worker.poll_interval_ms = 100;
 

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod accloud;
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod migrate;
 pub mod serve;
@@ -43,6 +45,16 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+    /// Check the configured ACCloud tenant before the first approval.
+    Accloud {
+        #[command(subcommand)]
+        command: accloud::AcCloudCommand,
+    },
+    /// Check or show the configuration (secrets redacted).
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
     },
     /// Manage API tokens.
     Token {
@@ -83,7 +95,7 @@ mod tests {
                 command: token::TokenCommand::Create { name, role },
             } => {
                 assert_eq!(name, "cpr");
-                assert_eq!(role, "reviewer");
+                assert_eq!(role, token::TokenRole::Reviewer);
             }
             other => panic!("unexpected {other:?}"),
         }

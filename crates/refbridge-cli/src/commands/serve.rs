@@ -1,5 +1,6 @@
 use anyhow::Context;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::runtime;
@@ -8,6 +9,7 @@ use crate::runtime;
 const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.accloud.chosen_target()?;
     let limits = crate::server::Limits::from_settings(&cfg.http);
     if let Some(files) = crate::server::raise_open_file_limit() {
         // Each connection is a file; so are the database pool's, the log's, the store's.
@@ -35,13 +37,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let accloud = runtime::budgeted(&cfg, &state, link.client.clone());
         let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
         let mut rx = stop_rx.clone();
-        Some(tokio::spawn(async move {
-            engine
-                .run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        }))
+        Some(tokio::spawn(
+            async move {
+                engine
+                    .run(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }
+            .in_current_span(),
+        ))
     } else {
         None
     };
@@ -59,11 +64,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None
     };
     let events = runtime::spawn_event_listener(&cfg, &state);
-    let housekeeping = tokio::spawn(refbridge_api::purge_expired_keys(
-        state.store.clone(),
-        KEY_PURGE_EVERY,
-        refbridge_api::IDEMPOTENCY_TTL,
-    ));
+    let housekeeping = tokio::spawn(
+        refbridge_api::purge_expired_keys(
+            state.store.clone(),
+            KEY_PURGE_EVERY,
+            refbridge_api::IDEMPOTENCY_TTL,
+        )
+        .in_current_span(),
+    );
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
         "refbridge API listening");
     let mut rx = stop_rx.clone();

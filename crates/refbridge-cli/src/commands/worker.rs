@@ -3,7 +3,7 @@ use crate::runtime;
 
 /// Runs send workers alone, against a shared database and a real (or separately run) ACCloud.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    if cfg.accloud.target == AcCloudTarget::Simulator {
+    if cfg.accloud.chosen_target()? == AcCloudTarget::Simulator {
         anyhow::bail!(
             "accloud.target is simulator: a worker on its own needs a shared ACCloud \
              (run `refbridge sim` and set accloud.target = \"url\" with its accloud.url)"

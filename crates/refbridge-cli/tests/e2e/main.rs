@@ -11,5 +11,6 @@ mod multiprocess;
 mod plans;
 mod send;
 mod server;
+mod target;
 mod webhooks;
 mod workers;
