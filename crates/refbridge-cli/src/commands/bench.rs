@@ -569,6 +569,7 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
             .env("REFBRIDGE_FILES_DIR", dir.path().join("files"))
             .env("REFBRIDGE_LISTEN", &listen)
             .env("REFBRIDGE_WORKER__ENABLED", "false")
+            .env("REFBRIDGE_ACCLOUD__TARGET", "simulator")
             .stdin(Stdio::null())
             .stderr(log);
         Ok(c)
