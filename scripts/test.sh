@@ -26,6 +26,8 @@ fi
 eval "$(scripts/browser-deps.sh)"
 # The webhook tests' receiver: Python with the PyPI standardwebhooks package.
 eval "$(scripts/webhook-deps.sh)"
+# promtool, which checks the shipped alert rules.
+eval "$(scripts/metrics-deps.sh)"
 
 t0=$SECONDS
 echo "== tests on SQLite"

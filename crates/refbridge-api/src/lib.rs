@@ -7,6 +7,7 @@ mod docs;
 mod error;
 mod idempotency;
 mod json;
+pub mod metrics;
 mod params;
 mod routes;
 mod state;
@@ -101,6 +102,7 @@ fn undocumented_method(
 
 /// The application: every route, with tracing and request ids.
 pub fn app(state: AppState) -> Router {
+    metrics::install();
     let (router, doc) = routes(state.config.max_file_bytes);
     let documented = std::sync::Arc::new(operations(&doc));
     let doc = std::sync::Arc::new(doc);
@@ -116,6 +118,8 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(console::router(state.config.max_file_bytes))
         .merge(docs::router())
+        // After routing, so that each request is counted under its route template.
+        .route_layer(axum::middleware::from_fn(metrics::record_http))
         .with_state(state.clone())
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(

@@ -427,6 +427,11 @@ impl Engine {
             files_root: &self.files,
             claimed_files: &claimed,
         };
+        if records.iter().any(|r| r.state == StepState::InFlight) {
+            // A run stopped between a call and its result (its worker died or lost the
+            // lease): this claim takes its send over.
+            metrics::counter!("refbridge_send_lease_takeovers_total").increment(1);
+        }
         let mut ctx = Ctx::default();
         for record in records {
             match record.state {
@@ -475,6 +480,10 @@ impl Engine {
         ctx: &mut Ctx,
     ) -> Result<bool, EngineError> {
         let (id, kind) = (lease.request_id, record.step.kind().as_str());
+        let step = |result: &'static str| {
+            metrics::counter!("refbridge_send_steps_total", "kind" => kind, "result" => result)
+                .increment(1);
+        };
         match outcome {
             Outcome::Done(done) => {
                 let remote_id = if record.step.kind().id_may_be_logged() {
@@ -488,6 +497,7 @@ impl Engine {
                     .step_done(lease, record.position, &done.remote_id, &done.result)
                     .await?;
                 steps::absorb(&record.step, ctx, &done.result);
+                step("done");
                 Ok(true)
             }
             Outcome::Retry {
@@ -501,6 +511,7 @@ impl Engine {
                 if attempts >= self.cfg.retry.max_attempts {
                     let msg = format!("gave up after {attempts} attempts; last error: {error}");
                     tracing::warn!(request_id = %id, step = kind, "send step retries exhausted");
+                    step("retries_exhausted");
                     self.store
                         .step_failed(
                             lease,
@@ -514,6 +525,8 @@ impl Engine {
                 }
                 tracing::info!(request_id = %id, step = kind, state = state.as_str(),
                     wait_ms = after.as_millis() as u64, error = %error, "send step will retry");
+                step("retry");
+                metrics::counter!("refbridge_send_retries_total", "kind" => kind).increment(1);
                 let at = now() + chrono::Duration::from_std(after).unwrap_or_default();
                 self.store
                     .step_retry(lease, record.position, state, at, &error, count)
@@ -522,6 +535,7 @@ impl Engine {
             }
             Outcome::Fail(msg) => {
                 tracing::warn!(request_id = %id, step = kind, "send step needs attention");
+                step("rejected");
                 self.store
                     .step_failed(
                         lease,
@@ -535,6 +549,7 @@ impl Engine {
             }
             Outcome::CancelledByAgency(reason) => {
                 tracing::info!(request_id = %id, step = kind, "the agency cancelled the referral");
+                step("cancelled_by_agency");
                 self.store
                     .cancelled_by_agency(lease, record.position, &reason, ACTOR)
                     .await?;
@@ -565,7 +580,13 @@ impl Engine {
             attempts: u32::try_from(record.attempts).unwrap_or(u32::MAX),
         };
         if matches!(record.state, StepState::InFlight | StepState::Unknown) && !S::REPEATABLE {
-            match step.find(&cx, record.natural_key.as_ref()).await {
+            let found = step.find(&cx, record.natural_key.as_ref()).await;
+            if let Ok(f) = &found {
+                let found = if f.is_some() { "true" } else { "false" };
+                metrics::counter!("refbridge_send_unknown_outcome_lookups_total", "found" => found)
+                    .increment(1);
+            }
+            match found {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {
                     if let Some(wait) = self.settling(record) {

@@ -134,6 +134,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     })?;
     let mut text = prometheus_text(&m, backend_name(&state));
     webhook_text(&mut text, &w);
+    text.push_str(&crate::metrics::render());
     Ok((
         [(
             header::CONTENT_TYPE,

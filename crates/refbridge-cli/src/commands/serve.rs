@@ -10,6 +10,8 @@ const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.accloud.chosen_target()?;
+    // Before the workers start, so that their first counts are kept.
+    refbridge_api::metrics::install();
     let limits = crate::server::Limits::from_settings(&cfg.http);
     if let Some(files) = crate::server::raise_open_file_limit() {
         // Each connection is a file; so are the database pool's, the log's, the store's.

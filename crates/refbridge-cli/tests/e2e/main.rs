@@ -7,6 +7,7 @@ mod chaos;
 mod console;
 mod faults;
 mod helpers;
+mod metrics;
 mod multiprocess;
 mod plans;
 mod send;
