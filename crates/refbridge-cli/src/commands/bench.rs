@@ -147,7 +147,7 @@ fn referral_payload(base: &Value, i: usize) -> Value {
 }
 
 async fn new_token(state: &AppState, name: &str, role: Role) -> anyhow::Result<String> {
-    let token = refbridge_api::new_token();
+    let token = refbridge_api::new_token().context("the operating system's random source")?;
     state
         .store
         .create_token(name, role, &refbridge_api::hash_token(&token))

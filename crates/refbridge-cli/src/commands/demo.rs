@@ -54,7 +54,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         ("alayaconnector", Role::Intake),
         ("reviewer", Role::Reviewer),
     ] {
-        let token = refbridge_api::new_token();
+        let token = refbridge_api::new_token().context("the operating system's random source")?;
         state
             .store
             .create_token(name, role, &refbridge_api::hash_token(&token))

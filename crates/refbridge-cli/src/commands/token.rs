@@ -1,4 +1,4 @@
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use refbridge_domain::Role;
 use refbridge_storage::{StorageError, Store, StoreOptions};
@@ -58,7 +58,8 @@ pub async fn run(cfg: Config, cmd: TokenCommand) -> anyhow::Result<()> {
             if name.is_empty() {
                 bail!("--name must not be empty");
             }
-            let token = refbridge_api::new_token();
+            let token =
+                refbridge_api::new_token().context("the operating system's random source")?;
             match store
                 .create_token(name, role, &refbridge_api::hash_token(&token))
                 .await

@@ -124,7 +124,7 @@ pub async fn spawn_app_configured(
         ("reviewer-1", Role::Reviewer),
         ("admin-1", Role::Admin),
     ] {
-        let token = refbridge_api::new_token();
+        let token = refbridge_api::new_token().expect("random token");
         store
             .create_token(name, role, &refbridge_api::hash_token(&token))
             .await
