@@ -264,3 +264,26 @@ impl utoipa::ToSchema for TimeZoneName {
         "TimeZoneName".into()
     }
 }
+
+/// An event type's name (`refbridge_domain::event::EventType`): the document lists every one.
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An event type, such as `send.completed`."))
+            .enum_values(Some(
+                refbridge_domain::event::EventType::ALL
+                    .iter()
+                    .map(|t| t.as_str()),
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventTypeName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "EventTypeName".into()
+    }
+}

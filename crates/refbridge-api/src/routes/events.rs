@@ -31,14 +31,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// `next_cursor` of the previous page; from the first event when absent.
+    #[param(value_type = Option<u64>, minimum = 0)]
     after: Option<String>,
     /// Comma-separated event types (`send.completed,send.needs_attention`); every type when
     /// absent.
+    #[param(value_type = Option<Vec<crate::contract::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     types: Option<String>,
     /// 1 to 1000; 100 by default.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Seconds to wait for an event when there is none after the cursor (0 to 30; 0 by
     /// default): the answer comes as soon as one is there.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 30)]
     wait: Option<String>,
 }
 
@@ -71,14 +75,22 @@ pub struct EventFeed {
     pub next_cursor: String,
 }
 
-fn parse_number(field: &str, v: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+fn parse_number(
+    field: &str,
+    v: Option<&str>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
     match v {
         None => Ok(default),
-        Some(s) => {
-            s.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                ApiError::field(field, &format!("must be a whole number 0 to {max}"))
-            })
-        }
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(field, &format!("must be a whole number {min} to {max}"))
+            }),
     }
 }
 
@@ -119,7 +131,7 @@ async fn list_events(
 ) -> Result<Json<EventFeed>, ApiError> {
     caller.require(Role::Reviewer)?;
     let after = match q.after.as_deref() {
-        None | Some("") => 0,
+        None => 0,
         Some(s) => s
             .parse::<i64>()
             .ok()
@@ -128,6 +140,12 @@ async fn list_events(
     };
     let types = match q.types.as_deref() {
         None => Vec::new(),
+        Some(s) if s.trim().is_empty() => {
+            return Err(ApiError::field(
+                "types",
+                "must name at least one event type",
+            ));
+        }
         Some(s) => EventType::parse_list(s).map_err(|e| {
             ApiError::field(
                 &format!("types[{}]", e.index),
@@ -135,11 +153,14 @@ async fn list_events(
             )
         })?,
     };
-    let limit = parse_number("limit", q.limit.as_deref(), 100, 1000)?;
-    if limit == 0 {
-        return Err(ApiError::field("limit", "must be a whole number 1 to 1000"));
-    }
-    let wait = Duration::from_secs(parse_number("wait", q.wait.as_deref(), 0, MAX_WAIT_SECS)?);
+    let limit = parse_number("limit", q.limit.as_deref(), 100, 1, 1000)?;
+    let wait = Duration::from_secs(parse_number(
+        "wait",
+        q.wait.as_deref(),
+        0,
+        0,
+        MAX_WAIT_SECS,
+    )?);
     let deadline = Instant::now() + wait;
     let signal = state.store.event_signal().clone();
     loop {

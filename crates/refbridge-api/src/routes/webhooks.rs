@@ -313,6 +313,7 @@ async fn rotate_secret(
 #[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
     /// 1 to 500; 100 by default.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 

@@ -129,7 +129,7 @@ async fn the_cursor_pages_through_every_event_once_and_types_filter() {
     );
 
     // Page by two: the same events in the same order, each once.
-    let (mut cursor, mut paged) = (String::new(), Vec::new());
+    let (mut cursor, mut paged) = ("0".to_owned(), Vec::new());
     loop {
         let page = feed(&app, &format!("limit=2&after={cursor}")).await;
         let items = page["items"].as_array().unwrap();
@@ -200,6 +200,9 @@ async fn bad_feed_parameters_are_400s_naming_the_field_and_intake_may_not_read()
     let app = spawn_app().await;
     for (query, field) in [
         ("after=abc", "after"),
+        ("after=", "after"),
+        ("types=", "types"),
+        ("limit=0", "limit"),
         ("after=-1", "after"),
         ("types=send.completed,bogus", "types[1]"),
         ("limit=0", "limit"),
