@@ -115,6 +115,8 @@ run_backend() {
     export REFBRIDGE_LISTEN="127.0.0.1:$port"
     export REFBRIDGE_LOG__FORMAT=json REFBRIDGE_LOG__FILTER="warn"
     export REFBRIDGE_ACCLOUD__TARGET=simulator
+    # Long polls answer within a second here: schemathesis asks for waits of up to 30 s.
+    export REFBRIDGE_EVENTS_MAX_WAIT_SECS=1
     "$bin" migrate >"$out/migrate.log" 2>&1
     local intake reviewer admin
     intake="$("$bin" token create --name fuzz-intake --role intake 2>>"$out/server.log")"

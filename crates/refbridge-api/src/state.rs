@@ -20,6 +20,8 @@ pub struct ApiConfig {
     /// Webhook URLs may name loopback, private and link-local addresses
     /// (`webhooks.allow_private_targets`: tests, on-premises receivers).
     pub webhooks_allow_private_targets: bool,
+    /// The longest a `GET /v1/events` long poll waits, whatever its `wait` (at most 30 s).
+    pub events_max_wait: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -33,6 +35,7 @@ impl Default for ApiConfig {
             accloud_target: "not configured".to_owned(),
             simulated_accloud: false,
             webhooks_allow_private_targets: false,
+            events_max_wait: std::time::Duration::from_secs(30),
         }
     }
 }

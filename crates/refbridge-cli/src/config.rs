@@ -26,6 +26,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_file_bytes: u64,
     pub db_max_connections: u32,
+    /// The longest a `GET /v1/events` long poll waits (at most 30).
+    pub events_max_wait_secs: u64,
     pub default_conflict_behavior: refbridge_domain::plan::ConflictBehavior,
     pub log: LogConfig,
     pub http: HttpSettings,
@@ -312,6 +314,9 @@ impl Config {
                 "worker.settle_delay_ms",
                 "must be longer than accloud.request_timeout_ms",
             );
+        }
+        if self.events_max_wait_secs > 30 {
+            return bad("events_max_wait_secs", "must be at most 30");
         }
         if w.lease_secs < 3 {
             return bad(

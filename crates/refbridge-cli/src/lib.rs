@@ -34,6 +34,7 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
             accloud_target: crate::runtime::describe_target(cfg),
             simulated_accloud: cfg.accloud.target == Some(crate::config::AcCloudTarget::Simulator),
             webhooks_allow_private_targets: cfg.webhooks.allow_private_targets,
+            events_max_wait: std::time::Duration::from_secs(cfg.events_max_wait_secs),
         },
         wake: Default::default(),
     })

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use refbridge_domain::Role;
 use refbridge_domain::event::EventType;
 use refbridge_storage::EventPage;
@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::params::Query;
 use crate::state::AppState;
 
 /// The longest a request may wait for an event (`wait`).
@@ -154,13 +155,15 @@ async fn list_events(
         })?,
     };
     let limit = parse_number("limit", q.limit.as_deref(), 100, 1, 1000)?;
+    // The caller's wait, within what this deployment allows (`events_max_wait_secs`).
     let wait = Duration::from_secs(parse_number(
         "wait",
         q.wait.as_deref(),
         0,
         0,
         MAX_WAIT_SECS,
-    )?);
+    )?)
+    .min(state.config.events_max_wait);
     let deadline = Instant::now() + wait;
     let signal = state.store.event_signal().clone();
     loop {

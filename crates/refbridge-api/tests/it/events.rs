@@ -232,3 +232,21 @@ async fn bad_feed_parameters_are_400s_naming_the_field_and_intake_may_not_read()
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn a_long_poll_is_held_no_longer_than_the_deployment_allows() {
+    let app = crate::helpers::spawn_app_with(refbridge_api::ApiConfig {
+        events_max_wait: std::time::Duration::from_millis(500),
+        ..refbridge_api::ApiConfig::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = status_json(app.get("/v1/events?after=0&wait=20").await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["items"].as_array().unwrap().is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(450) && took < std::time::Duration::from_secs(5),
+        "answered after {took:?}, not after the 20 s asked"
+    );
+}
