@@ -23,6 +23,7 @@ use auth::BearerScheme;
 pub use auth::{Caller, hash_token, new_token};
 pub use error::{ApiError, BodyReadTimeout, ErrorBody};
 pub use idempotency::{TTL as IDEMPOTENCY_TTL, purge_expired_keys};
+pub use routes::intake::decode_only_router;
 pub use state::{ApiConfig, AppState};
 
 #[derive(OpenApi)]

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
+use refbridge_domain::ReferralStatus;
 use refbridge_domain::event::AttentionReason;
 use refbridge_domain::send::StepState;
-use refbridge_storage::{FileStore, Lease, SendError, StepRecord, Store, now};
+use refbridge_storage::{DoneStep, FileStore, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -17,7 +18,7 @@ use tracing::Instrument;
 use crate::classify;
 use crate::resolve::Resolver;
 use crate::retry::RetryPolicy;
-use crate::steps::{self, Ctx, Input, Outcome, SendStep, StepCx, with_step};
+use crate::steps::{self, Ctx, Done, Input, Outcome, SendStep, StepCx, with_step};
 
 /// The actor the audit trail shows for what workers do.
 pub const ACTOR: &str = "worker";
@@ -398,13 +399,15 @@ impl Engine {
     /// The caller keeps the lease ([`Engine::process_kept`]).
     pub async fn process(&self, lease: Lease) -> Result<(), EngineError> {
         let id = lease.request_id;
-        let Some(rec) = self.store.get_referral(id).await? else {
+        let Some(rec) = self.store.referral_to_send(id).await? else {
             return Ok(());
         };
         let Some(approval) = self.store.approval(id).await? else {
             return Ok(());
         };
-        self.store.mark_sending(&lease, ACTOR).await?;
+        if rec.status == ReferralStatus::Approved {
+            self.store.mark_sending(&lease, ACTOR).await?;
+        }
         let changes = self.store.send_changes(id).await?;
         let records = self.store.send_steps(id).await?;
         // Read the client's recorded uploads only when a step still to do looks among them.
@@ -433,6 +436,11 @@ impl Engine {
             metrics::counter!("refbridge_send_lease_takeovers_total").increment(1);
         }
         let mut ctx = Ctx::default();
+        // The last step's result, not committed yet: it goes with the next step's intent (one
+        // transaction), or with whatever this run records next. Until then the step is
+        // `in_flight` in the store, as if this worker had died after the call: whoever runs
+        // it next looks the object up first.
+        let mut pending: Option<(i64, Done)> = None;
         for record in records {
             match record.state {
                 StepState::Done => {
@@ -441,12 +449,16 @@ impl Engine {
                     }
                     continue;
                 }
-                StepState::Failed => return Ok(()),
+                StepState::Failed => {
+                    self.flush(&lease, &mut pending).await?;
+                    return Ok(());
+                }
                 StepState::Skipped | StepState::Replanned => continue,
                 StepState::Pending | StepState::InFlight | StepState::Unknown => {}
             }
             if let Some(nb) = record.not_before {
                 if nb > now() {
+                    self.flush(&lease, &mut pending).await?;
                     self.store.release_send_job(&lease, nb).await?;
                     return Ok(());
                 }
@@ -456,34 +468,62 @@ impl Engine {
                 ..base
             };
             let outcome = with_step!(&record.step, |s| {
-                self.run_step(s, &lease, &record, &input, &ctx).await?
+                self.run_step(s, &lease, &record, &input, &ctx, &mut pending)
+                    .await?
             });
             if !self
-                .record_outcome(&lease, &record, outcome, &mut ctx)
+                .record_outcome(&lease, &record, outcome, &mut ctx, &mut pending)
                 .await?
             {
                 return Ok(());
             }
         }
-        self.store.finish_send(&lease, ACTOR).await?;
+        let last = pending.as_ref().map(|(position, done)| DoneStep {
+            position: *position,
+            remote_id: &done.remote_id,
+            result: &done.result,
+        });
+        self.store
+            .finish_send_after(&lease, ACTOR, last.as_ref())
+            .await?;
         tracing::info!(request_id = %id, "referral sent");
         Ok(())
     }
 
-    /// Commits what one attempt of a step ended with. `Ok(true)`: done, go on with the next
-    /// step; `Ok(false)`: the job waits (given back to run later) or needs attention.
+    /// Commits the result left uncommitted by the last step, if any.
+    async fn flush(
+        &self,
+        lease: &Lease,
+        pending: &mut Option<(i64, Done)>,
+    ) -> Result<(), EngineError> {
+        if let Some((position, done)) = pending.take() {
+            self.store
+                .step_done(lease, position, &done.remote_id, &done.result)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records what one attempt of a step ended with. `Ok(true)`: done, go on with the next
+    /// step (its result is left in `pending`, committed with the next step's intent or the
+    /// end of the send); `Ok(false)`: the job waits (given back to run later) or needs
+    /// attention, committed now with any earlier result still pending.
     async fn record_outcome(
         &self,
         lease: &Lease,
         record: &StepRecord,
         outcome: Outcome,
         ctx: &mut Ctx,
+        pending: &mut Option<(i64, Done)>,
     ) -> Result<bool, EngineError> {
         let (id, kind) = (lease.request_id, record.step.kind().as_str());
         let step = |result: &'static str| {
             metrics::counter!("refbridge_send_steps_total", "kind" => kind, "result" => result)
                 .increment(1);
         };
+        // A result still pending here belongs to an earlier step whose successor made no
+        // call (found after an unknown outcome, or stopped before its intent).
+        self.flush(lease, pending).await?;
         match outcome {
             Outcome::Done(done) => {
                 let remote_id = if record.step.kind().id_may_be_logged() {
@@ -493,11 +533,9 @@ impl Engine {
                 };
                 tracing::info!(request_id = %id, step = kind, position = record.position,
                     remote_id, "send step done");
-                self.store
-                    .step_done(lease, record.position, &done.remote_id, &done.result)
-                    .await?;
                 steps::absorb(&record.step, ctx, &done.result);
                 step("done");
+                *pending = Some((record.position, done));
                 Ok(true)
             }
             Outcome::Retry {
@@ -568,6 +606,7 @@ impl Engine {
         record: &StepRecord,
         input: &Input<'_>,
         ctx: &Ctx,
+        pending: &mut Option<(i64, Done)>,
     ) -> Result<Outcome, EngineError> {
         let ac = self.accloud.with_timeout(self.cfg.request_timeout);
         let cx = StepCx {
@@ -607,7 +646,20 @@ impl Engine {
             Err(e) => return Ok(classify::lookup_failed(cx.retry, &e, cx.attempt())),
         };
         let key = step.natural_key(&cx, &request);
-        self.store.step_intent(lease, record.position, &key).await?;
+        match pending.take() {
+            // The previous step's result and this intent: one transaction.
+            Some((position, done)) => {
+                let done = DoneStep {
+                    position,
+                    remote_id: &done.remote_id,
+                    result: &done.result,
+                };
+                self.store
+                    .step_done_then_intent(lease, &done, record.position, &key)
+                    .await?
+            }
+            None => self.store.step_intent(lease, record.position, &key).await?,
+        }
         let result = step.call(&cx, &request).await;
         let kind = record.step.kind();
         if self.crash_points.take(kind.as_str()) {

@@ -82,27 +82,7 @@ impl FileStore {
         max_size: u64,
     ) -> Result<StoredBlob, PutError> {
         let mut sink = Sink::new(self, max_size)?;
-        let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_CHARS);
-        let mut out: Vec<u8> = Vec::with_capacity(CHUNK_CHARS / 4 * 3);
-        let mut padded = false;
-        for b in encoded {
-            match b {
-                b if b.is_ascii_whitespace() => continue,
-                b'=' => padded = true,
-                // Padding belongs at the end only.
-                _ if padded => return Err(PutError::InvalidBase64),
-                _ => chunk.push(b),
-            }
-            if chunk.len() == CHUNK_CHARS {
-                decode_into(&chunk, &mut out)?;
-                sink.write(&out)?;
-                chunk.clear();
-            }
-        }
-        if !chunk.is_empty() {
-            decode_into(&chunk, &mut out)?;
-            sink.write(&out)?;
-        }
+        decode_base64_chunks(encoded, |bytes| sink.write(bytes))?;
         sink.finish()
     }
 
@@ -128,6 +108,53 @@ impl BlobWriter<'_> {
     pub fn finish(self) -> Result<StoredBlob, PutError> {
         self.sink.finish()
     }
+}
+
+/// Decodes base64 text as [`FileStore::put_base64`] does (the same decoder, chunk by chunk)
+/// and keeps nothing: the decoded size. What an intake costs before its files are stored
+/// (`refbridge bench intake`'s decode-only baseline).
+pub fn decode_base64_len(
+    encoded: impl IntoIterator<Item = u8>,
+    max_size: u64,
+) -> Result<u64, PutError> {
+    let mut size = 0u64;
+    decode_base64_chunks(encoded, |bytes| {
+        size += bytes.len() as u64;
+        if size > max_size {
+            return Err(PutError::TooLarge { limit: max_size });
+        }
+        Ok(())
+    })?;
+    Ok(size)
+}
+
+/// Base64 text (padding optional, whitespace ignored) to `write`, one decoded chunk at a time.
+fn decode_base64_chunks(
+    encoded: impl IntoIterator<Item = u8>,
+    mut write: impl FnMut(&[u8]) -> Result<(), PutError>,
+) -> Result<(), PutError> {
+    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_CHARS);
+    let mut out: Vec<u8> = Vec::with_capacity(CHUNK_CHARS / 4 * 3);
+    let mut padded = false;
+    for b in encoded {
+        match b {
+            b if b.is_ascii_whitespace() => continue,
+            b'=' => padded = true,
+            // Padding belongs at the end only.
+            _ if padded => return Err(PutError::InvalidBase64),
+            _ => chunk.push(b),
+        }
+        if chunk.len() == CHUNK_CHARS {
+            decode_into(&chunk, &mut out)?;
+            write(&out)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        decode_into(&chunk, &mut out)?;
+        write(&out)?;
+    }
+    Ok(())
 }
 
 fn decode_into(chunk: &[u8], out: &mut Vec<u8>) -> Result<(), PutError> {

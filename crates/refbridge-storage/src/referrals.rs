@@ -274,6 +274,23 @@ impl Store {
         &self,
         id: RequestId,
     ) -> Result<Option<ReferralRecord>, StorageError> {
+        self.referral_record(id, true).await
+    }
+
+    /// The referral request as a send reads it: [`Store::get_referral`] without the status
+    /// history (`history` is empty), one read fewer per claim.
+    pub async fn referral_to_send(
+        &self,
+        id: RequestId,
+    ) -> Result<Option<ReferralRecord>, StorageError> {
+        self.referral_record(id, false).await
+    }
+
+    async fn referral_record(
+        &self,
+        id: RequestId,
+        with_history: bool,
+    ) -> Result<Option<ReferralRecord>, StorageError> {
         let Some(row) = sqlx::query(
             "SELECT request_id, status, fingerprint, patient_id, patient_match, received_at, updated_at, \
              request_json, parsed_json, warnings_json, extra_json, denial_reason \
@@ -286,7 +303,11 @@ impl Store {
             return Ok(None);
         };
         let files = self.referral_files(id).await?;
-        let history = self.status_history(id).await?;
+        let history = if with_history {
+            self.status_history(id).await?
+        } else {
+            Vec::new()
+        };
         let text = |col: &str| -> Result<String, StorageError> { Ok(row.try_get(col)?) };
         let extra: Option<String> = row.try_get("extra_json")?;
         Ok(Some(ReferralRecord {
@@ -306,6 +327,19 @@ impl Store {
             files,
             history,
         }))
+    }
+
+    /// A referral request's status alone (one indexed read, nothing decoded).
+    pub async fn referral_status(
+        &self,
+        id: RequestId,
+    ) -> Result<Option<ReferralStatus>, StorageError> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM referral_requests WHERE request_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        status.map(|s| status_of(&s)).transpose()
     }
 
     pub async fn referral_files(&self, id: RequestId) -> Result<Vec<FileRecord>, StorageError> {

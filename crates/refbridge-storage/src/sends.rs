@@ -178,6 +178,69 @@ async fn check_fence(tx: &mut Transaction<'static, Any>, lease: &Lease) -> Resul
     }
 }
 
+/// A step's result, to commit ([`Store::step_done`], [`Store::step_done_then_intent`],
+/// [`Store::finish_send_after`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DoneStep<'a> {
+    pub position: i64,
+    pub remote_id: &'a str,
+    pub result: &'a StepResult,
+}
+
+/// `Ok` when a fenced write changed its row; a fenced write that changed nothing found the
+/// lease gone (the step's row always exists while its job does).
+fn fenced(rows_affected: u64) -> Result<(), SendError> {
+    if rows_affected == 0 {
+        Err(SendError::LeaseLost)
+    } else {
+        Ok(())
+    }
+}
+
+/// The intent of a step, fenced in the statement itself: the write happens only while the
+/// lease holds (the `EXISTS` reads the job in the same statement, so there is no gap between
+/// the check and the write). One SQL string, so the prepared statement is reused.
+fn intent_query<'q>(
+    lease: &'q Lease,
+    position: i64,
+    natural_key: &NaturalKey,
+    ts: &str,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "UPDATE send_steps SET state = $5, attempts = attempts + 1, natural_key = $1, \
+         last_attempt_at = $2, not_before = NULL, updated_at = $2 WHERE request_id = $3 AND position = $4 \
+         AND EXISTS (SELECT 1 FROM send_jobs j WHERE j.request_id = $3 AND j.lease_owner = $6 AND j.fence = $7)",
+    )
+    .bind(natural_key.to_json())
+    .bind(ts.to_owned())
+    .bind(lease.request_id.to_string())
+    .bind(position)
+    .bind(StepState::InFlight.as_str())
+    .bind(lease.owner.as_str())
+    .bind(lease.fence)
+}
+
+/// A step's result, fenced like [`intent_query`].
+fn done_query<'q>(
+    lease: &'q Lease,
+    done: &DoneStep<'q>,
+    ts: &str,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "UPDATE send_steps SET state = $6, remote_id = $1, result_json = $2, last_error = NULL, \
+         not_before = NULL, updated_at = $3 WHERE request_id = $4 AND position = $5 \
+         AND EXISTS (SELECT 1 FROM send_jobs j WHERE j.request_id = $4 AND j.lease_owner = $7 AND j.fence = $8)",
+    )
+    .bind(done.remote_id)
+    .bind(done.result.to_json())
+    .bind(ts.to_owned())
+    .bind(lease.request_id.to_string())
+    .bind(done.position)
+    .bind(StepState::Done.as_str())
+    .bind(lease.owner.as_str())
+    .bind(lease.fence)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_change(
     tx: &mut Transaction<'static, Any>,
@@ -219,20 +282,54 @@ async fn insert_steps(
     .bind(id.to_string())
     .fetch_one(&mut **tx)
     .await?;
-    for (i, step) in steps.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
-        )
-        .bind(id.to_string())
-        .bind(first_position + i as i64)
-        .bind(change_no)
-        .bind(step.kind().as_str())
-        .bind(step.item())
-        .bind(StepState::Pending.as_str())
-        .bind(ts)
-        .execute(&mut **tx)
-        .await?;
+    insert_steps_at(tx, id, change_no, first_position, steps, ts).await
+}
+
+/// Rows inserted by one `INSERT` of [`insert_steps_at`] at most (SQLite allows 32,766 bound
+/// parameters; PostgreSQL 65,535).
+const STEPS_PER_INSERT: usize = 100;
+
+/// Inserts `steps` from `first_position` on: one multi-row `INSERT` per hundred steps. The
+/// statement's text depends only on the number of rows, so a send of the usual shape reuses
+/// one prepared statement.
+async fn insert_steps_at(
+    tx: &mut Transaction<'static, Any>,
+    id: RequestId,
+    change_no: i64,
+    first_position: i64,
+    steps: &[Step],
+    ts: &str,
+) -> Result<(), SendError> {
+    let id = id.to_string();
+    for (chunk_no, chunk) in steps.chunks(STEPS_PER_INSERT).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO send_steps (request_id, position, change_no, kind, item, state, attempts, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = 5 + 3 * i;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            // $1 request, $2 change, $3 state, $4 time; then per row position, kind, item.
+            sql.push_str(&format!(
+                "($1, ${p}, $2, ${}, ${}, $3, 0, $4)",
+                p + 1,
+                p + 2
+            ));
+        }
+        let mut q = sqlx::query(&sql)
+            .bind(&id)
+            .bind(change_no)
+            .bind(StepState::Pending.as_str())
+            .bind(ts);
+        for (i, step) in chunk.iter().enumerate() {
+            let position = first_position + (chunk_no * STEPS_PER_INSERT + i) as i64;
+            q = q
+                .bind(position)
+                .bind(step.kind().as_str())
+                .bind(step.item());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -514,12 +611,17 @@ impl Store {
     ) -> Result<ApproveOutcome, SendError> {
         let terms_hash = &terms_hash(terms);
         let mut tx = self.begin_write().await?;
-        let status = current_status(&mut tx, id).await?;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT terms_hash FROM approvals WHERE request_id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        // The status and any earlier approval's hash, in one read.
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT r.status, a.terms_hash FROM referral_requests r \
+             LEFT JOIN approvals a ON a.request_id = r.request_id WHERE r.request_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (status, existing) = row.ok_or(SendError::NotFound)?;
+        let status = ReferralStatus::parse(&status)
+            .ok_or_else(|| SendError::Storage(corrupt("referral status", status)))?;
         if let Some(hash) = existing {
             tx.rollback().await?;
             return if hash == *terms_hash {
@@ -546,7 +648,8 @@ impl Store {
         .await?;
         insert_change(&mut tx, id, 0, ChangeKind::Approval, actor, &ts, &[], None).await?;
         insert_authorization_plans(&mut tx, id, terms).await?;
-        insert_steps(&mut tx, id, 0, steps, &ts).await?;
+        // A first approval: the send has no steps yet.
+        insert_steps_at(&mut tx, id, 0, 0, steps, &ts).await?;
         sqlx::query(
             "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
              VALUES ($1, $3, $2, 0, $2, $2)",
@@ -822,49 +925,55 @@ impl Store {
         Ok(())
     }
 
-    /// Moves an approved referral to `sending` (first claim).
+    /// Moves an approved referral to `sending` (first claim). The status write is fenced in
+    /// its statement and conditional on the status, so a referral already sending costs one
+    /// statement and no history row.
     pub async fn mark_sending(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
-        check_fence(&mut tx, lease).await?;
-        let status = current_status(&mut tx, lease.request_id).await?;
-        if status == ReferralStatus::Approved {
-            set_status(
+        let at = now();
+        let moved = sqlx::query(
+            "UPDATE referral_requests SET status = $1, updated_at = $2 WHERE request_id = $3 AND status = $4 \
+             AND EXISTS (SELECT 1 FROM send_jobs j WHERE j.request_id = $3 AND j.lease_owner = $5 AND j.fence = $6)",
+        )
+        .bind(ReferralStatus::Sending.as_str())
+        .bind(format_ts(at))
+        .bind(lease.request_id.to_string())
+        .bind(ReferralStatus::Approved.as_str())
+        .bind(&lease.owner)
+        .bind(lease.fence)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 1 {
+            insert_status(
                 &mut tx,
                 lease.request_id,
                 ReferralStatus::Sending,
-                now(),
+                at,
                 actor,
                 None,
             )
             .await?;
+            tx.commit().await?;
+            return Ok(());
         }
-        tx.commit().await?;
+        // Not moved: either it is not `approved` (nothing to do) or the lease is gone.
+        check_fence(&mut tx, lease).await?;
+        tx.rollback().await?;
         Ok(())
     }
 
     /// Commits the intent of a step before its remote call: the natural key and the attempt.
+    /// One statement, fenced by the lease in its own `WHERE` (no transaction around it).
     pub async fn step_intent(
         &self,
         lease: &Lease,
         position: i64,
         natural_key: &NaturalKey,
     ) -> Result<(), SendError> {
-        let mut tx = self.begin_write().await?;
-        check_fence(&mut tx, lease).await?;
-        let ts = format_ts(now());
-        sqlx::query(
-            "UPDATE send_steps SET state = $5, attempts = attempts + 1, natural_key = $1, \
-             last_attempt_at = $2, not_before = NULL, updated_at = $2 WHERE request_id = $3 AND position = $4",
-        )
-        .bind(natural_key.to_json())
-        .bind(&ts)
-        .bind(lease.request_id.to_string())
-        .bind(position)
-        .bind(StepState::InFlight.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let done = intent_query(lease, position, natural_key, &format_ts(now()))
+            .execute(&self.pool)
+            .await?;
+        fenced(done.rows_affected())
     }
 
     /// Commits a step's result (and so makes the next step the one to run).
@@ -875,20 +984,35 @@ impl Store {
         remote_id: &str,
         result: &StepResult,
     ) -> Result<(), SendError> {
+        let step = DoneStep {
+            position,
+            remote_id,
+            result,
+        };
+        let done = done_query(lease, &step, &format_ts(now()))
+            .execute(&self.pool)
+            .await?;
+        fenced(done.rows_affected())
+    }
+
+    /// Commits a step's result and the intent of the step after it in one transaction: the
+    /// intent is durable before the next step's remote call, as [`Store::step_intent`] makes
+    /// it, with one commit instead of two.
+    pub async fn step_done_then_intent(
+        &self,
+        lease: &Lease,
+        done: &DoneStep<'_>,
+        position: i64,
+        natural_key: &NaturalKey,
+    ) -> Result<(), SendError> {
+        let ts = format_ts(now());
         let mut tx = self.begin_write().await?;
-        check_fence(&mut tx, lease).await?;
-        sqlx::query(
-            "UPDATE send_steps SET state = $6, remote_id = $1, result_json = $2, last_error = NULL, \
-             not_before = NULL, updated_at = $3 WHERE request_id = $4 AND position = $5",
-        )
-        .bind(remote_id)
-        .bind(result.to_json())
-        .bind(format_ts(now()))
-        .bind(lease.request_id.to_string())
-        .bind(position)
-        .bind(StepState::Done.as_str())
-        .execute(&mut *tx)
-        .await?;
+        let first = done_query(lease, done, &ts).execute(&mut *tx).await?;
+        fenced(first.rows_affected())?;
+        let second = intent_query(lease, position, natural_key, &ts)
+            .execute(&mut *tx)
+            .await?;
+        fenced(second.rows_affected())?;
         tx.commit().await?;
         Ok(())
     }
@@ -1081,18 +1205,49 @@ impl Store {
 
     /// Every step is done: the referral is sent.
     pub async fn finish_send(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
+        self.finish_send_after(lease, actor, None).await
+    }
+
+    /// [`Store::finish_send`], committing the last step's result in the same transaction.
+    pub async fn finish_send_after(
+        &self,
+        lease: &Lease,
+        actor: &str,
+        last: Option<&DoneStep<'_>>,
+    ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
-        check_fence(&mut tx, lease).await?;
         let at = now();
-        sqlx::query(
+        let ts = format_ts(at);
+        // Fenced in the statement; on PostgreSQL it also locks the job's row until commit, so
+        // no claim can slip in before the rest of this transaction.
+        let job = sqlx::query(
             "UPDATE send_jobs SET state = $3, lease_owner = NULL, lease_until = NULL, updated_at = $1, \
-             agency_status = NULL, agency_checked_at = $1 WHERE request_id = $2",
+             agency_status = NULL, agency_checked_at = $1 WHERE request_id = $2 AND lease_owner = $4 AND fence = $5",
         )
-        .bind(format_ts(at))
+        .bind(&ts)
         .bind(lease.request_id.to_string())
         .bind(JobState::Done.as_str())
+        .bind(&lease.owner)
+        .bind(lease.fence)
         .execute(&mut *tx)
         .await?;
+        fenced(job.rows_affected())?;
+        if let Some(step) = last {
+            // The job's row now says no one holds the lease: the step is written unfenced,
+            // inside the transaction that checked it.
+            sqlx::query(
+                "UPDATE send_steps SET state = $6, remote_id = $1, result_json = $2, last_error = NULL, \
+                 not_before = NULL, updated_at = $3 WHERE request_id = $4 AND position = $5",
+            )
+            .bind(step.remote_id)
+            .bind(step.result.to_json())
+            .bind(&ts)
+            .bind(lease.request_id.to_string())
+            .bind(step.position)
+            .bind(StepState::Done.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         let last: Option<(String, i64)> = sqlx::query_as(
             "SELECT kind, change_no FROM send_changes WHERE request_id = $1 ORDER BY change_no DESC LIMIT 1",
         )

@@ -174,9 +174,8 @@ pub(crate) async fn approve_referral(
     state.wake.notify_one();
     let status = state
         .store
-        .get_referral(id)
+        .referral_status(id)
         .await?
-        .map(|r| r.status)
         .unwrap_or(ReferralStatus::Approved);
     let changed = outcome == ApproveOutcome::Approved;
     tracing::info!(request_id = %id, changed, "referral request approved");

@@ -260,6 +260,71 @@ fn is_too_large(e: &BytesRejection) -> bool {
     e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
 }
 
+/// `POST /referral_request` doing only what comes before the store: the body read under the
+/// same limit, the headers checked, the document parsed and validated, and each file
+/// base64-decoded by the intake's own decoder into nothing (no file written, no hash, no form
+/// parse, no store, no token lookup). The baseline `refbridge bench intake` measures beside
+/// the real endpoint, served by the same HTTP server.
+pub fn decode_only_router(max_body_bytes: usize, max_file_bytes: u64) -> axum::Router {
+    axum::Router::new()
+        .route("/referral_request", axum::routing::post(decode_only))
+        .with_state(max_file_bytes)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+}
+
+async fn decode_only(
+    State(max_file): State<u64>,
+    headers: HeaderMap,
+    body: Result<BytesMut, BytesRejection>,
+) -> Result<Json<IntakeResponse>, ApiError> {
+    json::check_json_headers(&headers)?;
+    let body = body.map_err(|e| ApiError::body_read(&e))?;
+    let request_id = tokio::task::spawn_blocking(move || decode(&body, max_file))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    Ok(Json(IntakeResponse {
+        request_id,
+        status: ReferralStatus::Received,
+        warnings: Vec::new(),
+    }))
+}
+
+/// [`prepare`] up to the decoded files, keeping none of them. Blocking.
+fn decode(body: &[u8], max_file: u64) -> Result<RequestId, ApiError> {
+    let found = json::Found::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = RawBody::read(&found, &mut de)
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|e| found.error(&e))?;
+    let parts = RawParts {
+        request_id: raw.fields.get("request_id"),
+        agency: raw.fields.get("agency"),
+        client: raw.fields.get("client"),
+        form_data: raw.fields.get("form_data"),
+    };
+    let validated = intake::validate(parts);
+    let mut violations = match &validated {
+        Ok(_) => Violations::default(),
+        Err(v) => v.clone(),
+    };
+    let files = check_files(raw.files, &mut violations);
+    let request = match validated {
+        Ok(r) if violations.is_empty() => r,
+        _ => return Err(violations.into()),
+    };
+    for (i, (_, value)) in files.into_iter().enumerate() {
+        refbridge_storage::files::decode_base64_len(value.unescaped(), max_file).map_err(|e| {
+            match e {
+                PutError::TooLarge { limit } => ApiError::PayloadTooLarge(format!(
+                    "files[{i}] is larger than {limit} bytes once decoded"
+                )),
+                _ => ApiError::field(&format!("files[{i}].file_value"), "is not valid base64"),
+            }
+        })?;
+    }
+    Ok(request.request_id)
+}
+
 /// Parses, validates, stores the files and parses the form. Blocking.
 fn prepare(
     body: &[u8],

@@ -301,11 +301,24 @@ pub struct IntakeLevel {
     pub latency: Latency,
     /// Referral requests in the database afterwards (warm-up included).
     pub stored: usize,
+    /// The decode-only baseline at the same level, same bodies, same HTTP server: parse,
+    /// validate and base64-decode the files; no store, no file written.
+    pub baseline_elapsed: Duration,
+    pub baseline_latency: Latency,
 }
 
 impl IntakeLevel {
     pub fn per_sec(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn baseline_per_sec(&self) -> f64 {
+        self.requests as f64 / self.baseline_elapsed.as_secs_f64()
+    }
+
+    /// Throughput as a share of the decode-only baseline's.
+    pub fn ratio(&self) -> f64 {
+        self.per_sec() / self.baseline_per_sec()
     }
 }
 
@@ -357,9 +370,39 @@ async fn intake_level(
     let elapsed = started.elapsed();
     all_ok("requests", &results)?;
     let stored = count_status(&state, ReferralStatus::Received).await?;
+    api.stop().await;
+
+    // The baseline: the same bodies to the decode-only endpoint, same server, same client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on loopback for the decode-only endpoint")?;
+    let decode_url = format!("http://{}/referral_request", listener.local_addr()?);
+    let (stop, mut rx) = watch::channel(false);
+    let server = tokio::spawn(crate::server::serve(
+        refbridge_api::decode_only_router(state.config.max_body_bytes, state.config.max_file_bytes),
+        listener,
+        crate::server::Limits::default(),
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    let decode = |offset: usize| {
+        let (http, url, bodies) = (http.clone(), decode_url.clone(), bodies.clone());
+        move |i: usize| {
+            let (http, url, bodies) = (http.clone(), url.clone(), bodies.clone());
+            async move { post_json(&http, &url, "-", bodies[offset + i].clone(), 200).await }
+        }
+    };
+    let warm = drive(warmup, concurrency, decode(0)).await?;
+    all_ok("decode-only warm-up requests", &warm)?;
+    let started = Instant::now();
+    let baseline = drive(requests, concurrency, decode(warmup)).await?;
+    let baseline_elapsed = started.elapsed();
+    all_ok("decode-only requests", &baseline)?;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 
     drop(http);
-    api.stop().await;
     state.store.close().await;
     Ok(IntakeLevel {
         concurrency,
@@ -367,6 +410,8 @@ async fn intake_level(
         elapsed,
         latency: Latency::of(results.into_iter().map(|(d, _)| d).collect()),
         stored,
+        baseline_elapsed,
+        baseline_latency: Latency::of(baseline.into_iter().map(|(d, _)| d).collect()),
     })
 }
 
@@ -401,22 +446,39 @@ impl fmt::Display for IntakeTable<'_> {
         )?;
         writeln!(
             f,
-            "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9}",
-            "concurrency", "requests", "req/s", "p50 ms", "p99 ms", "max ms"
+            "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9} | {:>12} {:>11} {:>11} | {:>6}",
+            "concurrency",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "decode req/s",
+            "decode p50",
+            "decode p99",
+            "ratio"
         )?;
         for l in self.0 {
             writeln!(
                 f,
-                "{:>11} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+                "{:>11} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} | {:>12.0} {:>11.2} {:>11.2} | {:>6.2}",
                 l.concurrency,
                 l.requests,
                 l.per_sec(),
                 ms(l.latency.p50),
                 ms(l.latency.p99),
-                ms(l.latency.max)
+                ms(l.latency.max),
+                l.baseline_per_sec(),
+                ms(l.baseline_latency.p50),
+                ms(l.baseline_latency.p99),
+                l.ratio()
             )?;
         }
-        Ok(())
+        write!(
+            f,
+            "decode-only: the same bodies and HTTP server, parse + validate + base64-decode the files; \
+             no store, no file written; ratio = req/s over decode req/s"
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use refbridge_cli::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
 use refbridge_domain::RequestId;
 use refbridge_domain::send::{ClientResult, JobState, NaturalKey, StepResult, StepState, keys};
 use refbridge_saga::{Engine, EngineConfig};
-use refbridge_storage::{Backend, SendError, Store, StoreOptions};
+use refbridge_storage::{Backend, DoneStep, SendError, Store, StoreOptions};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, sample_terms, spawn_app_with};
@@ -58,6 +58,15 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
         updated: false,
     });
     assert!(lost(store.step_done(&a, 0, "999", &result).await));
+    let done = DoneStep {
+        position: 0,
+        remote_id: "999",
+        result: &result,
+    };
+    assert!(lost(store.step_done_then_intent(&a, &done, 1, &key).await));
+    assert!(lost(
+        store.finish_send_after(&a, "worker-a", Some(&done)).await
+    ));
     assert!(lost(
         store
             .step_retry(&a, 0, StepState::Pending, Utc::now(), "x", false)
