@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use refbridge_cli::commands::{
-    Cli, Command, bench, demo, migrate, serve, sim, token, user, worker,
+    Cli, Command, backup, bench, demo, migrate, prune, serve, sim, token, user, worker,
 };
 use refbridge_cli::config::Config;
 
@@ -40,6 +40,9 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(cfg, args).await,
             Command::Migrate => migrate::run(cfg).await,
             Command::Bench { command } => bench::run(cfg, command).await,
+            Command::Prune(args) => prune::run(cfg, args).await,
+            Command::Backup(args) => backup::backup(cfg, args).await,
+            Command::Restore(args) => backup::restore(cfg, args).await,
             Command::Token { command } => token::run(cfg, command).await,
             Command::User { command } => user::run(cfg, command).await,
         }

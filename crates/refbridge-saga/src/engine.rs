@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
 use refbridge_domain::send::StepState;
-use refbridge_storage::{FileStore, Lease, SendError, StepRecord, Store, now};
+use refbridge_storage::{Blobs, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
@@ -112,7 +112,7 @@ impl CrashPoints {
 
 pub struct Engine {
     store: Store,
-    files: FileStore,
+    files: Blobs,
     accloud: Arc<dyn AcCloud>,
     cfg: EngineConfig,
     resolver: Resolver,
@@ -121,12 +121,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
-        store: Store,
-        files: FileStore,
-        accloud: Arc<dyn AcCloud>,
-        cfg: EngineConfig,
-    ) -> Self {
+    pub fn new(store: Store, files: Blobs, accloud: Arc<dyn AcCloud>, cfg: EngineConfig) -> Self {
         Self {
             store,
             files,

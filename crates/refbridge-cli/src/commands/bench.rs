@@ -80,6 +80,10 @@ pub struct MemoryArgs {
     /// Write every `/` of the base64 as `\/` (what PHP's json_encode does by default).
     #[arg(long)]
     pub escape_slashes: bool,
+    /// The server's database (an empty one; default: a throwaway SQLite file). The blob
+    /// backend is the server's configuration: `REFBRIDGE_BLOBS__*` pass through.
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -553,6 +557,7 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
         .port();
     let listen = format!("127.0.0.1:{port}");
     let log_path = dir.path().join("serve.log");
+    let database_url = args.database_url.clone();
     let command = |args: &[&str]| -> anyhow::Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -564,7 +569,9 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
             .env_remove("REFBRIDGE_CONFIG")
             .env(
                 "REFBRIDGE_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                database_url.clone().unwrap_or_else(|| {
+                    format!("sqlite://{}", dir.path().join("bench.db").display())
+                }),
             )
             .env("REFBRIDGE_FILES_DIR", dir.path().join("files"))
             .env("REFBRIDGE_LISTEN", &listen)

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod backup;
 pub mod bench;
 pub mod demo;
 pub mod migrate;
+pub mod prune;
 pub mod serve;
 pub mod sim;
 pub mod token;
@@ -44,6 +46,14 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Apply the retention policy ([retention]) once: what the service does on a schedule.
+    Prune(prune::PruneArgs),
+    /// Snapshot the SQLite database and the files it refers to into an empty folder, while
+    /// serving (for PostgreSQL: pg_dump and the blob backend's own backup; see README).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data folder (database_url and files_dir of the
+    /// configuration; the files go to the configured blob backend).
+    Restore(backup::RestoreArgs),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]

@@ -4,9 +4,6 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::runtime;
 
-/// How often expired idempotency keys are deleted.
-const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let limits = crate::server::Limits::from_settings(&cfg.http);
     if let Some(files) = crate::server::raise_open_file_limit() {
@@ -50,11 +47,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let housekeeping = tokio::spawn(refbridge_api::purge_expired_keys(
-        state.store.clone(),
-        KEY_PURGE_EVERY,
-        refbridge_api::IDEMPOTENCY_TTL,
-    ));
+    // Retention ([retention]): idempotency keys, finished sends' steps, unreferenced files.
+    let housekeeping = crate::commands::prune::spawn_scheduled(&cfg, &state);
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
         "refbridge API listening");
     let mut rx = stop_rx.clone();

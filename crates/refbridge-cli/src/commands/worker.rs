@@ -14,7 +14,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let accloud = runtime::budgeted(&cfg, &state, link.client);
     let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
     let listen = runtime::spawn_send_listener(&cfg, &state);
+    let housekeeping = crate::commands::prune::spawn_scheduled(&cfg, &state);
     engine.run(crate::shutdown_signal()).await;
+    housekeeping.abort();
     if let Some(l) = listen {
         l.abort();
     }
