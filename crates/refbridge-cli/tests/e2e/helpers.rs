@@ -72,7 +72,13 @@ pub async fn spawn_app_configured(
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
-    let files = Blobs::folder(FileStore::open(dir.path().join("files")).expect("files"));
+    // The service's default: the folder on SQLite, the database itself on PostgreSQL.
+    let files = Blobs::open(
+        &refbridge_storage::BlobTarget::Auto,
+        FileStore::open(dir.path().join("files")).expect("files"),
+        &store,
+    )
+    .expect("blobs");
     let cred = sim_cfg.credentials.api[0].clone();
     let sim = refbridge_accloud_sim::start(sim_cfg)
         .await

@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod multiprocess;
 mod plans;
+mod retention;
 mod send;
 mod server;
 mod workers;
