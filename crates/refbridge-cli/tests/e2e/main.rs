@@ -1,6 +1,7 @@
 //! End-to-end tests: the API, the send workers and the ACCloud simulator together, with
 //! faults. One binary, one module per flow.
 
+mod backup;
 mod bench;
 mod changes;
 mod chaos;
