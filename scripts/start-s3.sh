@@ -4,7 +4,7 @@
 #
 #   scripts/start-s3.sh            start one; prints `export` lines (eval them):
 #                                  REFBRIDGE_TEST_S3_ENDPOINT, REFBRIDGE_TEST_S3_BUCKET,
-#                                  REFBRIDGE_S3_PID
+#                                  REFBRIDGE_TEST_S3_PID
 #   scripts/start-s3.sh stop PID   stop it
 #
 # moto accepts any credentials; the tests sign with fixed dummy keys.
@@ -43,4 +43,4 @@ curl -fsS -X PUT -o /dev/null "$endpoint/$bucket" || { log "cannot create bucket
 log "moto S3 on $endpoint (pid $pid), bucket $bucket"
 echo "export REFBRIDGE_TEST_S3_ENDPOINT=$endpoint"
 echo "export REFBRIDGE_TEST_S3_BUCKET=$bucket"
-echo "export REFBRIDGE_S3_PID=$pid"
+echo "export REFBRIDGE_TEST_S3_PID=$pid"

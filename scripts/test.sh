@@ -28,7 +28,7 @@ fi
 
 if [[ -z "${REFBRIDGE_TEST_S3_ENDPOINT:-}" ]]; then
     eval "$(scripts/start-s3.sh)"
-    s3_pid="$REFBRIDGE_S3_PID"
+    s3_pid="$REFBRIDGE_TEST_S3_PID"
 fi
 
 # The console's browser tests: chromium, chromium-driver and axe-core.

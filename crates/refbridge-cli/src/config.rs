@@ -538,4 +538,35 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn blob_and_retention_settings_are_read_checked_and_redacted() {
+        Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.blobs.target(), refbridge_storage::BlobTarget::Auto);
+            assert_eq!(
+                cfg.retention.policy(),
+                refbridge_storage::RetentionPolicy::default()
+            );
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "s3");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("blobs.s3.bucket"), "{err}");
+            jail.set_env("REFBRIDGE_BLOBS__S3__BUCKET", "b");
+            jail.set_env("REFBRIDGE_BLOBS__S3__SECRET_ACCESS_KEY", "s3-hunter2");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let shown = format!("{cfg:?} {:?}", cfg.blobs.target());
+            assert!(!shown.contains("s3-hunter2"), "{shown}");
+            assert!(
+                matches!(cfg.blobs.target(), refbridge_storage::BlobTarget::S3(c) if c.secret_access_key == "s3-hunter2")
+            );
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "postgres");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("blobs.backend"), "{err}");
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "auto");
+            jail.set_env("REFBRIDGE_RETENTION__UNREFERENCED_BLOB_HOURS", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("retention.unreferenced_blob_hours"), "{err}");
+            Ok(())
+        });
+    }
 }
