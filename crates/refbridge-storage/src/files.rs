@@ -135,6 +135,32 @@ impl FileStore {
         })
     }
 
+    /// Removes (or, `dry_run`, counts) the files in `tmp/` last written before `cutoff`: left
+    /// by a process that was killed while it wrote them. How many.
+    pub fn remove_stale_scratch(
+        &self,
+        cutoff: std::time::SystemTime,
+        dry_run: bool,
+    ) -> io::Result<u64> {
+        let tmp = self.root.join("tmp");
+        let mut n = 0;
+        for entry in fs::read_dir(&tmp)? {
+            let entry = entry?;
+            let modified = entry.metadata().and_then(|m| m.modified())?;
+            if modified < cutoff && entry.file_type()?.is_file() {
+                if !dry_run {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Whether the body with this hash is here.
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.path_of(hash).is_file()

@@ -8,7 +8,8 @@
 //!   them.
 //! - File bodies that no referral file refers to: deleted once stored longer ago than the
 //!   grace period, so that the bodies of an intake still in flight (stored, not yet recorded)
-//!   are never taken. A body stored again is refreshed ([`crate::Blobs::commit`]).
+//!   are never taken. A body stored again is refreshed ([`crate::Blobs::commit`]). So are the
+//!   files a killed process left in its working folder's `tmp/`.
 //!
 //! [`Store::prune`] does it (or, `dry_run`, says what it would do); the service runs it on a
 //! schedule in one process at a time ([`Store::take_maintenance_lease`]).
@@ -53,6 +54,9 @@ pub struct PruneReport {
     pub compacted_requests: Vec<String>,
     /// Bodies deleted.
     pub blobs: Vec<ContentHash>,
+    /// Files left in this process's working folder (`tmp/`) by a killed process, older than
+    /// the grace period.
+    pub scratch_files: u64,
 }
 
 fn ago(d: Duration) -> DateTime<Utc> {
@@ -142,6 +146,11 @@ impl Store {
                 report.blobs.push(entry.hash);
             }
         }
+        let tmp = blobs.local().root().join("tmp");
+        report.scratch_files = blobs
+            .local()
+            .remove_stale_scratch(cutoff.into(), dry_run)
+            .map_err(|source| BlobError::Io { path: tmp, source })?;
         // The metadata row of a body no referral refers to goes with it.
         if !dry_run && !report.blobs.is_empty() {
             for hash in &report.blobs {

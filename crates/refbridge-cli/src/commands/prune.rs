@@ -35,9 +35,10 @@ pub async fn run(cfg: Config, args: PruneArgs) -> anyhow::Result<()> {
 pub fn describe(r: &PruneReport) -> String {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     let mut out = format!(
-        "{verb}: {} idempotency keys, {} unreferenced file bodies; {} {} steps of {} finished sends",
+        "{verb}: {} idempotency keys, {} unreferenced file bodies, {} stale scratch files; {} {} steps of {} finished sends",
         r.idempotency_keys,
         r.blobs.len(),
+        r.scratch_files,
         if r.dry_run {
             "would compact"
         } else {
@@ -61,6 +62,7 @@ fn log_report(r: &PruneReport) {
         idempotency_keys = r.idempotency_keys,
         blobs = r.blobs.len(),
         blob_hashes = ?r.blobs.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+        scratch_files = r.scratch_files,
         compacted_steps = r.compacted_steps,
         compacted_requests = ?r.compacted_requests,
         "retention prune"

@@ -131,6 +131,17 @@ async fn prune_removes_only_what_the_policy_allows() {
     let in_flight = orphan(blobs, b"%PDF-1.4 an intake in flight").await;
     backdate(&app, &db, &in_flight, 23).await;
     add_key(&db, "new", 1).await;
+    // A killed process's leftover in the working folder, and a write under way.
+    let tmp = app.state.files.local().root().join("tmp");
+    let stale = tmp.join("killed-mid-intake");
+    std::fs::write(&stale, b"partial").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(hours_ago(48).into()))
+        .unwrap();
+    let writing = tmp.join("being-written");
+    std::fs::write(&writing, b"partial").unwrap();
 
     let kept_tables = [
         "SELECT COUNT(*) FROM referral_requests",
@@ -164,7 +175,9 @@ async fn prune_removes_only_what_the_policy_allows() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("would remove: 1 idempotency keys, 1 unreferenced file bodies"),
+        stdout.starts_with(
+            "would remove: 1 idempotency keys, 1 unreferenced file bodies, 1 stale scratch files"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains(&format!("blob {gone_body}")), "{stdout}");
@@ -192,6 +205,8 @@ async fn prune_removes_only_what_the_policy_allows() {
     assert_eq!(report.blobs, vec![gone_body.clone()]);
     assert_eq!(report.compacted_requests, vec![old_send.to_owned()]);
     assert_eq!(report.compacted_steps as i64, old_keys);
+    assert_eq!(report.scratch_files, 1);
+    assert!(!stale.exists() && writing.exists());
 
     assert!(
         !blobs.contains(&gone_body).await.unwrap(),
@@ -241,9 +256,10 @@ async fn prune_removes_only_what_the_policy_allows() {
         (
             again.idempotency_keys,
             again.blobs.len(),
-            again.compacted_steps
+            again.compacted_steps,
+            again.scratch_files
         ),
-        (0, 0, 0)
+        (0, 0, 0, 0)
     );
 }
 
