@@ -447,6 +447,9 @@ pub struct MemoryReport {
     pub sampled_peak_rss_kib: u64,
     /// `VmRSS` once the answer is in, KiB.
     pub after_rss_kib: u64,
+    /// `embedded SQLite` or `PostgreSQL`, and the blob backend setting the server ran with.
+    pub database: &'static str,
+    pub blobs: String,
 }
 
 impl MemoryReport {
@@ -466,7 +469,8 @@ impl fmt::Display for MemoryReport {
         let mib = |kib: u64| kib as f64 / 1024.0;
         writeln!(
             f,
-            "One file posted to a separate `refbridge serve` (worker off), embedded SQLite"
+            "One file posted to a separate `refbridge serve` (worker off), {}, blobs: {}",
+            self.database, self.blobs
         )?;
         writeln!(
             f,
@@ -684,6 +688,12 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
         peak_hwm_kib,
         sampled_peak_rss_kib,
         after_rss_kib,
+        database: match args.database_url.as_deref() {
+            Some(u) if u.starts_with("postgres") => "PostgreSQL",
+            _ => "embedded SQLite",
+        },
+        // The server's own setting, passed through the environment (default "auto").
+        blobs: std::env::var("REFBRIDGE_BLOBS__BACKEND").unwrap_or_else(|_| "auto".into()),
     })
 }
 
