@@ -23,6 +23,7 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
     };
     let store = Store::open(cfg.database_url.expose(), &options).await?;
     let files = open_blobs(cfg, &store)?;
+    files.check().await?;
     Ok(AppState {
         store,
         files,

@@ -92,11 +92,12 @@ pub enum BlobError {
     Io { path: PathBuf, source: io::Error },
     #[error("blob store in the database: {0}")]
     Database(#[from] crate::StorageError),
-    #[error("S3 bucket {bucket} at {endpoint}: {source}")]
+    #[error("S3 bucket {bucket} at {endpoint}: {detail}")]
     S3 {
         bucket: String,
         endpoint: String,
-        source: Box<object_store::Error>,
+        /// What failed, and its root cause ([`s3_detail`]).
+        detail: String,
     },
     #[error("{0}")]
     Config(String),
@@ -198,6 +199,22 @@ impl Blobs {
             BlobTarget::S3(cfg) => Remote::S3(Arc::new(S3::new(cfg)?)),
         };
         Ok(Blobs { local, remote })
+    }
+
+    /// Checks that the backend answers (S3: the bucket can be listed), so that a process with
+    /// a wrong endpoint, bucket or key refuses to start, naming them, instead of failing its
+    /// first intake.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match &self.remote {
+            Remote::Folder | Remote::Postgres(_) => Ok(()),
+            Remote::S3(s3) => {
+                let prefix = ObjectPath::from(format!("{}sha256", s3.prefix));
+                match s3.store.list(Some(&prefix)).next().await {
+                    None | Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(s3.err(e)),
+                }
+            }
+        }
     }
 
     /// `folder`, `postgres` or `s3`.
@@ -594,7 +611,14 @@ impl S3 {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&cfg.bucket)
             .with_region(&cfg.region)
-            .with_allow_http(cfg.allow_http);
+            .with_allow_http(cfg.allow_http)
+            // A transient failure is retried a few times, within seconds: an intake waits on
+            // it, and a worker's step retries on its own schedule after.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..object_store::RetryConfig::default()
+            });
         if !cfg.endpoint.is_empty() {
             b = b.with_endpoint(&cfg.endpoint);
         }
@@ -611,7 +635,7 @@ impl S3 {
         let store = b.build().map_err(|e| BlobError::S3 {
             bucket: cfg.bucket.clone(),
             endpoint: endpoint.clone(),
-            source: Box::new(e),
+            detail: s3_detail(&e),
         })?;
         let mut prefix = cfg.prefix.trim_matches('/').to_owned();
         if !prefix.is_empty() {
@@ -629,7 +653,7 @@ impl S3 {
         BlobError::S3 {
             bucket: self.bucket.clone(),
             endpoint: self.endpoint.clone(),
-            source: Box::new(e),
+            detail: s3_detail(&e),
         }
     }
 
@@ -724,6 +748,22 @@ impl S3 {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(e)),
         }
+    }
+}
+
+/// `object_store`'s message, and the root cause beneath it when that says more (a refused
+/// connection, a DNS failure): its messages repeat their sources, so the chain is not printed.
+fn s3_detail(e: &object_store::Error) -> String {
+    let top = e.to_string();
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let root = root.to_string();
+    if top.contains(&root) {
+        top
+    } else {
+        format!("{top} (cause: {root})")
     }
 }
 
@@ -898,6 +938,26 @@ mod tests {
         ));
         let auto = Blobs::open(&BlobTarget::Auto, local, &store).unwrap();
         assert_eq!(auto.backend_name(), "folder");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_bucket_that_does_not_answer_is_named_at_start() {
+        let Some(mut cfg) = test_s3() else { return };
+        cfg.bucket = "no-such-bucket".into();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let local = FileStore::open(dir.path().join("f")).unwrap();
+        let endpoint = cfg.endpoint.clone();
+        let blobs = Blobs::open(&BlobTarget::S3(cfg), local.clone(), &store).unwrap();
+        let err = blobs.check().await.unwrap_err().to_string();
+        assert!(
+            err.contains("no-such-bucket") && err.contains(&endpoint),
+            "{err}"
+        );
+        let good = Blobs::open(&BlobTarget::S3(test_s3().unwrap()), local, &store).unwrap();
+        good.check().await.unwrap();
         store.close().await;
     }
 
