@@ -68,7 +68,7 @@ try:
         time.sleep(0.3)
         shot(f"referral-{i + 1}")
     for name, path in (("attention", "/console/attention"), ("ops", "/console/ops"),
-                       ("payors", "/console/payors")):
+                       ("payors", "/console/payors"), ("webhooks", "/console/webhooks")):
         go(path)
         time.sleep(0.3)
         shot(name)

@@ -33,6 +33,10 @@ fi
 
 # The console's browser tests: chromium, chromium-driver and axe-core.
 eval "$(scripts/browser-deps.sh)"
+# The webhook tests' receiver: Python with the PyPI standardwebhooks package.
+eval "$(scripts/webhook-deps.sh)"
+# promtool, which checks the shipped alert rules.
+eval "$(scripts/metrics-deps.sh)"
 
 t0=$SECONDS
 echo "== tests on SQLite"

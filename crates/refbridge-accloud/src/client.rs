@@ -246,6 +246,24 @@ impl HttpAcCloud {
     /// classified [`AcCloudError`]; see the `error` module for the rules.
     async fn send(&self, op: &'static str, req: RequestBuilder) -> Result<(u16, Bytes)> {
         let started = Instant::now();
+        let result = self.send_once(op, req, started).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!("refbridge_accloud_calls_total", "endpoint" => op, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("refbridge_accloud_call_duration_seconds", "endpoint" => op)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_once(
+        &self,
+        op: &'static str,
+        req: RequestBuilder,
+        started: Instant,
+    ) -> Result<(u16, Bytes)> {
         let resp = match req.send().await {
             Ok(resp) => resp,
             Err(e) => {

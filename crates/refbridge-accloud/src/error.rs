@@ -168,6 +168,20 @@ impl fmt::Debug for AcCloudError {
 }
 
 impl AcCloudError {
+    /// A short class for metrics (`refbridge_accloud_calls_total{outcome}`): never a message.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "rejected",
+            Self::Conflict { .. } => "conflict",
+            Self::NotFound { .. } => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Ambiguous { .. } => "ambiguous",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Decode { .. } => "decode",
+            Self::InvalidRequest { .. } => "invalid_request",
+        }
+    }
+
     /// The request may have taken effect without us knowing the result: the caller must look
     /// the object up by its natural key before creating it again. True for
     /// [`Ambiguous`](Self::Ambiguous) and [`Decode`](Self::Decode).

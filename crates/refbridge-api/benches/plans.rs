@@ -114,7 +114,7 @@ async fn main() {
     let store = Store::open(&url, &options).await.expect("store");
     let files = Blobs::folder(FileStore::open(dir.path().join("files")).expect("files"));
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let token = refbridge_api::new_token();
+    let token = refbridge_api::new_token().expect("random token");
     store
         .create_token(
             &format!("bench-{run_id}"),

@@ -15,12 +15,11 @@ use crate::state::AppState;
 
 const PREFIX: &str = "rbt_";
 
-/// A new random token, to show once.
-pub fn new_token() -> String {
+/// A new random token, to show once: 32 bytes from the operating system's random source.
+pub fn new_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// The digest under which a token is stored.
@@ -94,12 +93,14 @@ mod tests {
 
     #[test]
     fn tokens_are_unique_and_hash_to_64_hex() {
-        let a = new_token();
-        let b = new_token();
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
         assert_ne!(a, b);
         assert!(a.starts_with(PREFIX));
         assert_eq!(hash_token(&a).len(), 64);
         assert_ne!(hash_token(&a), hash_token(&b));
+        // 32 bytes, base64url without padding.
+        assert_eq!(a.len(), PREFIX.len() + 43);
         assert_eq!(hash_token(&a), hash_token(&a));
     }
 }

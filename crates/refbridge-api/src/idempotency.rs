@@ -302,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = refbridge_storage::test_util::fresh_database_url(dir.path()).await;
         let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-        let token = crate::new_token();
+        let token = crate::new_token().unwrap();
         store
             .create_token("caller", Role::Reviewer, &crate::hash_token(&token))
             .await

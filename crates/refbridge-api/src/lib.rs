@@ -3,9 +3,11 @@
 mod auth;
 pub mod console;
 pub mod contract;
+mod docs;
 mod error;
 mod idempotency;
 mod json;
+pub mod metrics;
 mod params;
 mod routes;
 mod state;
@@ -35,6 +37,7 @@ pub use state::{ApiConfig, AppState};
         (name = "intake", description = "Referral Requests from AlayaConnector"),
         (name = "review", description = "The review record"),
         (name = "plans", description = "Patients, their insurance plans, and payors"),
+        (name = "events", description = "The event feed and signed webhooks: what happened, for CPR+"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -52,6 +55,8 @@ fn routes(max_file_bytes: u64) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::payors::router())
         .merge(routes::approval::router(max_file_bytes))
         .merge(routes::audit::router())
+        .merge(routes::events::router())
+        .merge(routes::webhooks::router())
         .split_for_parts();
     contract::complete(&mut doc);
     (router, doc)
@@ -97,6 +102,7 @@ fn undocumented_method(
 
 /// The application: every route, with tracing and request ids.
 pub fn app(state: AppState) -> Router {
+    metrics::install();
     let (router, doc) = routes(state.config.max_file_bytes);
     let documented = std::sync::Arc::new(operations(&doc));
     let doc = std::sync::Arc::new(doc);
@@ -111,6 +117,9 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(console::router(state.config.max_file_bytes))
+        .merge(docs::router())
+        // After routing, so that each request is counted under its route template.
+        .route_layer(axum::middleware::from_fn(metrics::record_http))
         .with_state(state.clone())
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(
@@ -145,7 +154,13 @@ pub fn app(state: AppState) -> Router {
                     .unwrap_or_default()
                     .to_owned();
                 tracing::info_span!("http", method = %req.method(), route = %route, request = %id, actor = tracing::field::Empty)
-            }),
+            })
+            // One access line per request at INFO, in the span above: status and latency.
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Millis),
+            ),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

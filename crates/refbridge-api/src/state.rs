@@ -17,6 +17,9 @@ pub struct ApiConfig {
     pub accloud_target: String,
     /// The ACCloud target is the built-in simulator: every console page says so.
     pub simulated_accloud: bool,
+    /// Webhook URLs may name loopback, private and link-local addresses
+    /// (`webhooks.allow_private_targets`: tests, on-premises receivers).
+    pub webhooks_allow_private_targets: bool,
 }
 
 impl Default for ApiConfig {
@@ -29,6 +32,7 @@ impl Default for ApiConfig {
             console: crate::console::session::ConsoleSettings::default(),
             accloud_target: "not configured".to_owned(),
             simulated_accloud: false,
+            webhooks_allow_private_targets: false,
         }
     }
 }

@@ -35,6 +35,22 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub blobs: BlobSettings,
     pub retention: RetentionSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook delivery (`refbridge_saga::webhooks`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub request_timeout_ms: u64,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub disable_after_secs: u64,
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +161,9 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcCloudSettings {
-    pub target: AcCloudTarget,
+    /// `None` until the configuration chooses one ([`AcCloudSettings::chosen_target`]).
+    #[serde(default)]
+    pub target: Option<AcCloudTarget>,
     pub url: String,
     pub api_key: Secret,
     pub api_secret: Secret,
@@ -167,6 +185,19 @@ pub enum AcCloudTarget {
     Uat,
     Prod,
     Url,
+}
+
+/// How to choose a target, said when none is.
+pub const CHOOSE_TARGET: &str = "no ACCloud target is chosen: set accloud.target (or \
+REFBRIDGE_ACCLOUD__TARGET) to \"simulator\" for the built-in simulator (nothing reaches \
+ACCloud), to \"dev\", \"qa\", \"uat\" or \"prod\" with accloud.api_key and accloud.api_secret, or \
+to \"url\" with accloud.url; `refbridge demo` runs against the simulator without it";
+
+impl AcCloudSettings {
+    /// The target `serve` and `worker` send to; an error saying how to choose one when none is.
+    pub fn chosen_target(&self) -> anyhow::Result<AcCloudTarget> {
+        self.target.ok_or_else(|| anyhow::anyhow!(CHOOSE_TARGET))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,10 +366,10 @@ impl Config {
             return bad("http.keep_alive_max_requests", "must be at least 1");
         }
         let a = &self.accloud;
-        if a.target == AcCloudTarget::Url && a.url.trim().is_empty() {
+        if a.target == Some(AcCloudTarget::Url) && a.url.trim().is_empty() {
             return bad("accloud.url", "must be set when accloud.target is url");
         }
-        if a.target != AcCloudTarget::Simulator
+        if a.target.is_some_and(|t| t != AcCloudTarget::Simulator)
             && (a.api_key.expose().is_empty() || a.api_secret.expose().is_empty())
         {
             return bad(
@@ -409,6 +440,28 @@ impl Config {
                 "retention.unreferenced_blob_hours",
                 "must be at least 2 (an intake in flight must keep its files)",
             );
+        }
+        let wh = &self.webhooks;
+        if wh.concurrency == 0 {
+            return bad("webhooks.concurrency", "must be at least 1");
+        }
+        if wh.request_timeout_ms == 0 {
+            return bad("webhooks.request_timeout_ms", "must be more than 0");
+        }
+        if wh.lease_secs * 1000 <= wh.request_timeout_ms {
+            return bad(
+                "webhooks.lease_secs",
+                "must be longer than webhooks.request_timeout_ms",
+            );
+        }
+        if wh.retry_base_ms == 0 || wh.retry_cap_ms < wh.retry_base_ms {
+            return bad(
+                "webhooks.retry_base_ms",
+                "must be at least 1 and at most webhooks.retry_cap_ms",
+            );
+        }
+        if wh.disable_after_secs == 0 {
+            return bad("webhooks.disable_after_secs", "must be more than 0");
         }
         if self.approval.first_day_of_week > 6 {
             return bad(
@@ -517,6 +570,22 @@ mod tests {
             jail.set_env("REFBRIDGE_HTTP__BODY_READ_TIMEOUT_MS", "0");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("http.body_read_timeout_ms"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn webhook_settings_have_defaults_and_private_targets_are_allowed_by_env() {
+        Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(!cfg.webhooks.allow_private_targets);
+            assert_eq!(cfg.webhooks.disable_after_secs, 86400);
+            jail.set_env("REFBRIDGE_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(cfg.webhooks.allow_private_targets);
+            jail.set_env("REFBRIDGE_WEBHOOKS__LEASE_SECS", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("webhooks.lease_secs"), "{err}");
             Ok(())
         });
     }

@@ -34,7 +34,8 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
             approval: cfg.approval.clone(),
             console: cfg.console.settings(),
             accloud_target: crate::runtime::describe_target(cfg),
-            simulated_accloud: cfg.accloud.target == crate::config::AcCloudTarget::Simulator,
+            simulated_accloud: cfg.accloud.target == Some(crate::config::AcCloudTarget::Simulator),
+            webhooks_allow_private_targets: cfg.webhooks.allow_private_targets,
         },
         wake: Default::default(),
     })

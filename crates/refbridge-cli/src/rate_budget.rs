@@ -155,6 +155,7 @@ impl RateBudgeted {
         };
         let result = f(ac).await;
         if let Err(AcCloudError::RateLimited { retry_after, .. }) = &result {
+            metrics::counter!("refbridge_accloud_rate_limited_total").increment(1);
             self.budget
                 .block(retry_after.unwrap_or(DEFAULT_PAUSE))
                 .await;

@@ -8,12 +8,13 @@ use anyhow::Context;
 use refbridge_accloud::{AcCloud, AcCloudConfig, AcCloudEnv, HttpAcCloud, SecretString};
 use refbridge_accloud_sim::{RunningSim, SimConfig};
 use refbridge_api::AppState;
-use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
+use refbridge_saga::{Deliverer, DeliveryConfig, Engine, EngineConfig, RetryPolicy};
 
 use refbridge_storage::Backend;
 
 use crate::config::{AcCloudTarget, Config};
 use crate::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
+use tracing::Instrument;
 
 /// The ACCloud this process talks to, and the simulator behind it when there is one.
 pub struct AcCloudLink {
@@ -25,7 +26,10 @@ pub struct AcCloudLink {
 /// Where ACCloud calls go, as people read it.
 pub fn describe_target(cfg: &Config) -> String {
     let a = &cfg.accloud;
-    match a.target {
+    let Some(target) = a.target else {
+        return "not chosen".to_owned();
+    };
+    match target {
         AcCloudTarget::Simulator => "the built-in simulator (nothing reaches ACCloud)".to_owned(),
         AcCloudTarget::Dev => format!("dev ({})", AcCloudEnv::Dev.base_url()),
         AcCloudTarget::Qa => format!("qa ({})", AcCloudEnv::Qa.base_url()),
@@ -39,7 +43,7 @@ pub fn describe_target(cfg: &Config) -> String {
 pub async fn connect_accloud(cfg: &Config) -> anyhow::Result<AcCloudLink> {
     let a = &cfg.accloud;
     let timeout = Duration::from_millis(a.request_timeout_ms);
-    let (base_url, key, secret, simulator) = match a.target {
+    let (base_url, key, secret, simulator) = match a.chosen_target()? {
         AcCloudTarget::Simulator => {
             let sim_cfg = SimConfig::default();
             let cred = sim_cfg
@@ -138,10 +142,28 @@ pub fn budgeted(cfg: &Config, state: &AppState, client: Arc<dyn AcCloud>) -> Arc
 /// (`worker.poll_interval_ms`) stays the fallback.
 pub fn spawn_send_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     (state.store.backend() == Backend::Postgres).then(|| {
-        tokio::spawn(refbridge_storage::listen_for_sends(
-            cfg.database_url.expose().to_owned(),
-            state.wake.clone(),
-        ))
+        tokio::spawn(
+            refbridge_storage::listen_for_sends(
+                cfg.database_url.expose().to_owned(),
+                state.wake.clone(),
+            )
+            .in_current_span(),
+        )
+    })
+}
+
+/// On PostgreSQL, a task that wakes this process's feed readers and webhook worker when any
+/// process commits or positions an event (`LISTEN refbridge_event`); `None` on SQLite, where
+/// they poll.
+pub fn spawn_event_listener(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    (state.store.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(
+            refbridge_storage::listen_for_events(
+                cfg.database_url.expose().to_owned(),
+                state.store.event_signal().clone(),
+            )
+            .in_current_span(),
+        )
     })
 }
 
@@ -151,4 +173,47 @@ pub fn engine(state: &AppState, accloud: Arc<dyn AcCloud>, cfg: EngineConfig) ->
         Engine::new(state.store.clone(), state.files.clone(), accloud, cfg)
             .with_wake_handle(state.wake.clone()),
     )
+}
+
+/// The webhook worker's settings from the configuration.
+pub fn delivery_config(cfg: &Config) -> DeliveryConfig {
+    let w = &cfg.webhooks;
+    DeliveryConfig {
+        owner: format!(
+            "{}-{}-webhooks",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "refbridge".into()),
+            std::process::id()
+        ),
+        concurrency: w.concurrency,
+        request_timeout: Duration::from_millis(w.request_timeout_ms),
+        lease: Duration::from_secs(w.lease_secs),
+        poll_interval: Duration::from_millis(w.poll_interval_ms),
+        retry: RetryPolicy {
+            base: Duration::from_millis(w.retry_base_ms),
+            cap: Duration::from_millis(w.retry_cap_ms),
+            max_attempts: u32::MAX,
+        },
+        disable_after: Duration::from_secs(w.disable_after_secs),
+        allow_private_targets: w.allow_private_targets,
+        ..DeliveryConfig::default()
+    }
+}
+
+/// Starts the webhook worker (the event sequencer and the deliveries) when
+/// `webhooks.enabled`, until `shutdown` completes.
+pub fn spawn_webhooks(
+    cfg: &Config,
+    state: &AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !cfg.webhooks.enabled {
+        return Ok(None);
+    }
+    let deliverer = Arc::new(
+        Deliverer::new(state.store.clone(), delivery_config(cfg))
+            .context("cannot build the webhook HTTP client")?,
+    );
+    Ok(Some(tokio::spawn(
+        deliverer.run(shutdown).in_current_span(),
+    )))
 }

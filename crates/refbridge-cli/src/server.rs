@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -160,21 +161,24 @@ pub async fn serve(
             .keep_alive(!health_only)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // Errors here are the client's (a timeout, a reset): nothing to report.
-            match &slot {
-                Slot::Main(_) => {
-                    let _ = conn.await;
-                }
-                Slot::Spare(held) => {
-                    tokio::select! {
-                        _ = conn => {}
-                        () = held.evicted.notified() => {}
+        tokio::spawn(
+            async move {
+                // Errors here are the client's (a timeout, a reset): nothing to report.
+                match &slot {
+                    Slot::Main(_) => {
+                        let _ = conn.await;
+                    }
+                    Slot::Spare(held) => {
+                        tokio::select! {
+                            _ = conn => {}
+                            () = held.evicted.notified() => {}
+                        }
                     }
                 }
+                drop(slot);
             }
-            drop(slot);
-        });
+            .in_current_span(),
+        );
     }
     drop(listener);
     graceful.shutdown().await;

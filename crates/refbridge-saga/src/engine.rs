@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
+use refbridge_domain::event::AttentionReason;
 use refbridge_domain::send::StepState;
 use refbridge_storage::{Blobs, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::classify;
 use crate::resolve::Resolver;
@@ -180,14 +182,17 @@ impl Engine {
             {
                 last_round = Some(Instant::now());
                 let me = self.clone();
-                round.spawn(async move {
-                    if let Err(e) = me.refresh_trusted_network_once().await {
-                        tracing::warn!(error = %e, "reading the trusted network failed");
+                round.spawn(
+                    async move {
+                        if let Err(e) = me.refresh_trusted_network_once().await {
+                            tracing::warn!(error = %e, "reading the trusted network failed");
+                        }
+                        if let Err(e) = me.check_agency_once().await {
+                            tracing::warn!(error = %e, "agency checks failed");
+                        }
                     }
-                    if let Err(e) = me.check_agency_once().await {
-                        tracing::warn!(error = %e, "agency checks failed");
-                    }
-                });
+                    .in_current_span(),
+                );
             }
             let permit = tokio::select! {
                 () = &mut shutdown => break,
@@ -200,10 +205,13 @@ impl Engine {
             {
                 Ok(Some(lease)) => {
                     let me = self.clone();
-                    tasks.spawn(async move {
-                        let _permit = permit;
-                        me.process_logged(lease).await;
-                    });
+                    tasks.spawn(
+                        async move {
+                            let _permit = permit;
+                            me.process_logged(lease).await;
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Ok(None) => {
                     drop(permit);
@@ -414,6 +422,11 @@ impl Engine {
             files_root: &self.files,
             claimed_files: &claimed,
         };
+        if records.iter().any(|r| r.state == StepState::InFlight) {
+            // A run stopped between a call and its result (its worker died or lost the
+            // lease): this claim takes its send over.
+            metrics::counter!("refbridge_send_lease_takeovers_total").increment(1);
+        }
         let mut ctx = Ctx::default();
         for record in records {
             match record.state {
@@ -462,6 +475,10 @@ impl Engine {
         ctx: &mut Ctx,
     ) -> Result<bool, EngineError> {
         let (id, kind) = (lease.request_id, record.step.kind().as_str());
+        let step = |result: &'static str| {
+            metrics::counter!("refbridge_send_steps_total", "kind" => kind, "result" => result)
+                .increment(1);
+        };
         match outcome {
             Outcome::Done(done) => {
                 let remote_id = if record.step.kind().id_may_be_logged() {
@@ -475,6 +492,7 @@ impl Engine {
                     .step_done(lease, record.position, &done.remote_id, &done.result)
                     .await?;
                 steps::absorb(&record.step, ctx, &done.result);
+                step("done");
                 Ok(true)
             }
             Outcome::Retry {
@@ -488,13 +506,22 @@ impl Engine {
                 if attempts >= self.cfg.retry.max_attempts {
                     let msg = format!("gave up after {attempts} attempts; last error: {error}");
                     tracing::warn!(request_id = %id, step = kind, "send step retries exhausted");
+                    step("retries_exhausted");
                     self.store
-                        .step_failed(lease, record.position, &msg, ACTOR)
+                        .step_failed(
+                            lease,
+                            record.position,
+                            &msg,
+                            AttentionReason::RetriesExhausted,
+                            ACTOR,
+                        )
                         .await?;
                     return Ok(false);
                 }
                 tracing::info!(request_id = %id, step = kind, state = state.as_str(),
                     wait_ms = after.as_millis() as u64, error = %error, "send step will retry");
+                step("retry");
+                metrics::counter!("refbridge_send_retries_total", "kind" => kind).increment(1);
                 let at = now() + chrono::Duration::from_std(after).unwrap_or_default();
                 self.store
                     .step_retry(lease, record.position, state, at, &error, count)
@@ -503,13 +530,21 @@ impl Engine {
             }
             Outcome::Fail(msg) => {
                 tracing::warn!(request_id = %id, step = kind, "send step needs attention");
+                step("rejected");
                 self.store
-                    .step_failed(lease, record.position, &msg, ACTOR)
+                    .step_failed(
+                        lease,
+                        record.position,
+                        &msg,
+                        AttentionReason::Rejected,
+                        ACTOR,
+                    )
                     .await?;
                 Ok(false)
             }
             Outcome::CancelledByAgency(reason) => {
                 tracing::info!(request_id = %id, step = kind, "the agency cancelled the referral");
+                step("cancelled_by_agency");
                 self.store
                     .cancelled_by_agency(lease, record.position, &reason, ACTOR)
                     .await?;
@@ -540,7 +575,13 @@ impl Engine {
             attempts: u32::try_from(record.attempts).unwrap_or(u32::MAX),
         };
         if matches!(record.state, StepState::InFlight | StepState::Unknown) && !S::REPEATABLE {
-            match step.find(&cx, record.natural_key.as_ref()).await {
+            let found = step.find(&cx, record.natural_key.as_ref()).await;
+            if let Ok(f) = &found {
+                let found = if f.is_some() { "true" } else { "false" };
+                metrics::counter!("refbridge_send_unknown_outcome_lookups_total", "found" => found)
+                    .increment(1);
+            }
+            match found {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {
                     if let Some(wait) = self.settling(record) {

@@ -4,6 +4,7 @@ mod access;
 mod audit;
 pub mod blobs;
 mod error;
+mod events;
 pub mod files;
 mod idempotency;
 mod patients;
@@ -20,6 +21,7 @@ mod time;
 mod tokens;
 mod users;
 mod views;
+mod webhooks;
 mod workers;
 
 use std::str::FromStr;
@@ -34,6 +36,7 @@ pub use blobs::{
     BlobEntry, BlobError, BlobStream, BlobTarget, Blobs, LocalBlob, S3Config, Staged, StagingWriter,
 };
 pub use error::StorageError;
+pub use events::{EventPage, EventRecord, EventSignal, SEQUENCE_BATCH};
 pub use files::{BlobWriter, FileStore, StoredBlob};
 pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};
@@ -52,7 +55,13 @@ pub use sends::{
 pub use time::{format_ts, now, parse_ts};
 pub use tokens::TokenRecord;
 pub use users::{SessionLimits, SessionRecord, UserRecord};
-pub use workers::{QueueMetrics, SEND_CHANNEL, SoleWorker, listen_for_sends};
+pub use webhooks::{
+    AfterFailure, AttemptRecord, AttemptResult, DeliveryClaim, EndpointRecord, LATENCY_BUCKETS_MS,
+    Replay, WebhookMetrics,
+};
+pub use workers::{
+    EVENT_CHANNEL, QueueMetrics, SEND_CHANNEL, SoleWorker, listen_for_events, listen_for_sends,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -118,6 +127,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite database's file (not for `:memory:` or PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
+    /// Raised when this store's sequencer has positioned events.
+    events: EventSignal,
 }
 
 impl Store {
@@ -131,8 +142,9 @@ impl Store {
         } else {
             None
         };
+        let place = describe_url(&url);
         let connect = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StorageError::Connect(e.to_string()))?
+            .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?
             .log_statements(tracing::log::LevelFilter::Trace);
         let busy_ms = options.busy_timeout.as_millis();
         let pool = AnyPoolOptions::new()
@@ -166,13 +178,30 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(connect)
-            .await
-            .map_err(|e| StorageError::Connect(e.to_string()))?;
+            .connect_with(connect.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool only says it timed out: one direct attempt tells why.
+            Err(sqlx::Error::PoolTimedOut) => {
+                let cause = match tokio::time::timeout(
+                    options.acquire_timeout,
+                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&connect),
+                )
+                .await
+                {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no connection within {:?}", options.acquire_timeout),
+                };
+                return Err(StorageError::Connect(format!("{place}: {cause}")));
+            }
+            Err(e) => return Err(StorageError::Connect(format!("{place}: {e}"))),
+        };
         Ok(Store {
             pool,
             backend,
             sqlite_file,
+            events: EventSignal::default(),
         })
     }
 
@@ -226,6 +255,22 @@ pub fn sqlite_path_of_url(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
+/// Where a database URL points, for messages: the SQLite file's path, or PostgreSQL's host,
+/// port and database (never the user or password).
+fn describe_url(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+        return format!("SQLite database {path}");
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    format!("PostgreSQL at {rest}")
+}
+
 /// `sqlite://path?..` or `sqlite:path`: create the folder, and ask SQLite to create the file.
 /// The file's path, unless the database is in memory.
 fn prepare_sqlite_path(url: &mut String) -> Result<Option<std::path::PathBuf>, StorageError> {
@@ -239,8 +284,13 @@ fn prepare_sqlite_path(url: &mut String) -> Result<Option<std::path::PathBuf>, S
     }
     let file = std::path::PathBuf::from(path);
     if let Some(parent) = std::path::Path::new(path).parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| StorageError::Connect(e.to_string()))?;
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::Connect(format!(
+                    "SQLite database {path}: cannot create its folder: {e}"
+                ))
+            })?;
+            tracing::info!(folder = %parent.display(), "created the SQLite database's folder");
         }
     }
     if !query.contains("mode=") {
@@ -253,6 +303,45 @@ fn prepare_sqlite_path(url: &mut String) -> Result<Option<std::path::PathBuf>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_is_named_by_its_path_or_host_never_its_password() {
+        assert_eq!(
+            describe_url("sqlite://data/x.db?mode=rwc"),
+            "SQLite database data/x.db"
+        );
+        assert_eq!(
+            describe_url("postgres://refbridge:s3cret@db.internal:5433/refbridge?sslmode=require"),
+            "PostgreSQL at db.internal:5433/refbridge"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_named_with_the_cause() {
+        let options = StoreOptions {
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..StoreOptions::default()
+        };
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let url = format!("postgres://u:pw@127.0.0.1:{port}/db");
+        let e = Store::connect(&url, &options)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("PostgreSQL at 127.0.0.1:{port}/db")),
+            "{e}"
+        );
+        assert!(!e.contains("pw"), "{e}");
+        assert!(
+            !e.contains("pool timed out"),
+            "the cause, not the pool: {e}"
+        );
+    }
 
     #[tokio::test]
     async fn postgres_sessions_end_transactions_left_idle() {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use refbridge_domain::PayorId;
+use refbridge_domain::event::EventType;
 use refbridge_domain::plan::{PayorName, PayorPut};
 use serde::Serialize;
 use serde_json::json;
@@ -80,6 +81,14 @@ pub(crate) async fn payor_for_name(
             &json!({ "unmapped": true }),
         )
         .await?;
+        crate::events::record_other(
+            tx,
+            at,
+            EventType::PayorUnmapped,
+            (None, None),
+            json!({ "payor_id": id.to_string(), "created": true }),
+        )
+        .await?;
         return Ok((id, true));
     }
     let existing: String = sqlx::query_scalar("SELECT id FROM payors WHERE norm_name = $1")
@@ -127,6 +136,21 @@ impl Store {
                 .await?;
         let (id, created) = match existing {
             Some(id) => {
+                let was_unmapped: i64 =
+                    sqlx::query_scalar("SELECT unmapped FROM payors WHERE id = $1")
+                        .bind(&id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if was_unmapped == 0 && put.unmapped() {
+                    crate::events::record_other(
+                        &mut tx,
+                        at,
+                        EventType::PayorUnmapped,
+                        (None, None),
+                        json!({ "payor_id": id, "created": false }),
+                    )
+                    .await?;
+                }
                 sqlx::query(
                     "UPDATE payors SET name = $2, accloud_funder_id = $3, accloud_funder_name = $4, \
                      unmapped = $5, updated_at = $6 WHERE id = $1",
@@ -158,6 +182,16 @@ impl Store {
                 .bind(&ts)
                 .execute(&mut *tx)
                 .await?;
+                if put.unmapped() {
+                    crate::events::record_other(
+                        &mut tx,
+                        at,
+                        EventType::PayorUnmapped,
+                        (None, None),
+                        json!({ "payor_id": id, "created": true }),
+                    )
+                    .await?;
+                }
                 (id, true)
             }
         };
@@ -179,7 +213,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let rec = from_row(&rec)?;
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok((rec, created))
     }
 

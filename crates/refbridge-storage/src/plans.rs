@@ -194,6 +194,14 @@ pub(crate) mod authorizations {
         for (id, indexes) in by_request {
             let request = RequestId::parse(&id).map_err(|e| corrupt("request id", e))?;
             let reason = format!("authorization withdrawn: patient plan {plan} was archived");
+            crate::events::record(
+                tx,
+                at,
+                refbridge_domain::event::EventType::AuthorizationWithdrawn,
+                request,
+                serde_json::json!({ "plan_id": plan.to_string(), "authorizations": indexes }),
+            )
+            .await?;
             crate::sends::withdraw(tx, request, &indexes, &reason, at, actor)
                 .await
                 .map_err(|e| match e {

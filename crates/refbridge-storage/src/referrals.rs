@@ -14,7 +14,8 @@ use crate::error::{StorageError, corrupt};
 use crate::files::StoredBlob;
 use crate::patients::find_or_create_for_client;
 use crate::plans::plans_from_intake;
-use crate::{Store, audit, format_ts, now, parse_ts};
+use crate::{Store, audit, events, format_ts, now, parse_ts};
+use refbridge_domain::event::EventType;
 
 /// One file of a new Referral Request, already in the file store.
 #[derive(Debug, Clone)]
@@ -248,7 +249,20 @@ impl Store {
             }),
         )
         .await?;
-        tx.commit().await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::ReferralReceived,
+            id,
+            json!({
+                "status": ReferralStatus::Received,
+                "agency_org_id": org,
+                "files": new.files.len(),
+                "warnings": warnings.len(),
+            }),
+        )
+        .await?;
+        self.commit_events(tx).await?;
         Ok(IntakeOutcome::Created(IntakeReceipt {
             patient_id,
             files: new.files.len(),
@@ -485,7 +499,15 @@ impl Store {
             &json!({ "from": current, "to": ReferralStatus::Denied }),
         )
         .await?;
-        tx.commit().await.map_err(StorageError::from)?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::ReferralDenied,
+            id,
+            json!({ "from": current, "status": ReferralStatus::Denied }),
+        )
+        .await?;
+        self.commit_events(tx).await.map_err(StorageError::from)?;
         self.get_referral(id).await?.ok_or(DenyError::NotFound)
     }
 }

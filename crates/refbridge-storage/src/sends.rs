@@ -19,7 +19,8 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::referrals::{insert_status, request_id_of};
-use crate::{Backend, Store, audit, format_ts, now, parse_ts};
+use crate::{Backend, Store, audit, events, format_ts, now, parse_ts};
+use refbridge_domain::event::{AttentionReason, EventType};
 
 /// `'a', 'b'`: names of enum values for an SQL `IN` list. The names are the enums' own
 /// constants, so they are written into the statement (a partial index's predicate matches
@@ -403,7 +404,17 @@ pub(crate) async fn withdraw(
         actor,
         Some(reason),
     )
-    .await
+    .await?;
+    events::record(
+        tx,
+        at,
+        EventType::SendNeedsAttention,
+        id,
+        json!({ "status": ReferralStatus::NeedsAttention,
+                "reason": AttentionReason::AuthorizationWithdrawn.as_str(), "change_no": change_no }),
+    )
+    .await?;
+    Ok(())
 }
 
 /// One thing asked of a send.
@@ -555,7 +566,15 @@ impl Store {
             &json!({ "terms_hash": terms_hash, "steps": steps.len() }),
         )
         .await?;
-        tx.commit().await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::ReferralApproved,
+            id,
+            json!({ "status": ReferralStatus::Approved, "steps": steps.len() }),
+        )
+        .await?;
+        self.commit_events(tx).await?;
         Ok(ApproveOutcome::Approved)
     }
 
@@ -696,7 +715,8 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        if before.flatten().as_deref() != Some(status) {
+        let before = before.flatten();
+        if before.as_deref() != Some(status) {
             audit::record(
                 &mut tx,
                 at,
@@ -706,8 +726,16 @@ impl Store {
                 &json!({ "agency_status": status }),
             )
             .await?;
+            events::record(
+                &mut tx,
+                at,
+                EventType::AgencyStatusChanged,
+                id,
+                json!({ "agency_status": status, "previous": before }),
+            )
+            .await?;
         }
-        tx.commit().await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -913,6 +941,7 @@ impl Store {
         lease: &Lease,
         position: i64,
         error: &str,
+        reason: AttentionReason,
         actor: &str,
     ) -> Result<(), SendError> {
         let mut tx = self.begin_write().await?;
@@ -957,7 +986,23 @@ impl Store {
             &json!({ "step": position }),
         )
         .await?;
-        tx.commit().await?;
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM send_steps WHERE request_id = $1 AND position = $2",
+        )
+        .bind(lease.request_id.to_string())
+        .bind(position)
+        .fetch_optional(&mut *tx)
+        .await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::SendNeedsAttention,
+            lease.request_id,
+            json!({ "status": ReferralStatus::NeedsAttention, "reason": reason.as_str(),
+                    "step": position, "step_kind": kind }),
+        )
+        .await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1014,7 +1059,23 @@ impl Store {
             &json!({ "step": position }),
         )
         .await?;
-        tx.commit().await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::AgencyStatusChanged,
+            lease.request_id,
+            json!({ "agency_status": send::AGENCY_CANCELLED }),
+        )
+        .await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::SendCancelled,
+            lease.request_id,
+            json!({ "status": ReferralStatus::Cancelled, "by": "agency" }),
+        )
+        .await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1032,15 +1093,18 @@ impl Store {
         .bind(JobState::Done.as_str())
         .execute(&mut *tx)
         .await?;
-        let last_kind: Option<String> = sqlx::query_scalar(
-            "SELECT kind FROM send_changes WHERE request_id = $1 ORDER BY change_no DESC LIMIT 1",
+        let last: Option<(String, i64)> = sqlx::query_as(
+            "SELECT kind, change_no FROM send_changes WHERE request_id = $1 ORDER BY change_no DESC LIMIT 1",
         )
         .bind(lease.request_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let last_kind = match last_kind {
-            Some(k) => ChangeKind::parse(&k).ok_or_else(|| corrupt("change kind", k))?,
-            None => ChangeKind::Approval,
+        let (last_kind, change_no) = match last {
+            Some((k, n)) => (
+                ChangeKind::parse(&k).ok_or_else(|| corrupt("change kind", k))?,
+                n,
+            ),
+            None => (ChangeKind::Approval, 0),
         };
         let (status, event) = match last_kind.run_end() {
             RunEnd::AwaitingResume(reason) => {
@@ -1070,7 +1134,26 @@ impl Store {
             &json!({}),
         )
         .await?;
-        tx.commit().await?;
+        let (event_type, data) = match last_kind {
+            ChangeKind::Cancel => (
+                EventType::SendCancelled,
+                json!({ "status": status, "by": "reviewer", "change_no": change_no }),
+            ),
+            ChangeKind::Terms => (
+                EventType::SendChangeSent,
+                json!({ "status": status, "change_no": change_no }),
+            ),
+            ChangeKind::Documents => (
+                EventType::SendDocumentsDelivered,
+                json!({ "status": status, "change_no": change_no }),
+            ),
+            ChangeKind::Approval | ChangeKind::Resume | ChangeKind::Withdrawal => (
+                EventType::SendCompleted,
+                json!({ "status": status, "change_no": change_no }),
+            ),
+        };
+        events::record(&mut tx, at, event_type, lease.request_id, data).await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 
@@ -1154,7 +1237,16 @@ impl Store {
             &json!({ "terms_corrected": corrected.is_some(), "replanned_steps": replan.len() }),
         )
         .await?;
-        tx.commit().await?;
+        events::record(
+            &mut tx,
+            at,
+            EventType::SendResumed,
+            id,
+            json!({ "status": ReferralStatus::Sending, "terms_corrected": corrected.is_some(),
+                    "replanned_steps": replan.len() }),
+        )
+        .await?;
+        self.commit_events(tx).await?;
         Ok(())
     }
 

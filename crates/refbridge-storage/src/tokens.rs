@@ -64,6 +64,31 @@ impl Store {
         .transpose()
     }
 
+    /// Every token, live or revoked, oldest first: (record, created at, revoked at).
+    pub async fn list_tokens(
+        &self,
+    ) -> Result<Vec<(TokenRecord, String, Option<String>)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok((
+                    TokenRecord {
+                        id: r.try_get("id")?,
+                        name: r.try_get("name")?,
+                        role: Role::parse(&role).ok_or_else(|| corrupt("token role", role))?,
+                    },
+                    r.try_get("created_at")?,
+                    r.try_get("revoked_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Revokes the token with this name; `NotFound` when there is none live.
     pub async fn revoke_token(&self, name: &str) -> Result<(), StorageError> {
         let done = sqlx::query(

@@ -102,6 +102,39 @@ impl Store {
     }
 }
 
+/// The PostgreSQL channel on which a committed or newly positioned event is announced (by a
+/// trigger on `events`, at commit).
+pub const EVENT_CHANNEL: &str = "refbridge_event";
+
+/// Listens on [`EVENT_CHANNEL`] and raises `signal` on each notification (and after each
+/// reconnect, since notifications sent meanwhile are lost), until the task is dropped.
+pub async fn listen_for_events(url: String, signal: crate::EventSignal) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => match listener.listen(EVENT_CHANNEL).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(250);
+                    signal.notify();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(_)) | Ok(None) => signal.notify(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "event notifications failed; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for events"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot connect to listen for events"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// The send queue at a glance, for `/readyz`, `/metrics` and alerts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueMetrics {

@@ -36,7 +36,7 @@ impl Spec {
         let root: Value = if file.ends_with(".json") {
             serde_json::from_str(&text).expect("spec is JSON")
         } else {
-            serde_yaml::from_str(&text).expect("spec is YAML")
+            serde_yaml_ng::from_str(&text).expect("spec is YAML")
         };
         Spec {
             root,

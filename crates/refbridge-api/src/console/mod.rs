@@ -12,6 +12,7 @@ mod records;
 mod referrals;
 pub mod session;
 mod sign_in;
+mod webhooks;
 
 use axum::Router;
 use axum::http::header;
@@ -31,6 +32,9 @@ pub fn router(max_file_bytes: u64) -> Router<AppState> {
         .route("/console/logout", post(sign_in::sign_out))
         .route("/console/attention", get(attention::page))
         .route("/console/ops", get(ops::page))
+        .route("/console/webhooks", get(webhooks::page))
+        .route("/console/webhooks/{id}/replay", post(webhooks::replay))
+        .route("/console/webhooks/{id}/enable", post(webhooks::enable))
         .route("/console/patients/{id}", get(records::patient))
         .route(
             "/console/payors",

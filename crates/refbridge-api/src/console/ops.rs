@@ -47,6 +47,8 @@ pub async fn page(State(state): State<AppState>, user: ConsoleUser) -> Result<Re
         return Ok(not_for_role(&user));
     }
     let q = state.store.queue_metrics().await?;
+    let w = state.store.webhook_metrics().await?;
+    let endpoints = state.store.list_webhook_endpoints().await?.len();
     let now = chrono::Utc::now();
     let since = now - chrono::Duration::hours(23);
     let hours: Vec<String> = (0..24)
@@ -89,6 +91,18 @@ pub async fn page(State(state): State<AppState>, user: ConsoleUser) -> Result<Re
             @if let Some(t) = q.oldest_transaction_age_seconds {
                 dt { "Oldest open database transaction" } dd { (duration(t)) }
             }
+        }
+        h2 { "Webhooks" }
+        dl class="facts" {
+            dt { "Endpoints" } dd {
+                (endpoints)
+                @if w.endpoints_disabled > 0 || w.endpoints_failing > 0 {
+                    ": " strong class="warning" { (w.endpoints_disabled) " disabled, " (w.endpoints_failing) " failing" }
+                }
+                @if user.may(Role::Admin) { " (" a href="/console/webhooks" { "see them" } ")" }
+            }
+            dt { "Deliveries waiting" } dd { (w.pending_deliveries) }
+            dt { "Oldest undelivered event" } dd { (duration(w.oldest_undelivered_seconds)) }
         }
         h2 { "The last 24 hours" }
         (chart("Referrals sent", &hours, &series[0]))

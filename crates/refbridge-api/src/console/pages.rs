@@ -44,6 +44,9 @@ fn page(title: &str, user: Option<&ConsoleUser>, body: Markup, refresh: Option<u
                             @if u.may(refbridge_domain::Role::Operator) {
                                 a href="/console/ops" { "Operations" }
                             }
+                            @if u.may(refbridge_domain::Role::Admin) {
+                                a href="/console/webhooks" { "Webhooks" }
+                            }
                         }
                         form class="signout" method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(u.csrf_token);

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use refbridge_storage::QueueMetrics;
+use refbridge_storage::{QueueMetrics, WebhookMetrics};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -33,6 +33,10 @@ pub struct Ready {
     pub status: &'static str,
     /// The database behind the store: `sqlite` or `postgres`.
     pub database: &'static str,
+    /// Where approvals are sent, as people read it.
+    pub accloud: String,
+    /// True when that is the built-in simulator: nothing reaches ACCloud.
+    pub simulated_accloud: bool,
     pub queue: QueueView,
 }
 
@@ -111,6 +115,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
     Ok(Json(Ready {
         status: "ready",
         database: backend_name(&state),
+        accloud: state.config.accloud_target.clone(),
+        simulated_accloud: state.config.simulated_accloud,
         queue: queue.into(),
     }))
 }
@@ -122,13 +128,90 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
 ))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let m = queue(&state).await?;
+    let w = state.store.webhook_metrics().await.map_err(|e| {
+        tracing::warn!(error = %e, "webhook figures unavailable");
+        ApiError::Unavailable
+    })?;
+    let mut text = prometheus_text(&m, backend_name(&state));
+    webhook_text(&mut text, &w);
+    text.push_str(&crate::metrics::render());
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        prometheus_text(&m, backend_name(&state)),
+        text,
     ))
+}
+
+/// The webhook figures: attempts by endpoint and outcome (counters over the delivery log),
+/// their latency (a histogram), and how far delivery lags (gauges).
+fn webhook_text(out: &mut String, w: &WebhookMetrics) {
+    let name = "refbridge_webhook_attempts_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Webhook delivery attempts, by endpoint and outcome (delivered, http_error, network_error, refused_target).\n# TYPE {name} counter"
+    );
+    for (endpoint, outcome, n, _) in &w.attempts {
+        let _ = writeln!(
+            out,
+            "{name}{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let name = "refbridge_webhook_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from sending a webhook to the receiver's answer (or the failure), by endpoint.\n# TYPE {name} histogram"
+    );
+    let mut endpoints: Vec<&str> = w.attempts.iter().map(|a| a.0.as_str()).collect();
+    endpoints.dedup();
+    for endpoint in endpoints {
+        for (_, le, n) in w.latency_buckets.iter().filter(|b| b.0 == endpoint) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{}\"}} {n}",
+                *le as f64 / 1000.0
+            );
+        }
+        let (count, ms) = w
+            .attempts
+            .iter()
+            .filter(|a| a.0 == endpoint)
+            .fold((0, 0), |(c, s), a| (c + a.2, s + a.3));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {count}\n{name}_sum{{endpoint=\"{endpoint}\"}} {}\n{name}_count{{endpoint=\"{endpoint}\"}} {count}",
+            ms as f64 / 1000.0
+        );
+    }
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "refbridge_webhook_oldest_undelivered_event_age_seconds",
+            "Age of the oldest event not yet delivered to an enabled endpoint that wants it (or not yet in the feed).",
+            w.oldest_undelivered_seconds,
+        ),
+        (
+            "refbridge_webhook_pending_deliveries",
+            "Deliveries waiting for an enabled endpoint.",
+            w.pending_deliveries as f64,
+        ),
+        (
+            "refbridge_webhook_endpoints_disabled",
+            "Webhook endpoints disabled (by an admin, or after failing for too long).",
+            w.endpoints_disabled as f64,
+        ),
+        (
+            "refbridge_webhook_endpoints_failing",
+            "Enabled webhook endpoints whose last attempts failed.",
+            w.endpoints_failing as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
 }
 
 /// One gauge per figure, each with its HELP and TYPE lines.

@@ -1,8 +1,10 @@
 pub mod approval;
 pub mod audit;
+pub mod events;
 pub mod health;
 pub mod intake;
 pub mod patients;
 pub mod payors;
 pub mod plans;
 pub mod referrals;
+pub mod webhooks;

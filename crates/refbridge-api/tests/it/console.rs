@@ -370,7 +370,13 @@ async fn paused(app: &TestApp, id: &str, client_id: i64, reason: &str) {
         .unwrap()
         .expect("the send is due");
     app.store
-        .step_failed(&lease, 0, reason, "worker")
+        .step_failed(
+            &lease,
+            0,
+            reason,
+            refbridge_domain::event::AttentionReason::Rejected,
+            "worker",
+        )
         .await
         .unwrap();
 }
@@ -845,4 +851,118 @@ async fn hostile_sign_in_names_and_searches_are_never_a_5xx() {
     // after one failure under a name that cleans to hers.
     let (s, _, _) = b.sign_in("dana", PASSWORD).await;
     assert_eq!(s, 303);
+}
+
+#[tokio::test]
+async fn admins_see_the_webhook_endpoints_their_failures_and_replay_with_the_form() {
+    let app = spawn_app().await;
+    let (endpoint, _) = app
+        .store
+        .put_webhook_endpoint("https://cpr.example.com/hooks", None, "whsec_AAAA", "ops")
+        .await
+        .unwrap();
+    assert_eq!(app.post_referral(&example()).await.status(), 200);
+    app.store.sequence_events().await.unwrap();
+    // One failed attempt, after which the endpoint has failed "too long" (0 s allowed).
+    let claim = app
+        .store
+        .claim_webhook_delivery("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a delivery");
+    let after = app
+        .store
+        .webhook_failed(
+            &claim,
+            &refbridge_storage::AttemptResult {
+                outcome: "http_error",
+                status: Some(500),
+                latency: Duration::from_millis(12),
+                response_head: Some("receiver down".into()),
+                error: Some("the receiver answered 500".into()),
+            },
+            chrono::Utc::now(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after, refbridge_storage::AfterFailure::EndpointDisabled);
+
+    let reviewer = signed_in(&app).await;
+    let (s, _, _) = reviewer.get("/console/webhooks").await;
+    assert_eq!(s, 403, "admins only");
+
+    with_user(&app, "lee", Role::Admin).await;
+    let mut admin = Browser::new(&app);
+    admin.sign_in("lee", PASSWORD).await;
+    let (s, html, _) = admin.get("/console/webhooks").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("https://cpr.example.com/hooks"));
+    assert!(
+        html.contains("Disabled") && html.contains("failing for too long"),
+        "{html}"
+    );
+    assert!(html.contains("the receiver answered 500") && html.contains("12 ms"));
+    assert!(html.contains(&claim.event.id));
+    assert!(
+        !html.contains("Smithers") && !html.contains("whsec_"),
+        "no personal data, no secret"
+    );
+
+    let (s, html, _) = admin.get("/console/ops").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("1 disabled, 0 failing"), "{html}");
+    assert!(html.contains("href=\"/console/webhooks\""));
+
+    let path = format!("/console/webhooks/{}/replay", endpoint.id);
+    let (s, html, _) = admin
+        .post(
+            &path,
+            &[("csrf", "forged"), ("since", "2020-01-01T00:00:00Z")],
+        )
+        .await;
+    assert_eq!(s, 403, "{html}");
+    let csrf = admin.csrf("/console/webhooks").await;
+    let (s, html, _) = admin
+        .post(&path, &[("csrf", &csrf), ("since", "yesterday")])
+        .await;
+    assert_eq!(s, 400);
+    assert!(html.contains("since must be an RFC 3339 time"));
+    let (s, html, _) = admin
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("event_id", ""),
+                ("since", "2020-01-01T00:00:00Z"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200);
+    let total = app
+        .store
+        .events_after(0, &[], 1000)
+        .await
+        .unwrap()
+        .events
+        .len();
+    assert!(
+        html.contains(&format!("{total} deliveries queued.")),
+        "{html}"
+    );
+
+    let (s, _, _) = admin
+        .post(
+            &format!("/console/webhooks/{}/enable", endpoint.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ep = app
+        .store
+        .get_webhook_endpoint(&endpoint.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ep.enabled && ep.failing_since.is_none());
 }

@@ -49,7 +49,7 @@ pub async fn spawn_app_on(backend: refbridge_storage::Backend, config: ApiConfig
         ("reviewer-1", Role::Reviewer),
         ("ops", Role::Admin),
     ] {
-        let token = refbridge_api::new_token();
+        let token = refbridge_api::new_token().expect("random token");
         store
             .create_token(name, role, &refbridge_api::hash_token(&token))
             .await

@@ -79,3 +79,27 @@ fn hex_runs_are_scrubbed_and_everything_else_is_kept() {
         "id=# zip 45458 a-b"
     );
 }
+
+#[tokio::test]
+async fn each_request_writes_one_access_line_at_info_without_query_values() {
+    let app = spawn_app().await;
+    let marker = "Smithers-in-a-query";
+    let res = app
+        .get(&format!("/v1/referral-requests?status=received&q={marker}"))
+        .await;
+    assert!(res.status().as_u16() < 500);
+    let text = logs();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.contains("INFO")
+                && l.contains("finished processing request")
+                && l.contains("route=/v1/referral-requests ")
+        })
+        .unwrap_or_else(|| panic!("no access line in {text}"));
+    assert!(line.contains("method=GET"), "{line}");
+    assert!(line.contains("status="), "{line}");
+    assert!(line.contains("latency="), "{line}");
+    assert!(line.contains("request="), "{line}");
+    assert!(!text.contains(marker), "a query value reached the log");
+}

@@ -2,6 +2,7 @@
 
 mod console;
 mod contract;
+mod events;
 mod helpers;
 mod idempotency;
 mod intake;
@@ -12,3 +13,4 @@ mod patients;
 mod plans;
 mod review;
 mod text_fields;
+mod webhooks;

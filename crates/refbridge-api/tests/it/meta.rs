@@ -61,3 +61,31 @@ async fn openapi_document_lists_every_route() {
     // The generated document and the served one agree.
     assert_eq!(serde_json::to_value(refbridge_api::openapi()).unwrap(), doc);
 }
+
+#[tokio::test]
+async fn the_api_reference_is_browsable_with_its_script_served_locally() {
+    let app = crate::helpers::spawn_app().await;
+    let res = app.get("/docs").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("/openapi.json"), "it reads our document");
+    assert!(
+        html.contains("src=\"/docs/scalar.js\""),
+        "its script is ours"
+    );
+    assert!(!html.contains("https://"), "nothing from a CDN");
+    let res = app.get("/docs/scalar.js").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/javascript")
+    );
+    let js = res.bytes().await.unwrap();
+    assert!(js.len() > 100_000, "the whole bundle");
+    assert!(
+        String::from_utf8_lossy(&js).contains("createApiReference"),
+        "Scalar's API reference"
+    );
+}

@@ -151,7 +151,7 @@ fn referral_payload(base: &Value, i: usize) -> Value {
 }
 
 async fn new_token(state: &AppState, name: &str, role: Role) -> anyhow::Result<String> {
-    let token = refbridge_api::new_token();
+    let token = refbridge_api::new_token().context("the operating system's random source")?;
     state
         .store
         .create_token(name, role, &refbridge_api::hash_token(&token))
@@ -580,6 +580,7 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
             .env("REFBRIDGE_FILES_DIR", dir.path().join("files"))
             .env("REFBRIDGE_LISTEN", &listen)
             .env("REFBRIDGE_WORKER__ENABLED", "false")
+            .env("REFBRIDGE_ACCLOUD__TARGET", "simulator")
             .stdin(Stdio::null())
             .stderr(log);
         Ok(c)

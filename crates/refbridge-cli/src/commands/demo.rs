@@ -31,7 +31,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         dir.path().join("demo.db").display()
     ));
     cfg.files_dir = dir.path().join("files");
-    cfg.accloud.target = AcCloudTarget::Simulator;
+    cfg.accloud.target = Some(AcCloudTarget::Simulator);
     cfg.accloud.simulator_listen = "127.0.0.1:0".into();
     cfg.worker.poll_interval_ms = 100;
 
@@ -54,7 +54,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         ("alayaconnector", Role::Intake),
         ("reviewer", Role::Reviewer),
     ] {
-        let token = refbridge_api::new_token();
+        let token = refbridge_api::new_token().context("the operating system's random source")?;
         state
             .store
             .create_token(name, role, &refbridge_api::hash_token(&token))

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod accloud;
 pub mod backup;
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod migrate;
 pub mod prune;
@@ -47,13 +49,31 @@ pub enum Command {
         command: bench::BenchCommand,
     },
     /// Apply the retention policy ([retention]) once: what the service does on a schedule.
+    #[command(after_help = "Examples:\n  refbridge prune --dry-run\n  \
+        REFBRIDGE_RETENTION__STEP_PAYLOAD_DAYS=30 refbridge prune")]
     Prune(prune::PruneArgs),
     /// Snapshot the SQLite database and the files it refers to into an empty folder, while
     /// serving (for PostgreSQL: pg_dump and the blob backend's own backup; see README).
+    #[command(after_help = "Examples:\n  refbridge backup --to /backups/refbridge-$(date +%F)")]
     Backup(backup::BackupArgs),
     /// Restore a backup into an empty data folder (database_url and files_dir of the
     /// configuration; the files go to the configured blob backend).
+    #[command(
+        after_help = "Examples:\n  refbridge restore --from /backups/refbridge-2026-12-01\n  \
+        REFBRIDGE_DATABASE_URL=sqlite://new/refbridge.db REFBRIDGE_FILES_DIR=new/files \
+        refbridge restore --from /backups/refbridge-2026-12-01"
+    )]
     Restore(backup::RestoreArgs),
+    /// Check the configured ACCloud tenant before the first approval.
+    Accloud {
+        #[command(subcommand)]
+        command: accloud::AcCloudCommand,
+    },
+    /// Check or show the configuration (secrets redacted).
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -93,7 +113,7 @@ mod tests {
                 command: token::TokenCommand::Create { name, role },
             } => {
                 assert_eq!(name, "cpr");
-                assert_eq!(role, "reviewer");
+                assert_eq!(role, token::TokenRole::Reviewer);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -1,10 +1,14 @@
 use anyhow::Context;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::runtime;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.accloud.chosen_target()?;
+    // Before the workers start, so that their first counts are kept.
+    refbridge_api::metrics::install();
     let limits = crate::server::Limits::from_settings(&cfg.http);
     if let Some(files) = crate::server::raise_open_file_limit() {
         // Each connection is a file; so are the database pool's, the log's, the store's.
@@ -32,13 +36,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let accloud = runtime::budgeted(&cfg, &state, link.client.clone());
         let engine = runtime::engine(&state, accloud, runtime::engine_config(&cfg));
         let mut rx = stop_rx.clone();
-        Some(tokio::spawn(async move {
-            engine
-                .run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        }))
+        Some(tokio::spawn(
+            async move {
+                engine
+                    .run(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }
+            .in_current_span(),
+        ))
+    } else {
+        None
+    };
+    let webhooks = if cfg.worker.enabled {
+        let mut rx = stop_rx.clone();
+        runtime::spawn_webhooks(&cfg, &state, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })?
     } else {
         None
     };
@@ -47,6 +62,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let events = runtime::spawn_event_listener(&cfg, &state);
     // Retention ([retention]): idempotency keys, finished sends' steps, unreferenced files.
     let housekeeping = crate::commands::prune::spawn_scheduled(&cfg, &state);
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
@@ -64,7 +80,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(w) = worker {
         let _ = w.await;
     }
+    if let Some(w) = webhooks {
+        let _ = w.await;
+    }
     if let Some(l) = listen {
+        l.abort();
+    }
+    if let Some(l) = events {
         l.abort();
     }
     if let Some(sim) = link.simulator {

@@ -138,6 +138,14 @@ async fn an_end_date_change_updates_the_authorization_in_place_and_sends_a_revis
         r.end_at.with_timezone(&tz).date_naive().to_string(),
         new_end
     );
+    let events = app.events(ID).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &(
+            "send.change_sent".to_owned(),
+            json!({"status": "sent", "change_no": 1})
+        )
+    );
 }
 
 async fn replaced_by(change: impl Fn(&mut Value)) {
@@ -433,6 +441,10 @@ async fn cancelling_twice_makes_one_call_and_a_cancelled_referral_refuses_change
         .await;
     assert_eq!((s, &b["changed"]), (200, &json!(false)));
     assert_eq!(writes(&app), vec!["POST ReferralCancel"]);
+    let events = app.events(ID).await;
+    let cancelled: Vec<_> = events.iter().filter(|e| e.0 == "send.cancelled").collect();
+    assert_eq!(cancelled.len(), 1, "one cancellation, one event");
+    assert_eq!(cancelled[0].1["by"], "reviewer");
 
     let mut terms = sample_terms();
     end_plus(&mut terms, 5);
@@ -526,6 +538,15 @@ async fn documents_after_sending_are_uploaded_once_each() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    assert_eq!(
+        app.event_types(ID).await,
+        [
+            "referral_request.received",
+            "referral_request.approved",
+            "send.completed",
+            "send.documents_delivered"
+        ]
+    );
 }
 
 /// A referral the agency processed still takes changes; what refbridge shows then is ACCloud's
@@ -598,6 +619,21 @@ async fn the_agency_status_is_re_read_until_the_agency_processed_the_referral() 
     app.sim().mark_processed(latest_revision(&app).id).unwrap();
     assert_eq!(watcher.check_agency_once().await.unwrap(), 1);
     assert_eq!(app.detail(ID).await["send"]["agency_status"], "processed");
+    let changes: Vec<Value> = app
+        .events(ID)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "referral_request.agency_status_changed")
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            json!({"agency_status": "assigned", "previous": null}),
+            json!({"agency_status": "processed", "previous": "assigned"})
+        ],
+        "an event per change of the agency's status, none for a read that changed nothing"
+    );
     // Processed is final: no more reads.
     let before = calls();
     assert_eq!(watcher.check_agency_once().await.unwrap(), 0);
@@ -1019,6 +1055,11 @@ async fn a_change_to_a_referral_the_agency_cancelled_ends_it_cancelled() {
         .await;
     assert_eq!(d["status"], "cancelled", "{}", d["send"]);
     assert_eq!(writes(&app), vec!["PUT AuthorizationUpdate"]);
+    let events = app.events(ID).await;
+    let tail: Vec<&(String, Value)> = events.iter().rev().take(2).collect();
+    assert_eq!(tail[0].0, "send.cancelled");
+    assert_eq!(tail[0].1["by"], "agency");
+    assert_eq!(tail[1].1, json!({"agency_status": "cancelled"}));
     assert_eq!(latest_revision(&app).revision_number, 1, "no revision");
     assert_eq!(d["send"]["agency_status"], "cancelled");
     let last = d["send"]["steps"]

@@ -371,6 +371,58 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     on_page(c, "/console/login").await;
     c.goto(&format!("{}/console", app.base)).await.unwrap();
     on_page(c, "/console/login").await;
+
+    // An admin: the webhooks page, with an endpoint whose delivery failed, and the
+    // operations page's line about it.
+    let store = &app.state.store;
+    store
+        .put_webhook_endpoint("https://cpr.example.com/hooks", None, "whsec_AAAA", "lee")
+        .await
+        .unwrap();
+    store.sequence_events().await.unwrap();
+    let claim = store
+        .claim_webhook_delivery("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a delivery");
+    store
+        .webhook_failed(
+            &claim,
+            &refbridge_storage::AttemptResult {
+                outcome: "http_error",
+                status: Some(503),
+                latency: Duration::from_millis(40),
+                response_head: Some("try later".into()),
+                error: Some("the receiver answered 503".into()),
+            },
+            chrono::Utc::now(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    store
+        .create_user(
+            "lee",
+            Role::Admin,
+            &refbridge_api::console::session::hash_password(PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    set(c, "username", "lee").await;
+    set(c, "password", PASSWORD).await;
+    submit(c, "/console/login").await;
+    on_page(c, "/console").await;
+    c.goto(&format!("{}/console/webhooks", app.base))
+        .await
+        .unwrap();
+    on_page(c, "/console/webhooks").await;
+    let html = source(c).await;
+    assert!(html.contains("https://cpr.example.com/hooks") && html.contains("Failing"));
+    assert!(html.contains("the receiver answered 503"));
+    accessible(c, &axe, "webhooks").await;
+    c.goto(&format!("{}/console/ops", app.base)).await.unwrap();
+    assert!(source(c).await.contains("0 disabled, 1 failing"));
+    accessible(c, &axe, "operations").await;
     b.client.clone().close().await.unwrap();
 }
 

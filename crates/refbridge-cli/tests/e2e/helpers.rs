@@ -21,6 +21,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub intake: String,
     pub reviewer: String,
+    pub admin: String,
     pub state: AppState,
     pub sim: RunningSim,
     pub accloud: Arc<HttpAcCloud>,
@@ -114,6 +115,8 @@ pub async fn spawn_app_configured(
         config: {
             let mut c = ApiConfig {
                 approval,
+                // The webhook tests' receiver listens on loopback.
+                webhooks_allow_private_targets: true,
                 ..ApiConfig::default()
             };
             tweak(&mut c);
@@ -125,8 +128,9 @@ pub async fn spawn_app_configured(
     for (name, role) in [
         ("alayaconnector", Role::Intake),
         ("reviewer-1", Role::Reviewer),
+        ("admin-1", Role::Admin),
     ] {
-        let token = refbridge_api::new_token();
+        let token = refbridge_api::new_token().expect("random token");
         store
             .create_token(name, role, &refbridge_api::hash_token(&token))
             .await
@@ -148,6 +152,7 @@ pub async fn spawn_app_configured(
         http: reqwest::Client::new(),
         intake: tokens[0].clone(),
         reviewer: tokens[1].clone(),
+        admin: tokens[2].clone(),
         state,
         sim,
         accloud,
@@ -279,6 +284,24 @@ impl TestApp {
             .expect("request");
         assert_eq!(res.status(), 200);
         res.json().await.expect("json")
+    }
+
+    /// The referral's events (type and data), in feed order.
+    pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let id = refbridge_domain::RequestId::parse(id).expect("request id");
+        self.state
+            .store
+            .referral_events(id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.event_type.as_str().to_owned(), e.data))
+            .collect()
+    }
+
+    /// The types of the referral's events, in feed order.
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        self.events(id).await.into_iter().map(|e| e.0).collect()
     }
 
     /// Waits until the referral's status is one of `statuses`; panics with its timeline after

@@ -114,6 +114,12 @@ async fn archiving_the_plan_mid_send_withdraws_and_deletes_the_authorization() {
             .unwrap()
             .contains("authorization withdrawn")
     );
+    let events = app.events(ID).await;
+    let n = events.len();
+    assert_eq!(events[n - 2].0, "send.authorization_withdrawn");
+    assert_eq!(events[n - 2].1["authorizations"], json!([0]));
+    assert_eq!(events[n - 1].0, "send.needs_attention");
+    assert_eq!(events[n - 1].1["reason"], "authorization_withdrawn");
 
     // The worker deletes it from ACCloud; the referral is never created.
     app.sim().clear_faults();

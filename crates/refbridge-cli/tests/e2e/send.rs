@@ -298,6 +298,15 @@ async fn a_definite_rejection_pauses_for_attention_and_a_corrected_resume_finish
             "send.completed"
         ]
     );
+    // The same story in the events, the reason named without ACCloud's words.
+    let events = app.events(ID).await;
+    let types: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(types, actions, "one event per change, as audited");
+    assert_eq!(
+        events[2].1,
+        json!({"status": "needs_attention", "reason": "rejected", "step": 1, "step_kind": "service"})
+    );
+    assert_eq!(events[3].1["terms_corrected"], true);
 
     let (s, _) = app
         .post(&format!("/v1/referral-requests/{ID}/approval/resume"), None)

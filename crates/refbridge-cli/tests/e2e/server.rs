@@ -23,7 +23,7 @@ async fn start(limits: Limits) -> Server {
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
-    let token = refbridge_api::new_token();
+    let token = refbridge_api::new_token().expect("random token");
     store
         .create_token(
             "reviewer-1",

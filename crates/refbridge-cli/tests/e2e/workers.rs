@@ -63,7 +63,17 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
             .step_retry(&a, 0, StepState::Pending, Utc::now(), "x", false)
             .await
     ));
-    assert!(lost(store.step_failed(&a, 0, "x", "worker-a").await));
+    assert!(lost(
+        store
+            .step_failed(
+                &a,
+                0,
+                "x",
+                refbridge_domain::event::AttentionReason::Rejected,
+                "worker-a"
+            )
+            .await
+    ));
     assert!(lost(store.finish_send(&a, "worker-a").await));
     assert!(lost(store.release_send_job(&a, Utc::now()).await));
     assert!(matches!(

@@ -1,0 +1,162 @@
+//! The event feed: every event in the order it became visible, paged by a cursor that never
+//! skips one (see `refbridge-storage`'s `events.rs`), with long polling.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use refbridge_domain::Role;
+use refbridge_domain::event::EventType;
+use refbridge_storage::EventPage;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// The longest a request may wait for an event (`wait`).
+pub const MAX_WAIT_SECS: u64 = 30;
+/// How often a waiting request looks again when no wake-up comes (events committed by other
+/// processes).
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_events))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// `next_cursor` of the previous page; from the first event when absent.
+    after: Option<String>,
+    /// Comma-separated event types (`send.completed,send.needs_attention`); every type when
+    /// absent.
+    types: Option<String>,
+    /// 1 to 1000; 100 by default.
+    limit: Option<String>,
+    /// Seconds to wait for an event when there is none after the cursor (0 to 30; 0 by
+    /// default): the answer comes as soon as one is there.
+    wait: Option<String>,
+}
+
+/// One event. `data` holds ids and statuses only: read the referral with your own token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Stable: the `webhook-id` of its deliveries.
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// `referral_request.received`, `referral_request.denied`, `referral_request.approved`,
+    /// `referral_request.agency_status_changed`, `send.completed`, `send.needs_attention`,
+    /// `send.resumed`, `send.change_sent`, `send.documents_delivered`, `send.cancelled`,
+    /// `send.authorization_withdrawn`, `payor.unmapped`, `webhook_endpoint.disabled`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the change was committed (RFC 3339, UTC).
+    pub timestamp: String,
+    /// Its place in the feed.
+    pub position: i64,
+    pub request_id: Option<String>,
+    pub patient_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventFeed {
+    pub items: Vec<Event>,
+    /// Pass as `after` for what comes next (also when `items` is empty).
+    pub next_cursor: String,
+}
+
+fn parse_number(field: &str, v: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(s) => {
+            s.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ApiError::field(field, &format!("must be a whole number 0 to {max}"))
+            })
+        }
+    }
+}
+
+fn page_body(page: EventPage) -> EventFeed {
+    EventFeed {
+        items: page
+            .events
+            .into_iter()
+            .map(|e| Event {
+                timestamp: e
+                    .occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                id: e.id,
+                event_type: e.event_type.as_str().to_owned(),
+                position: e.position,
+                request_id: e.request_id,
+                patient_id: e.patient_id,
+                data: e.data,
+            })
+            .collect(),
+        next_cursor: page.next_cursor.to_string(),
+    }
+}
+
+/// Events in commit order, after a cursor.
+///
+/// Catching up after downtime: keep the last `next_cursor` you processed and ask again with
+/// it; an event that committed late (a long transaction) is placed after every event you have
+/// seen, never behind your cursor.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(FeedQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = EventFeed), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FeedQuery>,
+) -> Result<Json<EventFeed>, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::field("after", "must be a next_cursor of this feed"))?,
+    };
+    let types = match q.types.as_deref() {
+        None => Vec::new(),
+        Some(s) => EventType::parse_list(s).map_err(|e| {
+            ApiError::field(
+                &format!("types[{}]", e.index),
+                "is not an event type (see GET /openapi.json)",
+            )
+        })?,
+    };
+    let limit = parse_number("limit", q.limit.as_deref(), 100, 1000)?;
+    if limit == 0 {
+        return Err(ApiError::field("limit", "must be a whole number 1 to 1000"));
+    }
+    let wait = Duration::from_secs(parse_number("wait", q.wait.as_deref(), 0, MAX_WAIT_SECS)?);
+    let deadline = Instant::now() + wait;
+    let signal = state.store.event_signal().clone();
+    loop {
+        let woken = signal.notified();
+        // Readers position what has committed, so the feed moves without a worker too.
+        state.store.sequence_events().await?;
+        let page = state
+            .store
+            .events_after(after, &types, limit as i64)
+            .await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !page.events.is_empty() || left.is_zero() {
+            return Ok(Json(page_body(page)));
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(left.min(POLL_EVERY)) => {}
+        }
+    }
+}
