@@ -106,11 +106,16 @@ pub fn spawn_scheduled(
     cfg: &Config,
     state: &refbridge_api::AppState,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(scheduled(
-        state.store.clone(),
-        state.files.clone(),
-        cfg.retention.policy(),
-        Duration::from_secs(cfg.retention.every_secs),
-        crate::runtime::engine_config(cfg).owner,
-    ))
+    use tracing::Instrument;
+    // In the caller's span: against the simulator, every line says so.
+    tokio::spawn(
+        scheduled(
+            state.store.clone(),
+            state.files.clone(),
+            cfg.retention.policy(),
+            Duration::from_secs(cfg.retention.every_secs),
+            crate::runtime::engine_config(cfg).owner,
+        )
+        .in_current_span(),
+    )
 }
