@@ -32,14 +32,16 @@ logfile="$root/target/s3-server.log"
 nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
 pid=$!
 endpoint="http://127.0.0.1:$port"
+# http: Python's standard library (no curl needed).
+http() { python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[2], method=sys.argv[1]), timeout=5)' "$@"; }
 for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$endpoint/moto-api/" 2>/dev/null; then break; fi
+    if http GET "$endpoint/moto-api/" 2>/dev/null; then break; fi
     if ! kill -0 "$pid" 2>/dev/null; then log "moto_server exited: $(tail -5 "$logfile")"; exit 1; fi
     sleep 0.1
 done
 bucket="refbridge-test"
 # moto does not check signatures: an unsigned PUT makes the bucket.
-curl -fsS -X PUT -o /dev/null "$endpoint/$bucket" || { log "cannot create bucket $bucket at $endpoint"; exit 1; }
+http PUT "$endpoint/$bucket" || { log "cannot create bucket $bucket at $endpoint"; exit 1; }
 log "moto S3 on $endpoint (pid $pid), bucket $bucket"
 echo "export REFBRIDGE_TEST_S3_ENDPOINT=$endpoint"
 echo "export REFBRIDGE_TEST_S3_BUCKET=$bucket"
