@@ -6,20 +6,29 @@
 # give every test its own fresh database (refbridge_storage::test_util). For the PostgreSQL
 # half, REFBRIDGE_TEST_POSTGRES_URL names an admin URL; when it is not given, a throwaway
 # PostgreSQL 15 is started on loopback (scripts/start-postgres.sh) and stopped at the end.
+# The `s3` blob backend is tested against a throwaway S3-compatible server on loopback
+# (scripts/start-s3.sh: moto, pinned, from PyPI), started here and stopped at the end.
 # The tests are compiled once: the second run reuses the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/start-postgres.sh
 
 started=""
+s3_pid=""
 cleanup() {
     if [[ -n "$started" ]]; then refbridge_pg_stop "$started"; fi
+    if [[ -n "$s3_pid" ]]; then scripts/start-s3.sh stop "$s3_pid"; fi
 }
 trap cleanup EXIT INT TERM
 
 if [[ -z "${REFBRIDGE_TEST_POSTGRES_URL:-}" ]]; then
     refbridge_pg_start
     started="$REFBRIDGE_PG_DIR"
+fi
+
+if [[ -z "${REFBRIDGE_TEST_S3_ENDPOINT:-}" ]]; then
+    eval "$(scripts/start-s3.sh)"
+    s3_pid="$REFBRIDGE_TEST_S3_PID"
 fi
 
 # The console's browser tests: chromium, chromium-driver and axe-core.

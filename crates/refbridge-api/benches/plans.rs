@@ -26,7 +26,7 @@ use refbridge_api::{ApiConfig, AppState};
 use refbridge_domain::patient::PatientPut;
 use refbridge_domain::plan::{ConflictBehavior, PayorPut, PlanPut};
 use refbridge_domain::{PatientId, Role};
-use refbridge_storage::{FileStore, Store, StoreOptions};
+use refbridge_storage::{Blobs, FileStore, Store, StoreOptions};
 use serde_json::{Value, json};
 
 const CALLERS: usize = 32;
@@ -112,7 +112,7 @@ async fn main() {
         ..StoreOptions::default()
     };
     let store = Store::open(&url, &options).await.expect("store");
-    let files = FileStore::open(dir.path().join("files")).expect("files");
+    let files = Blobs::folder(FileStore::open(dir.path().join("files")).expect("files"));
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let token = refbridge_api::new_token().expect("random token");
     store

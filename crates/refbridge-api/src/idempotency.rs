@@ -26,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::StreamExt as _;
-use refbridge_storage::{FileStore, KeyReservation, KeyedRequest};
+use refbridge_storage::{Blobs, KeyReservation, KeyedRequest};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
@@ -238,7 +238,7 @@ async fn spool(
     body: Body,
     mut hasher: Sha256,
     limit: usize,
-    files: &FileStore,
+    files: &Blobs,
 ) -> Result<(String, Body), Box<Response>> {
     let internal = |e: std::io::Error| Box::new(ApiError::Internal(Box::new(e)).into_response());
     let mut stream = body.into_data_stream();
@@ -309,7 +309,9 @@ mod tests {
             .unwrap();
         let state = AppState {
             store,
-            files: FileStore::open(dir.path().join("files")).unwrap(),
+            files: Blobs::folder(
+                refbridge_storage::FileStore::open(dir.path().join("files")).unwrap(),
+            ),
             config: ApiConfig::default(),
             wake: Default::default(),
         };

@@ -1,4 +1,4 @@
-use refbridge_storage::{FileStore, Store};
+use refbridge_storage::{Blobs, Store};
 
 /// Limits the API enforces.
 #[derive(Debug, Clone)]
@@ -44,7 +44,8 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
-    pub files: FileStore,
+    /// The file bodies (in the configured blob backend) and this process's working folder.
+    pub files: Blobs,
     pub config: ApiConfig,
     /// Wakes the send workers of this process when work is queued.
     pub wake: std::sync::Arc<tokio::sync::Notify>,

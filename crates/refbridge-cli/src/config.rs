@@ -35,6 +35,8 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub approval: refbridge_domain::approval::Defaults,
     pub console: ConsoleConfig,
+    pub blobs: BlobSettings,
+    pub retention: RetentionSettings,
     pub webhooks: WebhookSettings,
 }
 
@@ -69,6 +71,81 @@ impl ConsoleConfig {
                 absolute: std::time::Duration::from_secs(self.absolute_timeout_secs),
             },
             secure_cookies: self.secure_cookies,
+        }
+    }
+}
+
+/// Where file bodies live (`[blobs]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSettings {
+    pub backend: BlobBackendKind,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackendKind {
+    Auto,
+    Folder,
+    Postgres,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub allow_http: bool,
+}
+
+impl BlobSettings {
+    /// The storage crate's view of these settings.
+    pub fn target(&self) -> refbridge_storage::BlobTarget {
+        use refbridge_storage::BlobTarget;
+        match self.backend {
+            BlobBackendKind::Auto => BlobTarget::Auto,
+            BlobBackendKind::Folder => BlobTarget::Folder,
+            BlobBackendKind::Postgres => BlobTarget::Postgres,
+            BlobBackendKind::S3 => {
+                let s = &self.s3;
+                BlobTarget::S3(refbridge_storage::S3Config {
+                    bucket: s.bucket.clone(),
+                    prefix: s.prefix.clone(),
+                    endpoint: s.endpoint.clone(),
+                    region: s.region.clone(),
+                    access_key_id: s.access_key_id.clone(),
+                    secret_access_key: s.secret_access_key.expose().to_owned(),
+                    allow_http: s.allow_http,
+                })
+            }
+        }
+    }
+}
+
+/// How long each kind of data is kept (`[retention]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub every_secs: u64,
+    pub idempotency_key_hours: u64,
+    pub step_payload_days: u64,
+    pub unreferenced_blob_hours: u64,
+}
+
+impl RetentionSettings {
+    pub fn policy(&self) -> refbridge_storage::RetentionPolicy {
+        use std::time::Duration;
+        refbridge_storage::RetentionPolicy {
+            idempotency_keys: Duration::from_secs(self.idempotency_key_hours * 3600),
+            step_payloads: (self.step_payload_days > 0)
+                .then(|| Duration::from_secs(self.step_payload_days * 86_400)),
+            unreferenced_blobs: Duration::from_secs(self.unreferenced_blob_hours * 3600),
         }
     }
 }
@@ -341,6 +418,34 @@ impl Config {
                 "must be at least 1 while agency checks are on",
             );
         }
+        if self.blobs.backend == BlobBackendKind::S3 && self.blobs.s3.bucket.trim().is_empty() {
+            return bad("blobs.s3.bucket", "must be set when blobs.backend is s3");
+        }
+        if self.blobs.backend == BlobBackendKind::Postgres
+            && refbridge_storage::Backend::of_url(self.database_url.expose())
+                != Some(refbridge_storage::Backend::Postgres)
+        {
+            return bad(
+                "blobs.backend",
+                "postgres needs a postgres: database_url (use auto or folder on SQLite)",
+            );
+        }
+        let r = &self.retention;
+        if r.every_secs == 0 {
+            return bad("retention.every_secs", "must be at least 1");
+        }
+        if r.idempotency_key_hours < 24 {
+            return bad(
+                "retention.idempotency_key_hours",
+                "must be at least 24 (keys are replayed for 24 hours)",
+            );
+        }
+        if r.unreferenced_blob_hours < 2 {
+            return bad(
+                "retention.unreferenced_blob_hours",
+                "must be at least 2 (an intake in flight must keep its files)",
+            );
+        }
         let wh = &self.webhooks;
         if wh.concurrency == 0 {
             return bad("webhooks.concurrency", "must be at least 1");
@@ -504,6 +609,37 @@ mod tests {
                 shown.contains("postgres://app:[redacted]@db:5432/refbridge"),
                 "{shown}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn blob_and_retention_settings_are_read_checked_and_redacted() {
+        Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.blobs.target(), refbridge_storage::BlobTarget::Auto);
+            assert_eq!(
+                cfg.retention.policy(),
+                refbridge_storage::RetentionPolicy::default()
+            );
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "s3");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("blobs.s3.bucket"), "{err}");
+            jail.set_env("REFBRIDGE_BLOBS__S3__BUCKET", "b");
+            jail.set_env("REFBRIDGE_BLOBS__S3__SECRET_ACCESS_KEY", "s3-hunter2");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let shown = format!("{cfg:?} {:?}", cfg.blobs.target());
+            assert!(!shown.contains("s3-hunter2"), "{shown}");
+            assert!(
+                matches!(cfg.blobs.target(), refbridge_storage::BlobTarget::S3(c) if c.secret_access_key == "s3-hunter2")
+            );
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "postgres");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("blobs.backend"), "{err}");
+            jail.set_env("REFBRIDGE_BLOBS__BACKEND", "auto");
+            jail.set_env("REFBRIDGE_RETENTION__UNREFERENCED_BLOB_HOURS", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("retention.unreferenced_blob_hours"), "{err}");
             Ok(())
         });
     }

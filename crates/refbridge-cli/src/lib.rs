@@ -9,19 +9,21 @@ pub mod telemetry;
 
 use std::future::Future;
 
+use anyhow::Context;
 use refbridge_api::{ApiConfig, AppState};
-use refbridge_storage::{FileStore, Store, StoreOptions};
+use refbridge_storage::{Blobs, FileStore, Store, StoreOptions};
 
 use crate::config::Config;
 
-/// Opens the store (migrating it) and the file store from the configuration.
+/// Opens the store (migrating it) and the blob store from the configuration.
 pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
     let options = StoreOptions {
         max_connections: cfg.db_max_connections,
         ..StoreOptions::default()
     };
     let store = Store::open(cfg.database_url.expose(), &options).await?;
-    let files = FileStore::open(&cfg.files_dir)?;
+    let files = open_blobs(cfg, &store)?;
+    files.check().await?;
     Ok(AppState {
         store,
         files,
@@ -38,6 +40,15 @@ pub async fn open_state(cfg: &Config) -> anyhow::Result<AppState> {
         },
         wake: Default::default(),
     })
+}
+
+/// The configured blob backend, with `files_dir` as this process's working folder.
+pub fn open_blobs(cfg: &Config, store: &Store) -> anyhow::Result<Blobs> {
+    let local = FileStore::open(&cfg.files_dir)
+        .with_context(|| format!("files_dir {}", cfg.files_dir.display()))?;
+    let blobs = Blobs::open(&cfg.blobs.target(), local, store)?;
+    tracing::debug!(backend = blobs.backend_name(), "blob store");
+    Ok(blobs)
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains open requests;

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use refbridge_cli::commands::{
-    Cli, Command, accloud, bench, config as config_cmd, demo, migrate, serve, sim, token, user,
-    worker,
+    Cli, Command, accloud, backup, bench, config as config_cmd, demo, migrate, prune, serve, sim,
+    token, user, worker,
 };
 use refbridge_cli::config::{AcCloudTarget, Config};
 use tracing::Instrument;
@@ -52,6 +52,9 @@ fn main() -> ExitCode {
                 Command::Bench { command } => bench::run(cfg, command).await,
                 Command::Accloud { command } => accloud::run(cfg, command).await,
                 Command::Config { command } => config_cmd::run(&cfg, command),
+                Command::Prune(args) => prune::run(cfg, args).await,
+                Command::Backup(args) => backup::backup(cfg, args).await,
+                Command::Restore(args) => backup::restore(cfg, args).await,
                 Command::Token { command } => token::run(cfg, command).await,
                 Command::User { command } => user::run(cfg, command).await,
             }

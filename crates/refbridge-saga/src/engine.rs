@@ -10,7 +10,7 @@ use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
 use refbridge_domain::ReferralStatus;
 use refbridge_domain::event::AttentionReason;
 use refbridge_domain::send::StepState;
-use refbridge_storage::{DoneStep, FileStore, Lease, SendError, StepRecord, Store, now};
+use refbridge_storage::{Blobs, DoneStep, Lease, SendError, StepRecord, Store, now};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -115,7 +115,7 @@ impl CrashPoints {
 
 pub struct Engine {
     store: Store,
-    files: FileStore,
+    files: Blobs,
     accloud: Arc<dyn AcCloud>,
     cfg: EngineConfig,
     resolver: Resolver,
@@ -124,12 +124,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
-        store: Store,
-        files: FileStore,
-        accloud: Arc<dyn AcCloud>,
-        cfg: EngineConfig,
-    ) -> Self {
+    pub fn new(store: Store, files: Blobs, accloud: Arc<dyn AcCloud>, cfg: EngineConfig) -> Self {
         Self {
             store,
             files,

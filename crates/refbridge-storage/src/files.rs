@@ -1,5 +1,7 @@
-//! The content-addressed file store: each distinct file body is kept once on disk, under its
-//! SHA-256, whatever name or referral it came with.
+//! The local, content-addressed file store: each distinct file body is kept once on disk,
+//! under its SHA-256, whatever name or referral it came with. It is the `folder` blob backend
+//! and, whatever the backend, every process's working folder: bodies are decoded and hashed
+//! into its `tmp/` before [`crate::Blobs`] commits them elsewhere.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -81,7 +83,18 @@ impl FileStore {
         encoded: impl IntoIterator<Item = u8>,
         max_size: u64,
     ) -> Result<StoredBlob, PutError> {
-        let mut sink = Sink::new(self, max_size)?;
+        Ok(self.decode_base64(encoded, max_size, true)?.0)
+    }
+
+    /// [`FileStore::put_base64`], the body installed under `sha256/` when `install`, else
+    /// left in a temporary file (returned) for another backend to take.
+    pub(crate) fn decode_base64(
+        &self,
+        encoded: impl IntoIterator<Item = u8>,
+        max_size: u64,
+        install: bool,
+    ) -> Result<(StoredBlob, Option<tempfile::TempPath>), PutError> {
+        let mut sink = Sink::new(self, max_size, install)?;
         decode_base64_chunks(encoded, |bytes| sink.write(bytes))?;
         sink.finish()
     }
@@ -89,9 +102,48 @@ impl FileStore {
     /// A writer that streams a body into the store chunk by chunk (an upload), never holding
     /// it whole in memory.
     pub fn writer(&self, max_size: u64) -> io::Result<BlobWriter<'_>> {
+        self.writer_installing(max_size, true)
+    }
+
+    pub(crate) fn writer_installing(
+        &self,
+        max_size: u64,
+        install: bool,
+    ) -> io::Result<BlobWriter<'_>> {
         Ok(BlobWriter {
-            sink: Sink::new(self, max_size)?,
+            sink: Sink::new(self, max_size, install)?,
         })
+    }
+
+    /// Removes (or, `dry_run`, counts) the files in `tmp/` last written before `cutoff`: left
+    /// by a process that was killed while it wrote them. How many.
+    pub fn remove_stale_scratch(
+        &self,
+        cutoff: std::time::SystemTime,
+        dry_run: bool,
+    ) -> io::Result<u64> {
+        let tmp = self.root.join("tmp");
+        let mut n = 0;
+        for entry in fs::read_dir(&tmp)? {
+            let entry = entry?;
+            let modified = entry.metadata().and_then(|m| m.modified())?;
+            if modified < cutoff && entry.file_type()?.is_file() {
+                if !dry_run {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether the body with this hash is here.
+    pub fn contains(&self, hash: &ContentHash) -> bool {
+        self.path_of(hash).is_file()
     }
 }
 
@@ -106,6 +158,12 @@ impl BlobWriter<'_> {
     }
 
     pub fn finish(self) -> Result<StoredBlob, PutError> {
+        Ok(self.sink.finish()?.0)
+    }
+
+    pub(crate) fn finish_staged(
+        self,
+    ) -> Result<(StoredBlob, Option<tempfile::TempPath>), PutError> {
         self.sink.finish()
     }
 }
@@ -172,10 +230,12 @@ struct Sink<'a> {
     size: u64,
     max_size: u64,
     head: Vec<u8>,
+    /// Rename into `sha256/` when finished; else the temporary file is handed back.
+    install: bool,
 }
 
 impl<'a> Sink<'a> {
-    fn new(store: &'a FileStore, max_size: u64) -> io::Result<Self> {
+    fn new(store: &'a FileStore, max_size: u64, install: bool) -> io::Result<Self> {
         let tmp_path = store
             .root
             .join("tmp")
@@ -189,6 +249,7 @@ impl<'a> Sink<'a> {
             size: 0,
             max_size,
             head: Vec::new(),
+            install,
         })
     }
 
@@ -210,7 +271,7 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<StoredBlob, PutError> {
+    fn finish(mut self) -> Result<(StoredBlob, Option<tempfile::TempPath>), PutError> {
         let digest: [u8; 32] = self.hasher.clone().finalize().into();
         let hash = ContentHash::from_digest(&digest);
         let file = self
@@ -218,8 +279,29 @@ impl<'a> Sink<'a> {
             .take()
             .ok_or_else(|| io::Error::other("file already finished"))?;
         let file = file.into_inner().map_err(|e| e.into_error())?;
-        let dest = self.store.path_of(&hash);
+        let media_type = infer::get(&self.head)
+            .map(|t| t.mime_type().to_owned())
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let blob = StoredBlob {
+            hash,
+            size: self.size,
+            media_type,
+        };
+        if !self.install {
+            // Another backend takes it from here; the file goes when the path is dropped.
+            drop(file);
+            return Ok((
+                blob,
+                Some(tempfile::TempPath::try_from_path(&self.tmp_path)?),
+            ));
+        }
+        let dest = self.store.path_of(&blob.hash);
         if dest.exists() {
+            // Touched, so that a prune of unreferenced bodies leaves it alone a while longer.
+            let _ = fs::File::options()
+                .write(true)
+                .open(&dest)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             // Already stored (and made durable when it was): the copy is not needed.
             drop(file);
             fs::remove_file(&self.tmp_path)?;
@@ -234,14 +316,7 @@ impl<'a> Sink<'a> {
             fs::rename(&self.tmp_path, &dest)?;
             sync_dir(dir)?;
         }
-        let media_type = infer::get(&self.head)
-            .map(|t| t.mime_type().to_owned())
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        Ok(StoredBlob {
-            hash,
-            size: self.size,
-            media_type,
-        })
+        Ok((blob, None))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+pub mod blobs;
 mod error;
 mod events;
 pub mod files;
@@ -11,7 +12,9 @@ mod payors;
 mod plans;
 mod reference;
 mod referrals;
+mod retention;
 mod sends;
+mod snapshot;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 mod time;
@@ -29,6 +32,9 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use access::{AccessFilter, PhiAccess};
 pub use audit::AuditEvent;
+pub use blobs::{
+    BlobEntry, BlobError, BlobStream, BlobTarget, Blobs, LocalBlob, S3Config, Staged, StagingWriter,
+};
 pub use error::StorageError;
 pub use events::{EventPage, EventRecord, EventSignal, SEQUENCE_BATCH};
 pub use files::{BlobWriter, FileStore, StoredBlob};
@@ -41,6 +47,7 @@ pub use referrals::{
     DenyError, FileRecord, IntakeOutcome, IntakeReceipt, ListFilter, NewFile, NewReferral,
     ReferralRecord, ReferralSummary, StatusChange,
 };
+pub use retention::{PruneReport, RetentionPolicy};
 pub use sends::{
     AgencyCheck, ApprovalRecord, ApproveOutcome, ChangeRecord, DoneStep, JobRecord, Lease,
     NewChange, PausedSend, RecordedChange, SendError, StepRecord, terms_hash,
@@ -238,6 +245,19 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
         Ok(self.pool.begin_with(self.backend.begin_write()).await?)
     }
+}
+
+/// The file of a `sqlite:` URL (`None` for `:memory:` and other schemes), without opening it.
+pub fn sqlite_path_of_url(url: &str) -> Option<std::path::PathBuf> {
+    if Backend::of_url(url) != Some(Backend::Sqlite) {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Where a database URL points, for messages: the SQLite file's path, or PostgreSQL's host,

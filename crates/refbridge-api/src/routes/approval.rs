@@ -686,8 +686,13 @@ pub(crate) async fn receive_documents(
                 other => ApiError::Internal(Box::new(other)),
             })?;
         }
-        let blob = writer
+        let staged = writer
             .finish()
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let blob = state
+            .files
+            .commit(staged)
+            .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         files.push(refbridge_storage::NewFile { name, blob });
         index += 1;

@@ -17,7 +17,7 @@ use refbridge_domain::form::{self, Warning};
 use refbridge_domain::intake::{self, RawParts};
 use refbridge_domain::{ReferralStatus, RequestId, Role, Violations};
 use refbridge_storage::files::PutError;
-use refbridge_storage::{FileStore, IntakeOutcome, NewFile, NewReferral};
+use refbridge_storage::{Blobs, IntakeOutcome, NewFile, NewReferral, Staged};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -224,9 +224,18 @@ async fn post_referral_request(
     let files = state.files.clone();
     let max_file = state.config.max_file_bytes;
     let actor = caller.name.clone();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&body, &files, max_file, actor))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    // The body is freed when `prepare` returns, before the bodies go to the blob backend.
+    let (prepared, staged) =
+        tokio::task::spawn_blocking(move || prepare(&body, &files, max_file, actor))
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    for s in staged {
+        state
+            .files
+            .commit(s)
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    }
 
     let id = prepared.request.request_id;
     match state.store.record_intake(&prepared).await? {
@@ -326,12 +335,13 @@ fn decode(body: &[u8], max_file: u64) -> Result<RequestId, ApiError> {
 }
 
 /// Parses, validates, stores the files and parses the form. Blocking.
+/// The files are decoded into the working folder; the caller commits the staged bodies.
 fn prepare(
     body: &[u8],
-    store: &FileStore,
+    store: &Blobs,
     max_file: u64,
     actor: String,
-) -> Result<NewReferral, ApiError> {
+) -> Result<(NewReferral, Vec<Staged>), ApiError> {
     let found = json::Found::default();
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw = RawBody::read(&found, &mut de)
@@ -356,6 +366,7 @@ fn prepare(
     };
 
     let mut stored = Vec::with_capacity(files.len());
+    let mut staged = Vec::with_capacity(files.len());
     let mut empty = Vec::new();
     for (i, (name, value)) in files.into_iter().enumerate() {
         // Errors name the file by its index: its name is the agency's data.
@@ -370,13 +381,14 @@ fn prepare(
                 )),
                 PutError::Io(io) => ApiError::Internal(Box::new(io)),
             })?;
-        if blob.size == 0 {
+        if blob.blob.size == 0 {
             empty.push(i);
         }
         stored.push(NewFile {
             name: name.into_string(),
-            blob,
+            blob: blob.blob.clone(),
         });
+        staged.push(blob);
     }
 
     let mut parsed = form::parse(&request.fields, Some(&request.client));
@@ -392,14 +404,17 @@ fn prepare(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let fingerprint = fingerprint(&raw.fields, &stored);
-    Ok(NewReferral {
-        request,
-        parsed,
-        fingerprint,
-        extra: (!extra.is_empty()).then_some(Value::Object(extra)),
-        files: stored,
-        actor,
-    })
+    Ok((
+        NewReferral {
+            request,
+            parsed,
+            fingerprint,
+            extra: (!extra.is_empty()).then_some(Value::Object(extra)),
+            files: stored,
+            actor,
+        },
+        staged,
+    ))
 }
 
 /// Identifies a document's content independently of key order and whitespace: the SHA-256 of

@@ -518,13 +518,12 @@ pub(crate) async fn file_response(
         .store
         .record_phi_access(reader.0, reader.1, "file", Some(id), None)
         .await?;
-    let handle = tokio::fs::File::open(state.files.path_of(&file.sha256))
+    let stream = state
+        .files
+        .open_stream(&file.sha256)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        handle,
-        64 * 1024,
-    ));
+    let body = Body::from_stream(stream);
     let mut res = Response::new(body);
     let headers = res.headers_mut();
     headers.insert(

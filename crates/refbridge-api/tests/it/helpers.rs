@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use refbridge_api::{ApiConfig, AppState};
 use refbridge_domain::Role;
-use refbridge_storage::{FileStore, Store, StoreOptions};
+use refbridge_storage::{Blobs, FileStore, Store, StoreOptions};
 use serde_json::Value;
 
 pub const PAYLOAD: &str = include_str!("../fixtures/new_referral_request_payload.json");
@@ -22,7 +22,7 @@ pub struct TestApp {
     pub reviewer_token: String,
     pub admin_token: String,
     pub store: Store,
-    pub files: FileStore,
+    pub files: Blobs,
     _dir: tempfile::TempDir,
 }
 
@@ -42,7 +42,7 @@ pub async fn spawn_app_on(backend: refbridge_storage::Backend, config: ApiConfig
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
-    let files = FileStore::open(dir.path().join("files")).expect("file store");
+    let files = Blobs::folder(FileStore::open(dir.path().join("files")).expect("file store"));
     let mut tokens = Vec::new();
     for (name, role) in [
         ("alayaconnector", Role::Intake),

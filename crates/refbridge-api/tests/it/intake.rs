@@ -448,7 +448,7 @@ async fn the_same_file_twice_is_stored_once() {
     let files = d["files"].as_array().unwrap();
     assert_eq!(files.len(), 2);
     assert_eq!(files[0]["sha256"], files[1]["sha256"]);
-    let stored = walk_files(&app.files.root().join("sha256"));
+    let stored = walk_files(&app.files.local().root().join("sha256"));
     assert_eq!(stored, 1);
 }
 

@@ -80,6 +80,10 @@ pub struct MemoryArgs {
     /// Write every `/` of the base64 as `\/` (what PHP's json_encode does by default).
     #[arg(long)]
     pub escape_slashes: bool,
+    /// The server's database (an empty one; default: a throwaway SQLite file). The blob
+    /// backend is the server's configuration: `REFBRIDGE_BLOBS__*` pass through.
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -505,6 +509,9 @@ pub struct MemoryReport {
     pub sampled_peak_rss_kib: u64,
     /// `VmRSS` once the answer is in, KiB.
     pub after_rss_kib: u64,
+    /// `embedded SQLite` or `PostgreSQL`, and the blob backend setting the server ran with.
+    pub database: &'static str,
+    pub blobs: String,
 }
 
 impl MemoryReport {
@@ -524,7 +531,8 @@ impl fmt::Display for MemoryReport {
         let mib = |kib: u64| kib as f64 / 1024.0;
         writeln!(
             f,
-            "One file posted to a separate `refbridge serve` (worker off), embedded SQLite"
+            "One file posted to a separate `refbridge serve` (worker off), {}, blobs: {}",
+            self.database, self.blobs
         )?;
         writeln!(
             f,
@@ -615,6 +623,7 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
         .port();
     let listen = format!("127.0.0.1:{port}");
     let log_path = dir.path().join("serve.log");
+    let database_url = args.database_url.clone();
     let command = |args: &[&str]| -> anyhow::Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -626,7 +635,9 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
             .env_remove("REFBRIDGE_CONFIG")
             .env(
                 "REFBRIDGE_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                database_url.clone().unwrap_or_else(|| {
+                    format!("sqlite://{}", dir.path().join("bench.db").display())
+                }),
             )
             .env("REFBRIDGE_FILES_DIR", dir.path().join("files"))
             .env("REFBRIDGE_LISTEN", &listen)
@@ -740,6 +751,12 @@ pub async fn intake_memory(exe: &Path, args: &MemoryArgs) -> anyhow::Result<Memo
         peak_hwm_kib,
         sampled_peak_rss_kib,
         after_rss_kib,
+        database: match args.database_url.as_deref() {
+            Some(u) if u.starts_with("postgres") => "PostgreSQL",
+            _ => "embedded SQLite",
+        },
+        // The server's own setting, passed through the environment (default "auto").
+        blobs: std::env::var("REFBRIDGE_BLOBS__BACKEND").unwrap_or_else(|_| "auto".into()),
     })
 }
 

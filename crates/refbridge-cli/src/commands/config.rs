@@ -24,6 +24,26 @@ pub fn run(cfg: &Config, cmd: ConfigCommand) -> anyhow::Result<()> {
             println!("configuration valid");
             println!("  database: {:?}", cfg.database_url);
             println!("  accloud:  {}", runtime::describe_target(cfg));
+            println!(
+                "  blobs:    {}",
+                match cfg.blobs.backend {
+                    crate::config::BlobBackendKind::Auto =>
+                        "auto (postgres on PostgreSQL, else the folder)".to_owned(),
+                    crate::config::BlobBackendKind::Folder =>
+                        format!("folder {}", cfg.files_dir.display()),
+                    crate::config::BlobBackendKind::Postgres =>
+                        "postgres (in the database)".to_owned(),
+                    crate::config::BlobBackendKind::S3 => format!(
+                        "s3 bucket {} at {}",
+                        cfg.blobs.s3.bucket,
+                        if cfg.blobs.s3.endpoint.is_empty() {
+                            "AWS"
+                        } else {
+                            cfg.blobs.s3.endpoint.as_str()
+                        }
+                    ),
+                }
+            );
             if let Err(e) = cfg.accloud.chosen_target() {
                 println!("  note: {e}");
             }

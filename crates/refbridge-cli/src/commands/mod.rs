@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod accloud;
+pub mod backup;
 pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod migrate;
+pub mod prune;
 pub mod serve;
 pub mod sim;
 pub mod token;
@@ -46,6 +48,22 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Apply the retention policy ([retention]) once: what the service does on a schedule.
+    #[command(after_help = "Examples:\n  refbridge prune --dry-run\n  \
+        REFBRIDGE_RETENTION__STEP_PAYLOAD_DAYS=30 refbridge prune")]
+    Prune(prune::PruneArgs),
+    /// Snapshot the SQLite database and the files it refers to into an empty folder, while
+    /// serving (for PostgreSQL: pg_dump and the blob backend's own backup; see README).
+    #[command(after_help = "Examples:\n  refbridge backup --to /backups/refbridge-$(date +%F)")]
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data folder (database_url and files_dir of the
+    /// configuration; the files go to the configured blob backend).
+    #[command(
+        after_help = "Examples:\n  refbridge restore --from /backups/refbridge-2026-12-01\n  \
+        REFBRIDGE_DATABASE_URL=sqlite://new/refbridge.db REFBRIDGE_FILES_DIR=new/files \
+        refbridge restore --from /backups/refbridge-2026-12-01"
+    )]
+    Restore(backup::RestoreArgs),
     /// Check the configured ACCloud tenant before the first approval.
     Accloud {
         #[command(subcommand)]

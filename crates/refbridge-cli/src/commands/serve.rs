@@ -5,9 +5,6 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::runtime;
 
-/// How often expired idempotency keys are deleted.
-const KEY_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.accloud.chosen_target()?;
     // Before the workers start, so that their first counts are kept.
@@ -66,14 +63,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None
     };
     let events = runtime::spawn_event_listener(&cfg, &state);
-    let housekeeping = tokio::spawn(
-        refbridge_api::purge_expired_keys(
-            state.store.clone(),
-            KEY_PURGE_EVERY,
-            refbridge_api::IDEMPOTENCY_TTL,
-        )
-        .in_current_span(),
-    );
+    // Retention ([retention]): idempotency keys, finished sends' steps, unreferenced files.
+    let housekeeping = crate::commands::prune::spawn_scheduled(&cfg, &state);
     tracing::info!(addr = %listener.local_addr()?, accloud = %link.base_url, worker = cfg.worker.enabled,
         "refbridge API listening");
     let mut rx = stop_rx.clone();

@@ -20,7 +20,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let webhooks = runtime::spawn_webhooks(&cfg, &state, async move {
         let _ = rx.wait_for(|s| *s).await;
     })?;
+    let housekeeping = crate::commands::prune::spawn_scheduled(&cfg, &state);
     engine.run(crate::shutdown_signal()).await;
+    housekeeping.abort();
     let _ = stop_tx.send(true);
     if let Some(w) = webhooks {
         let _ = w.await;

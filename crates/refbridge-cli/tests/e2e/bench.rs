@@ -75,6 +75,7 @@ async fn bench_intake_memory_reads_the_server_process() {
     let args = MemoryArgs {
         file_mb: 1,
         escape_slashes: true,
+        database_url: None,
     };
     let r = bench::intake_memory(exe, &args)
         .await

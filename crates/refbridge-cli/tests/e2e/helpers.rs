@@ -10,7 +10,7 @@ use refbridge_api::{ApiConfig, AppState};
 use refbridge_domain::Role;
 use refbridge_domain::approval::{Defaults, ServiceMapping};
 use refbridge_saga::{Engine, EngineConfig, RetryPolicy};
-use refbridge_storage::{FileStore, Store, StoreOptions};
+use refbridge_storage::{Blobs, FileStore, Store, StoreOptions};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -73,7 +73,13 @@ pub async fn spawn_app_configured(
     let store = Store::open(&url, &StoreOptions::default())
         .await
         .expect("store");
-    let files = FileStore::open(dir.path().join("files")).expect("files");
+    // The service's default: the folder on SQLite, the database itself on PostgreSQL.
+    let files = Blobs::open(
+        &refbridge_storage::BlobTarget::Auto,
+        FileStore::open(dir.path().join("files")).expect("files"),
+        &store,
+    )
+    .expect("blobs");
     let cred = sim_cfg.credentials.api[0].clone();
     let sim = refbridge_accloud_sim::start(sim_cfg)
         .await

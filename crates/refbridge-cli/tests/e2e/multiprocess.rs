@@ -55,7 +55,7 @@ impl Workers {
             ("REFBRIDGE_DATABASE_URL", app.db_url.clone()),
             (
                 "REFBRIDGE_FILES_DIR",
-                app.state.files.root().display().to_string(),
+                app.state.files.local().root().display().to_string(),
             ),
             ("REFBRIDGE_ACCLOUD__TARGET", "url".into()),
             ("REFBRIDGE_ACCLOUD__URL", app.sim.base_url()),
@@ -468,4 +468,308 @@ async fn bench_approvals_per_second_with_worker_processes() {
         calls as f64 / n as f64,
         approved_in.as_secs_f64(),
     );
+}
+
+/// A `refbridge` process of its own, configured by environment, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Env of a process on the test's database and simulator, with its own working folder.
+fn process_env(app: &TestApp, files_dir: &std::path::Path) -> Vec<(String, String)> {
+    let cred = SimConfig::default().credentials.api[0].clone();
+    [
+        ("REFBRIDGE_DATABASE_URL", app.db_url.clone()),
+        ("REFBRIDGE_FILES_DIR", files_dir.display().to_string()),
+        ("REFBRIDGE_ACCLOUD__TARGET", "url".into()),
+        ("REFBRIDGE_ACCLOUD__URL", app.sim.base_url()),
+        ("REFBRIDGE_ACCLOUD__API_KEY", cred.key),
+        ("REFBRIDGE_ACCLOUD__API_SECRET", cred.secret),
+        ("REFBRIDGE_ACCLOUD__REQUEST_TIMEOUT_MS", "1000".into()),
+        ("REFBRIDGE_WORKER__SETTLE_DELAY_MS", "1500".into()),
+        ("REFBRIDGE_WORKER__POLL_INTERVAL_MS", "200".into()),
+        ("REFBRIDGE_LOG__FILTER", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn spawn_process(
+    args: &[&str],
+    env: &[(String, String)],
+    extra: &[(&str, String)],
+    log: PathBuf,
+) -> Process {
+    let log = std::fs::File::create(log).expect("log");
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_refbridge"))
+            .args(args)
+            // The environment's choices first, so that `extra` decides.
+            .env_remove("REFBRIDGE_CONFIG")
+            .env_remove("REFBRIDGE_BLOBS__BACKEND")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start refbridge"),
+    )
+}
+
+/// The bodies under a working folder's `sha256/` (the folder backend's store).
+fn bodies_in(files_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(files_dir.join("sha256"))
+        .map(|dirs| {
+            dirs.flatten()
+                .map(|d| std::fs::read_dir(d.path()).map_or(0, |f| f.count()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The must-show of blobs that follow the database: on PostgreSQL, a `refbridge serve` with a
+/// working folder of its own takes the intake (its file into the database, `blobs.backend =
+/// "auto"`); two `refbridge worker` processes, each with another folder and nothing shared
+/// but the database, send it; ACCloud receives the file's exact bytes; the intake process
+/// serves the file back from the database; no working folder keeps a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_other_machines_send_the_files_another_process_took_in() {
+    let app = spawn_app_with(SimConfig::default(), false).await;
+    if app.state.store.backend() != Backend::Postgres {
+        return;
+    }
+    let dirs = tempfile::tempdir().expect("dirs");
+    let folder = |name: &str| dirs.path().join(name);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let intake_base = format!("http://127.0.0.1:{port}");
+    let _intake = spawn_process(
+        &["serve"],
+        &process_env(&app, &folder("intake")),
+        &[
+            ("REFBRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+            ("REFBRIDGE_WORKER__ENABLED", "false".into()),
+        ],
+        folder("intake.log"),
+    );
+    let ready = Instant::now();
+    while app
+        .http
+        .get(format!("{intake_base}/healthz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "serve did not start: {}",
+            std::fs::read_to_string(folder("intake.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let id = "00000000-0000-4000-9000-00000000f11e";
+    let payload = app.payload(id, 31_337);
+    let res = app
+        .http
+        .post(format!("{intake_base}/referral_request"))
+        .bearer_auth(&app.intake)
+        .json(&payload)
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let (s, b) = app.approve(id, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+
+    let _workers: Vec<Process> = (0..2)
+        .map(|i| {
+            spawn_process(
+                &["worker"],
+                &process_env(&app, &folder(&format!("worker-{i}"))),
+                &[],
+                folder(&format!("worker-{i}.log")),
+            )
+        })
+        .collect();
+    let detail = app
+        .wait_status(id, &["sent"], Duration::from_secs(60))
+        .await;
+
+    // ACCloud holds the bytes intake received.
+    use base64::Engine as _;
+    let sent: Vec<u8> = base64::engine::general_purpose::STANDARD
+        .decode(payload["files"][0]["file_value"].as_str().expect("file"))
+        .expect("base64");
+    let hash = detail["files"][0]["sha256"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let attachments = app.sim().state().attachments;
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    assert_eq!(attachments[0].sha256, hash);
+    assert_eq!(attachments[0].size, sent.len() as u64);
+
+    // The intake process serves it back, from the database.
+    let href = detail["files"][0]["href"].as_str().expect("href");
+    let got = app
+        .http
+        .get(format!("{intake_base}{href}"))
+        .bearer_auth(&app.reviewer)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), sent.as_slice());
+
+    // No process kept the body in its folder: it lives in the database only.
+    for name in ["intake", "worker-0", "worker-1"] {
+        assert_eq!(bodies_in(&folder(name)), 0, "{name} holds a body");
+    }
+    let rows: i64 =
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1")
+            .bind(&hash)
+            .fetch_one(
+                &mut <sqlx::PgConnection as sqlx::Connection>::connect(&app.db_url)
+                    .await
+                    .expect("pg"),
+            )
+            .await
+            .expect("chunks");
+    assert_eq!(rows, 1, "one chunk for a small file");
+}
+
+/// The `s3` blob backend end to end: a `refbridge serve` (API and workers) whose files live in
+/// the test S3 bucket (`scripts/start-s3.sh`) takes an intake, sends it (the upload reads the
+/// body back from the bucket) and serves the file from there; its working folder keeps none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_s3_takes_in_sends_and_serves_files_from_the_bucket() {
+    let Ok(endpoint) = std::env::var("REFBRIDGE_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the S3 tests: scripts/test.sh starts scripts/start-s3.sh"
+        );
+        eprintln!("REFBRIDGE_TEST_S3_ENDPOINT unset: the s3 backend is not tested");
+        return;
+    };
+    let bucket =
+        std::env::var("REFBRIDGE_TEST_S3_BUCKET").unwrap_or_else(|_| "refbridge-test".into());
+    let prefix = format!("e2e-{}/", refbridge_domain::FileId::new());
+    let app = spawn_app_with(SimConfig::default(), false).await;
+    let dirs = tempfile::tempdir().expect("dirs");
+    let work = dirs.path().join("work");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = spawn_process(
+        &["serve"],
+        &process_env(&app, &work),
+        &[
+            ("REFBRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+            ("REFBRIDGE_BLOBS__BACKEND", "s3".into()),
+            ("REFBRIDGE_BLOBS__S3__BUCKET", bucket.clone()),
+            ("REFBRIDGE_BLOBS__S3__PREFIX", prefix.clone()),
+            ("REFBRIDGE_BLOBS__S3__ENDPOINT", endpoint.clone()),
+            ("REFBRIDGE_BLOBS__S3__ALLOW_HTTP", "true".into()),
+            ("REFBRIDGE_BLOBS__S3__ACCESS_KEY_ID", "test-key".into()),
+            (
+                "REFBRIDGE_BLOBS__S3__SECRET_ACCESS_KEY",
+                "test-secret".into(),
+            ),
+        ],
+        dirs.path().join("serve.log"),
+    );
+    let ready = Instant::now();
+    while app
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "serve did not start: {}",
+            std::fs::read_to_string(dirs.path().join("serve.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let id = "00000000-0000-4000-9000-0000000005e3";
+    let payload = app.payload(id, 31_338);
+    let res = app
+        .http
+        .post(format!("{base}/referral_request"))
+        .bearer_auth(&app.intake)
+        .json(&payload)
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    // Approved through the test's API (its funder mappings); the serve process's workers send.
+    let (s, b) = app.approve(id, &sample_terms()).await;
+    assert_eq!(s, 202, "{b}");
+    let detail = app
+        .wait_status(id, &["sent"], Duration::from_secs(60))
+        .await;
+
+    use base64::Engine as _;
+    let sent: Vec<u8> = base64::engine::general_purpose::STANDARD
+        .decode(payload["files"][0]["file_value"].as_str().expect("file"))
+        .expect("base64");
+    let hash = detail["files"][0]["sha256"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let attachments = app.sim().state().attachments;
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    assert_eq!(attachments[0].sha256, hash);
+
+    let href = detail["files"][0]["href"].as_str().expect("href");
+    let got = app
+        .http
+        .get(format!("{base}{href}"))
+        .bearer_auth(&app.reviewer)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), sent.as_slice());
+
+    // In the bucket, under the prefix; not in the working folder.
+    let listing = app
+        .http
+        .get(format!("{endpoint}/{bucket}?list-type=2&prefix={prefix}"))
+        .send()
+        .await
+        .expect("list the bucket")
+        .text()
+        .await
+        .expect("listing");
+    assert!(
+        listing.contains(&format!("<Key>{prefix}sha256/{hash}</Key>")),
+        "{listing}"
+    );
+    assert_eq!(bodies_in(&work), 0);
 }

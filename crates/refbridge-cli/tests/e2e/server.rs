@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use refbridge_api::{ApiConfig, AppState};
 use refbridge_cli::server::{Limits, SPARE_CONNECTIONS};
 use refbridge_domain::Role;
-use refbridge_storage::{FileStore, Store, StoreOptions};
+use refbridge_storage::{Blobs, FileStore, Store, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,7 +34,7 @@ async fn start(limits: Limits) -> Server {
         .expect("token");
     let state = AppState {
         store,
-        files: FileStore::open(dir.path().join("files")).expect("files"),
+        files: Blobs::folder(FileStore::open(dir.path().join("files")).expect("files")),
         config: ApiConfig::default(),
         wake: Default::default(),
     };

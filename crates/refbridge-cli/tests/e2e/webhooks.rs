@@ -395,7 +395,7 @@ impl WorkerProcess {
                 ("REFBRIDGE_DATABASE_URL", app.db_url.clone()),
                 (
                     "REFBRIDGE_FILES_DIR",
-                    app.state.files.root().display().to_string(),
+                    app.state.files.local().root().display().to_string(),
                 ),
                 ("REFBRIDGE_ACCLOUD__TARGET", "url".into()),
                 ("REFBRIDGE_ACCLOUD__URL", app.sim.base_url()),

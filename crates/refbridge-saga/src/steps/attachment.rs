@@ -11,7 +11,7 @@
 use refbridge_accloud::{AcCloudError, AttachmentUpload, ClientId, FileEntry, ReferralId};
 use refbridge_domain::send::{AttachmentResult, NaturalKey, StepResult, files, keys};
 use refbridge_domain::{ContentHash, FileId};
-use refbridge_storage::FileRecord;
+use refbridge_storage::{BlobError, FileRecord, LocalBlob};
 use sha2::{Digest, Sha256};
 
 use super::{Done, Outcome, SendStep, StepCx, missing};
@@ -20,7 +20,9 @@ use super::{Done, Outcome, SendStep, StepCx, missing};
 pub struct Attachment(pub FileId);
 
 impl SendStep for Attachment {
-    type Request = (ReferralId, AttachmentUpload);
+    /// The upload reads the body from a local file: the folder backend's own, or a copy
+    /// fetched for the step (removed with the request).
+    type Request = (ReferralId, AttachmentUpload, LocalBlob);
 
     async fn prepare(
         &self,
@@ -30,17 +32,33 @@ impl SendStep for Attachment {
         let (Some(referral), Some(file)) = (cx.ctx.referral, input.file(self.0)) else {
             return Ok(Err(missing("the referral or file")));
         };
+        let local = match input.files_root.local_copy(&file.sha256).await {
+            Ok(local) => local,
+            Err(e @ (BlobError::NotFound(..) | BlobError::Corrupt { .. })) => {
+                return Ok(Err(Outcome::Fail(format!("file {}: {e}", file.id))));
+            }
+            // The blob backend is unreachable for now: like a transient ACCloud failure.
+            Err(e) => {
+                return Ok(Err(Outcome::Retry {
+                    state: refbridge_domain::send::StepState::Pending,
+                    after: std::time::Duration::from_secs(5),
+                    error: format!("file {}: {e}", file.id),
+                    count: true,
+                }));
+            }
+        };
         Ok(Ok((
             referral,
             AttachmentUpload {
-                path: input.files_root.path_of(&file.sha256),
+                path: local.path().to_owned(),
                 file_name: files::delivered_name(&file.name),
                 content_type: Some(file.media_type.clone()),
             },
+            local,
         )))
     }
 
-    fn natural_key(&self, cx: &StepCx<'_>, (_, upload): &Self::Request) -> NaturalKey {
+    fn natural_key(&self, cx: &StepCx<'_>, (_, upload, _): &Self::Request) -> NaturalKey {
         let input = cx.input;
         let (size, sha256) = input
             .file(self.0)
@@ -100,7 +118,7 @@ impl SendStep for Attachment {
     async fn call(
         &self,
         cx: &StepCx<'_>,
-        (referral, upload): &Self::Request,
+        (referral, upload, _): &Self::Request,
     ) -> Result<Outcome, AcCloudError> {
         let r = cx.ac.upload_client_attachment(*referral, upload).await?;
         Ok(Done::new(

@@ -214,7 +214,8 @@ pub struct Input<'a> {
     pub hq_branch: BranchId,
     pub csi_group: &'a str,
     pub attachments_folder: &'a str,
-    pub files_root: &'a refbridge_storage::FileStore,
+    /// The file bodies (any backend); an upload reads a local copy.
+    pub files_root: &'a refbridge_storage::Blobs,
     /// The ACCloud paths of the uploads recorded by the done steps of the client's referrals
     /// (`Store::delivered_attachments`): a lookup never takes one of these as its own.
     pub claimed_files: &'a [String],

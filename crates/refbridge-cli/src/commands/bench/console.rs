@@ -140,6 +140,7 @@ async fn fill(state: &AppState, n: usize) -> anyhow::Result<()> {
         })
         .await??
     };
+    let blob = state.files.commit(blob).await?;
     for i in 0..n {
         let mut p = base.clone();
         p["request_id"] = json!(request_id(i));
