@@ -9,7 +9,8 @@
 //!   `refbridge_accloud_rate_limited_total` (429 / Retry-After pauses);
 //! - `refbridge_send_steps_total{kind,result}`, `refbridge_send_retries_total{kind}`,
 //!   `refbridge_send_lease_takeovers_total` (a run that finds a step left in flight by an
-//!   interrupted one), `refbridge_send_unknown_outcome_lookups_total{found}`.
+//!   interrupted one), `refbridge_send_unknown_outcome_lookups_total{found}`;
+//! - `refbridge_retention_removed_total{kind}` (scheduled prunes).
 //!
 //! Counts are per process: each `serve` exposes its own (a `worker` alone records, but has no
 //! `/metrics`); the database's gauges are the same from any process.
@@ -80,6 +81,10 @@ fn describe() {
     describe_counter!(
         "refbridge_send_lease_takeovers_total",
         "Send runs that took over a send another run left with a step in flight."
+    );
+    describe_counter!(
+        "refbridge_retention_removed_total",
+        "What scheduled retention prunes removed, by kind (idempotency_keys, compacted_steps, blobs, scratch_files)."
     );
     describe_counter!(
         "refbridge_send_unknown_outcome_lookups_total",

@@ -56,6 +56,22 @@ pub fn describe(r: &PruneReport) -> String {
     out
 }
 
+/// Counts what a prune removed (`refbridge_retention_removed_total{kind}`); a dry run
+/// removes nothing.
+pub fn record_metrics(r: &PruneReport) {
+    if r.dry_run {
+        return;
+    }
+    for (kind, n) in [
+        ("idempotency_keys", r.idempotency_keys),
+        ("compacted_steps", r.compacted_steps),
+        ("blobs", r.blobs.len() as u64),
+        ("scratch_files", r.scratch_files),
+    ] {
+        metrics::counter!("refbridge_retention_removed_total", "kind" => kind).increment(n);
+    }
+}
+
 fn log_report(r: &PruneReport) {
     tracing::info!(
         dry_run = r.dry_run,
@@ -95,7 +111,10 @@ pub async fn scheduled(
             }
         }
         match store.prune(&blobs, &policy, false).await {
-            Ok(r) => log_report(&r),
+            Ok(r) => {
+                log_report(&r);
+                record_metrics(&r);
+            }
             Err(e) => tracing::warn!(error = %e, "retention prune failed"),
         }
     }

@@ -208,6 +208,35 @@ async fn prune_removes_only_what_the_policy_allows() {
     assert_eq!(report.scratch_files, 1);
     assert!(!stale.exists() && writing.exists());
 
+    // What a scheduled prune removed shows in /metrics.
+    refbridge_cli::commands::prune::record_metrics(&report);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for kind in [
+        "blobs",
+        "idempotency_keys",
+        "scratch_files",
+        "compacted_steps",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "refbridge_retention_removed_total{{kind=\"{kind}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {kind} count in\n{metrics}"));
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1.0, "{line}");
+    }
+
     assert!(
         !blobs.contains(&gone_body).await.unwrap(),
         "unreferenced, old: gone"
