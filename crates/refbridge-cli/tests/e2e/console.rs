@@ -421,7 +421,20 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     assert!(html.contains("the receiver answered 503"));
     accessible(c, &axe, "webhooks").await;
     c.goto(&format!("{}/console/ops", app.base)).await.unwrap();
-    assert!(source(c).await.contains("0 disabled, 1 failing"));
+    // The page refreshes itself: read it until the line is there (a read during a reload
+    // sees no page).
+    let started = Instant::now();
+    loop {
+        let html = source(c).await;
+        if html.contains("0 disabled, 1 failing") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the operations page lacks the webhooks line: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     accessible(c, &axe, "operations").await;
     b.client.clone().close().await.unwrap();
 }
