@@ -78,6 +78,33 @@ fn missing_field(message: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
+/// A whole-number query parameter kept as text (so that its problem names it): `default`
+/// when absent, else a number in `range`, or a 400 naming `field` and the range.
+pub fn whole_number(
+    field: &str,
+    raw: Option<&str>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    field,
+                    &format!(
+                        "must be a whole number {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+    }
+}
+
 /// serde_urlencoded's messages, as problems that quote no value.
 fn problem(message: &str) -> String {
     if message.contains("provided string was not `true` or `false`") {

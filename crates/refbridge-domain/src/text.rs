@@ -69,9 +69,10 @@ pub fn free(s: &str, max: usize) -> Result<&str, TextError> {
     Ok(t)
 }
 
-/// A search term as it is used: control characters dropped, at most [`SEARCH_MAX`]
-/// characters, trimmed. A search never fails on what was typed.
-pub fn search_term(s: &str) -> String {
+/// What a person typed into a search box or a sign-in form, as a lookup uses it: control
+/// characters dropped, at most [`SEARCH_MAX`] characters, trimmed. It never fails on what was
+/// typed, and what it returns fits every index.
+pub fn typed(s: &str) -> String {
     let kept: String = s
         .chars()
         .filter(|c| !c.is_control())
@@ -109,9 +110,9 @@ mod tests {
     }
 
     #[test]
-    fn a_search_term_drops_what_no_field_holds() {
-        assert_eq!(search_term(" an\0a\u{1b} "), "ana");
-        assert_eq!(search_term(&"x".repeat(500)).len(), SEARCH_MAX);
+    fn a_typed_drops_what_no_field_holds() {
+        assert_eq!(typed(" an\0a\u{1b} "), "ana");
+        assert_eq!(typed(&"x".repeat(500)).len(), SEARCH_MAX);
     }
 
     proptest! {

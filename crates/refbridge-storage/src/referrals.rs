@@ -419,10 +419,7 @@ impl Store {
             push(&mut sql, " AND received_at < ?", format_ts(to));
         }
         // What was typed, without what no field holds (control characters) and cut short.
-        let search = filter
-            .search
-            .as_deref()
-            .map(refbridge_domain::text::search_term);
+        let search = filter.search.as_deref().map(refbridge_domain::text::typed);
         if let Some(q) = search.as_deref().filter(|q| !q.is_empty()) {
             if let Ok(id) = RequestId::parse(q) {
                 push(&mut sql, " AND request_id = ?", id.to_string());

@@ -79,7 +79,7 @@ pub async fn sign_in(
 ) -> Result<Response, ApiError> {
     // A name no user can have (control characters, too long) is looked up, and its failures
     // counted, as what remains of it once cleaned: it fails like any unknown name.
-    let name = refbridge_domain::text::search_term(&f.username);
+    let name = refbridge_domain::text::typed(&f.username);
     let (by_user, by_address) = state
         .store
         .recent_sign_in_failures(&name, &address, FAILURE_WINDOW)

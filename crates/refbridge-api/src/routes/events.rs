@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::params::Query;
+use crate::params::{Query, whole_number};
 use crate::state::AppState;
 
 /// The longest a request may wait for an event (`wait`).
@@ -74,25 +74,6 @@ pub struct EventFeed {
     pub items: Vec<Event>,
     /// Pass as `after` for what comes next (also when `items` is empty).
     pub next_cursor: String,
-}
-
-fn parse_number(
-    field: &str,
-    v: Option<&str>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(field, &format!("must be a whole number {min} to {max}"))
-            }),
-    }
 }
 
 fn page_body(page: EventPage) -> EventFeed {
@@ -154,14 +135,13 @@ async fn list_events(
             )
         })?,
     };
-    let limit = parse_number("limit", q.limit.as_deref(), 100, 1, 1000)?;
+    let limit = whole_number("limit", q.limit.as_deref(), 100, 1..=1000)?;
     // The caller's wait, within what this deployment allows (`events_max_wait_secs`).
-    let wait = Duration::from_secs(parse_number(
+    let wait = Duration::from_secs(whole_number(
         "wait",
         q.wait.as_deref(),
         0,
-        0,
-        MAX_WAIT_SECS,
+        0..=MAX_WAIT_SECS,
     )?)
     .min(state.config.events_max_wait);
     let deadline = Instant::now() + wait;

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::JsonBody;
-use crate::params::{Path, Query};
+use crate::params::{Path, Query, whole_number};
 use crate::state::AppState;
 
 /// How long the secret a rotation replaces keeps signing deliveries.
@@ -372,14 +372,7 @@ async fn list_attempts(
 ) -> Result<Json<AttemptList>, ApiError> {
     caller.require(Role::Admin)?;
     let id = endpoint_id(&id)?;
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::field("limit", "must be a whole number 1 to 500"))?,
-    };
+    let limit = whole_number("limit", q.limit.as_deref(), 100, 1..=500)? as i64;
     found(&state, &id).await?;
     let items = state.store.webhook_attempts(&id, limit).await?;
     Ok(Json(AttemptList {

@@ -134,10 +134,7 @@ fn request_id(i: usize) -> String {
 /// files of its own (each gains a trailing line), so every request stores new blobs as real
 /// referrals do instead of finding them already stored.
 fn referral_payload(base: &Value, i: usize) -> Value {
-    let mut p = base.clone();
-    p["request_id"] = json!(request_id(i));
-    p["client"]["id"] = json!(1_000_000 + i as i64);
-    p["client"]["last_name"] = json!(format!("Bench{i}"));
+    let mut p = referral_identity(base, i);
     if let Some(files) = p["files"].as_array_mut() {
         for f in files {
             if let Some(value) = f["file_value"].as_str() {
@@ -147,6 +144,16 @@ fn referral_payload(base: &Value, i: usize) -> Value {
             }
         }
     }
+    p
+}
+
+/// The example payload under referral `i`'s own request id, agency client and patient name,
+/// its files as they are.
+fn referral_identity(base: &Value, i: usize) -> Value {
+    let mut p = base.clone();
+    p["request_id"] = json!(request_id(i));
+    p["client"]["id"] = json!(1_000_000 + i as i64);
+    p["client"]["last_name"] = json!(format!("Bench{i}"));
     p
 }
 

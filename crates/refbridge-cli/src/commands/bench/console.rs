@@ -17,10 +17,10 @@ use refbridge_api::AppState;
 use refbridge_domain::intake::{self, RawParts};
 use refbridge_domain::{RequestId, Role, form};
 use refbridge_storage::{NewFile, NewReferral};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{Latency, PAYLOAD, ms, request_id, scratch_config};
+use super::{Latency, PAYLOAD, ms, referral_identity, request_id, scratch_config};
 use crate::config::Config;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -142,10 +142,8 @@ async fn fill(state: &AppState, n: usize) -> anyhow::Result<()> {
     };
     let blob = state.files.commit(blob).await?;
     for i in 0..n {
-        let mut p = base.clone();
-        p["request_id"] = json!(request_id(i));
-        p["client"]["id"] = json!(1_000_000 + i as i64);
-        p["client"]["last_name"] = json!(format!("Bench{i}"));
+        // The intake bench's referral `i`; its files are one small shared body instead.
+        let p = referral_identity(&base, i);
         let parts = RawParts {
             request_id: p.get("request_id"),
             agency: p.get("agency"),
