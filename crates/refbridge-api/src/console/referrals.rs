@@ -1064,22 +1064,34 @@ pub async fn cancel(
         Err(page) => return Ok(page),
     };
     let id = rec.request_id;
-    match cancel_referral(
+    let done = cancel_referral(
         &state,
         id,
         f.reason_code.as_deref(),
         f.comment.as_deref(),
         &user.user.name,
     )
-    .await
-    {
+    .await;
+    after_action(&user, "Cancel", id, done)
+}
+
+/// What a reviewer's action on a referral answers: back to its page when it was recorded, the
+/// problems by field when the input was refused, the reason when the referral's state does
+/// not allow it; anything else is the API's error.
+fn after_action<T>(
+    user: &ConsoleUser,
+    title: &str,
+    id: RequestId,
+    done: Result<T, ApiError>,
+) -> Result<Response, ApiError> {
+    match done {
         Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
         Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
-            &user,
-            "Cancel",
+            user,
+            title,
             details.into_iter().map(|v| (v.path, v.problem)),
         )),
-        Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, "Cancel", &m, Some(&user))),
+        Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, title, &m, Some(user))),
         Err(e) => Err(e),
     }
 }
@@ -1166,16 +1178,8 @@ pub async fn resume(
     } else {
         None
     };
-    match resume_referral(&state, id, corrected.as_ref(), &user.user.name).await {
-        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
-        Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
-            &user,
-            "Resume",
-            details.into_iter().map(|v| (v.path, v.problem)),
-        )),
-        Err(ApiError::Conflict(m)) => Ok(message(StatusCode::CONFLICT, "Resume", &m, Some(&user))),
-        Err(e) => Err(e),
-    }
+    let done = resume_referral(&state, id, corrected.as_ref(), &user.user.name).await;
+    after_action(&user, "Resume", id, done)
 }
 
 /// A page listing the problems found in a form, by field.
@@ -1229,21 +1233,12 @@ pub async fn documents(
             ),
             Some(&user),
         )),
-        Ok(_) => Ok(Redirect::to(&format!("/console/referrals/{id}")).into_response()),
-        Err(ApiError::InvalidRequest { details, .. }) => Ok(problems_page(
-            &user,
-            "Documents",
-            details.into_iter().map(|v| (v.path, v.problem)),
-        )),
-        Err(ApiError::Conflict(m)) => {
-            Ok(message(StatusCode::CONFLICT, "Documents", &m, Some(&user)))
-        }
         Err(ApiError::PayloadTooLarge(m)) => Ok(message(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Documents",
             &m,
             Some(&user),
         )),
-        Err(e) => Err(e),
+        other => after_action(&user, "Documents", id, other),
     }
 }
