@@ -83,7 +83,7 @@ impl Store {
             q = q.bind(format_ts(*at)).bind(format_ts(*at)).bind(id.clone());
         }
         q = q.bind(i64::from(filter.limit.clamp(1, 500)));
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(self.reader()).await?;
         rows.iter()
             .map(|r| {
                 let at: String = r.try_get("at")?;

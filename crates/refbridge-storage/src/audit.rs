@@ -55,7 +55,7 @@ impl Store {
         )
         .bind(subject_type)
         .bind(subject_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter()
             .map(|r| {

@@ -775,7 +775,7 @@ impl Store {
     pub(crate) async fn blob_referenced(&self, hash: &ContentHash) -> Result<bool, BlobError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM referral_files WHERE sha256 = $1")
             .bind(hash.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await
             .map_err(crate::StorageError::from)?;
         Ok(n > 0)

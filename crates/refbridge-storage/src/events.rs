@@ -188,7 +188,7 @@ impl Store {
     pub async fn sequence_events(&self) -> Result<u64, StorageError> {
         let waiting: Option<String> =
             sqlx::query_scalar("SELECT id FROM events WHERE position IS NULL LIMIT 1")
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         if waiting.is_none() {
             return Ok(0);
@@ -260,7 +260,7 @@ impl Store {
         limit: i64,
     ) -> Result<EventPage, StorageError> {
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await?;
         let filter = if types.is_empty() {
             String::new()
@@ -275,7 +275,7 @@ impl Store {
             .bind(after)
             .bind(head)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         let events = rows
             .iter()
@@ -299,7 +299,7 @@ impl Store {
              ORDER BY CASE WHEN e.position IS NULL THEN 1 ELSE 0 END, e.position, e.id"
         ))
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -309,7 +309,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(occurred_at) AS oldest FROM events WHERE position IS NULL",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let oldest: Option<String> = row.try_get("oldest")?;
         Ok((row.try_get("n")?, oldest.map(|o| parse_ts(&o)).transpose()?))

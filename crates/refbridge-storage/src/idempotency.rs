@@ -72,7 +72,7 @@ impl Store {
             )
             .bind(req.caller)
             .bind(req.key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?
             else {
                 continue;

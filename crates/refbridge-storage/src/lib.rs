@@ -123,7 +123,13 @@ const IDLE_TX_MS: u64 = 30_000;
 /// The database behind refbridge. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Every write, and the reads inside a write transaction. On SQLite one connection: the
+    /// database has one writer at a time, and writers that queue in the pool wait far less
+    /// than writers sleeping in SQLite's busy handler.
     pool: AnyPool,
+    /// Reads outside a transaction ([`Store::reader`]): on a SQLite file, a pool of read-only
+    /// connections of its own; otherwise `pool` itself.
+    read: AnyPool,
     backend: Backend,
     /// The SQLite database's file (not for `:memory:` or PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
@@ -146,46 +152,7 @@ impl Store {
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?
             .log_statements(tracing::log::LevelFilter::Trace);
-        let busy_ms = options.busy_timeout.as_millis();
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                // SQLite has one writer at a time. With several connections, writers that find
-                // the lock taken sleep in the busy handler (1 to 100 ms steps); with one, they
-                // queue in the pool instead (measured at 8 in flight: intake p99 240 ms -> 39 ms,
-                // sends 106/s -> 140/s). Reads are short and queue too.
-                Backend::Sqlite => 1,
-                Backend::Postgres => options.max_connections,
-            })
-            .acquire_timeout(options.acquire_timeout)
-            // sqlx pings an idle connection before handing it out: for SQLite that is one more
-            // round trip to the connection's thread per statement or transaction (about a
-            // third of all round trips in `bench send`), and an embedded database cannot hang
-            // up. PostgreSQL keeps the check: a server restart leaves dead connections.
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Postgres {
-                        // A transaction left open (a hung task, a bug) would hold its locks
-                        // and the vacuum horizon until the process died: the server ends it.
-                        conn.execute(
-                            format!("SET idle_in_transaction_session_timeout = {IDLE_TX_MS}")
-                                .as_str(),
-                        )
-                        .await?;
-                    }
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(connect.clone())
-            .await;
-        let pool = match pool {
+        let pool = match pool_of(&connect, backend, options, Access::ReadWrite).await {
             Ok(pool) => pool,
             // The pool only says it timed out: one direct attempt tells why.
             Err(sqlx::Error::PoolTimedOut) => {
@@ -202,8 +169,18 @@ impl Store {
             }
             Err(e) => return Err(StorageError::Connect(format!("{place}: {e}"))),
         };
+        // SQLite's readers: WAL lets them read beside the one writer, each on its own
+        // connection (and thread), so a read never queues behind a write transaction. A
+        // database in memory is one connection's own: it reads through the writer.
+        let read = match (backend, &sqlite_file) {
+            (Backend::Sqlite, Some(_)) => pool_of(&connect, backend, options, Access::ReadOnly)
+                .await
+                .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?,
+            _ => pool.clone(),
+        };
         Ok(Store {
             pool,
+            read,
             backend,
             sqlite_file,
             events: EventSignal::default(),
@@ -239,12 +216,83 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.read.close().await;
         self.pool.close().await;
+    }
+
+    /// Where a read outside a transaction goes: it sees every committed write, and on SQLite
+    /// it does not wait for the writer.
+    fn reader(&self) -> &AnyPool {
+        &self.read
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
         Ok(self.pool.begin_with(self.backend.begin_write()).await?)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// The connection pool for `backend`: on SQLite, one connection for writing
+/// ([`Access::ReadWrite`]) or `max_connections` read-only ones.
+async fn pool_of(
+    connect: &AnyConnectOptions,
+    backend: Backend,
+    options: &StoreOptions,
+    access: Access,
+) -> Result<AnyPool, sqlx::Error> {
+    let busy_ms = options.busy_timeout.as_millis();
+    AnyPoolOptions::new()
+        .max_connections(match (backend, access) {
+            // SQLite has one writer at a time. With several connections, writers that find
+            // the lock taken sleep in the busy handler (1 to 100 ms steps); with one, they
+            // queue in the pool instead (measured at 8 in flight: intake p99 240 ms -> 39 ms,
+            // sends 106/s -> 140/s).
+            (Backend::Sqlite, Access::ReadWrite) => 1,
+            _ => options.max_connections,
+        })
+        .min_connections(0)
+        .acquire_timeout(options.acquire_timeout)
+        // sqlx pings an idle connection before handing it out: for SQLite that is one more
+        // round trip to the connection's thread per statement or transaction (about a
+        // third of all round trips in `bench send`), and an embedded database cannot hang
+        // up. PostgreSQL keeps the check: a server restart leaves dead connections.
+        .test_before_acquire(backend == Backend::Postgres)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Postgres => {
+                        // A transaction left open (a hung task, a bug) would hold its locks
+                        // and the vacuum horizon until the process died: the server ends it.
+                        conn.execute(
+                            format!("SET idle_in_transaction_session_timeout = {IDLE_TX_MS}")
+                                .as_str(),
+                        )
+                        .await?;
+                    }
+                    Backend::Sqlite if access == Access::ReadWrite => {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                    }
+                    Backend::Sqlite => {
+                        // A reader that tried to write would take the lock beside the writer.
+                        conn.execute("PRAGMA query_only = ON").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect.clone())
+        .await
 }
 
 /// The file of a `sqlite:` URL (`None` for `:memory:` and other schemes), without opening it.

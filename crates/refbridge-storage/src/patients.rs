@@ -174,7 +174,7 @@ impl Store {
             "SELECT {PATIENT_COLUMNS} FROM patients WHERE id = $1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -320,7 +320,7 @@ impl Store {
         let s: Option<Option<String>> =
             sqlx::query_scalar("SELECT source_id FROM patients WHERE id = $1")
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         Ok(s.flatten())
     }

@@ -220,7 +220,7 @@ impl Store {
     pub async fn get_payor(&self, id: PayorId) -> Result<Option<PayorRecord>, StorageError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM payors WHERE id = $1"))
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -232,7 +232,7 @@ impl Store {
         } else {
             format!("SELECT {COLUMNS} FROM payors ORDER BY norm_name")
         };
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(self.reader()).await?;
         rows.iter().map(from_row).collect()
     }
 }

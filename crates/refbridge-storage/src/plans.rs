@@ -724,7 +724,7 @@ impl Store {
     pub async fn get_patient_plan(&self, id: PlanId) -> Result<Option<PlanRecord>, StorageError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE p.id = $1"))
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -738,7 +738,7 @@ impl Store {
     ) -> Result<Option<Vec<PlanRecord>>, StorageError> {
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE id = $1")
             .bind(patient.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         if exists.is_none() {
             return Ok(None);
@@ -753,7 +753,7 @@ impl Store {
              ORDER BY p.status, p.plan_order_number, p.created_at, p.id"
         ))
         .bind(patient.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(from_row)

@@ -61,7 +61,7 @@ impl Store {
         let at: Option<String> =
             sqlx::query_scalar("SELECT read_at FROM reference_reads WHERE what = $1")
                 .bind(TRUSTED_NETWORK)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         at.map(|a| parse_ts(&a)).transpose()
     }
@@ -78,7 +78,7 @@ impl Store {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM trusted_network WHERE supply_persona_id = $1")
                 .bind(supply_persona_id.to_ascii_lowercase())
-                .fetch_one(&self.pool)
+                .fetch_one(self.reader())
                 .await?;
         Ok(Some(TrustedNetworkRead {
             trusted: n > 0,
@@ -125,7 +125,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT id, name FROM accloud_names WHERE list = $1 ORDER BY name, id")
                 .bind(list)
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
         rows.iter()
             .map(|r| Ok((sqlx::Row::try_get(r, "id")?, sqlx::Row::try_get(r, "name")?)))

@@ -297,7 +297,7 @@ impl Store {
              FROM referral_requests WHERE request_id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?
         else {
             return Ok(None);
@@ -337,7 +337,7 @@ impl Store {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM referral_requests WHERE request_id = $1")
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         status.map(|s| status_of(&s)).transpose()
     }
@@ -349,7 +349,7 @@ impl Store {
              WHERE f.request_id = $1 ORDER BY f.position",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(file_from_row).collect()
     }
@@ -366,7 +366,7 @@ impl Store {
         )
         .bind(id.to_string())
         .bind(file_id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(file_from_row).transpose()
     }
@@ -376,7 +376,7 @@ impl Store {
             "SELECT status, at, actor, reason FROM status_history WHERE request_id = $1 ORDER BY at, id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -471,7 +471,7 @@ impl Store {
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(self.reader()).await?;
         rows.into_iter()
             .map(|r| {
                 let text = |c: &str| -> Result<String, StorageError> { Ok(r.try_get(c)?) };

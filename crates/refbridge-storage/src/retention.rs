@@ -87,7 +87,7 @@ impl Store {
             let n: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE created_at < $1")
                     .bind(&keys_cutoff)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.reader())
                     .await
                     .map_err(StorageError::from)?;
             n as u64
@@ -101,7 +101,7 @@ impl Store {
                 "SELECT DISTINCT request_id FROM send_steps WHERE {FINISHED_STEPS} ORDER BY request_id"
             ))
             .bind(&cutoff)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(StorageError::from)?;
             report.compacted_steps = if dry_run {
@@ -109,7 +109,7 @@ impl Store {
                     "SELECT COUNT(*) FROM send_steps WHERE {FINISHED_STEPS}"
                 ))
                 .bind(&cutoff)
-                .fetch_one(&self.pool)
+                .fetch_one(self.reader())
                 .await
                 .map_err(StorageError::from)?;
                 n as u64
@@ -132,7 +132,7 @@ impl Store {
         let cutoff = ago(policy.unreferenced_blobs);
         let referenced: std::collections::HashSet<String> =
             sqlx::query_scalar("SELECT DISTINCT sha256 FROM referral_files")
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await
                 .map_err(StorageError::from)?
                 .into_iter()

@@ -686,7 +686,7 @@ impl Store {
             "SELECT terms_json, terms_hash, approved_by, approved_at FROM approvals WHERE request_id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(|r| {
             let terms: String = r.try_get("terms_json")?;
@@ -707,7 +707,7 @@ impl Store {
              last_attempt_at, not_before, updated_at FROM send_steps WHERE request_id = $1 ORDER BY position",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(step_from_row).collect()
     }
@@ -718,7 +718,7 @@ impl Store {
              agency_checked_at FROM send_jobs WHERE request_id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(|r| {
             let run_at: String = r.try_get("run_at")?;
@@ -764,7 +764,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(&cutoff)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         let mut out = Vec::new();
         for r in rows {
@@ -1525,7 +1525,7 @@ impl Store {
         );
         let rows: Vec<String> = sqlx::query_scalar(&sql)
             .bind(patient.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter()
             .map(|json| {
@@ -1545,7 +1545,7 @@ impl Store {
              WHERE request_id = $1 ORDER BY change_no",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -1569,7 +1569,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM send_jobs WHERE state <> $1")
                 .bind(JobState::Done.as_str())
-                .fetch_one(&self.pool)
+                .fetch_one(self.reader())
                 .await?,
         )
     }
@@ -1599,7 +1599,10 @@ impl Store {
             failed = StepState::Failed.as_str(),
             paused = JobState::Paused.as_str(),
         );
-        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("request_id")?;

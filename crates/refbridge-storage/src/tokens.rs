@@ -51,7 +51,7 @@ impl Store {
             "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(|r| {
             let role: String = r.try_get("role")?;
@@ -71,7 +71,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {

@@ -90,7 +90,7 @@ impl Store {
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, StorageError> {
         let rows =
             sqlx::query("SELECT id, name, role, disabled_at, created_at FROM users ORDER BY name")
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -133,7 +133,7 @@ impl Store {
              WHERE name = $1 AND disabled_at IS NULL",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?)))
             .transpose()
@@ -175,7 +175,7 @@ impl Store {
         .bind(id_hash)
         .bind(ago(limits.idle))
         .bind(ago(limits.absolute))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         let Some(r) = row else {
             return Ok(None);
@@ -235,14 +235,14 @@ impl Store {
         )
         .bind(user_name)
         .bind(&since)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let by_address: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sign_in_failures WHERE address = $1 AND at >= $2",
         )
         .bind(address)
         .bind(&since)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         Ok((by_user, by_address))
     }
@@ -269,7 +269,7 @@ impl Store {
         for id in ids {
             q = q.bind(id.to_string());
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(self.reader()).await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id")?;
@@ -287,7 +287,7 @@ impl Store {
     pub async fn agencies(&self) -> Result<Vec<(String, String)>, StorageError> {
         let rows =
             sqlx::query("SELECT org_id AS agency_org_id, name FROM agencies ORDER BY name, org_id")
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("agency_org_id")?, r.try_get("name")?)))

@@ -18,7 +18,7 @@ impl Store {
              WHERE r.patient_id = $1 ORDER BY ap.plan_id, ap.request_id, ap.auth_index",
         )
         .bind(patient.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {

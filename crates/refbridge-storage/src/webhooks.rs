@@ -285,7 +285,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(endpoint_from_row).collect()
     }
@@ -298,7 +298,7 @@ impl Store {
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(endpoint_from_row).transpose()
     }
@@ -513,7 +513,7 @@ impl Store {
             "SELECT url, secret, previous_secret, previous_secret_until FROM webhook_endpoints WHERE id = $1",
         )
         .bind(&endpoint_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let mut secrets = vec![ep.try_get::<String, _>("secret")?];
         let previous: Option<String> = ep.try_get("previous_secret")?;
@@ -526,7 +526,7 @@ impl Store {
             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = $1"
         ))
         .bind(&event_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         Ok(Some(DeliveryClaim {
             endpoint_id,
@@ -687,7 +687,7 @@ impl Store {
         )
         .bind(endpoint)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -715,7 +715,7 @@ impl Store {
         )
         .bind(endpoint)
         .bind(PENDING)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?)
     }
 
@@ -726,7 +726,7 @@ impl Store {
             "SELECT endpoint_id, outcome, COUNT(*) AS n, CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS ms \
              FROM webhook_attempts GROUP BY endpoint_id, outcome ORDER BY endpoint_id, outcome",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let attempts = rows
             .iter()
@@ -750,7 +750,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT endpoint_id, {buckets} FROM webhook_attempts GROUP BY endpoint_id ORDER BY endpoint_id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let mut latency_buckets = Vec::new();
         for r in &rows {
@@ -764,7 +764,7 @@ impl Store {
              JOIN events e ON e.id = d.event_id JOIN webhook_endpoints w ON w.id = d.endpoint_id \
              WHERE d.state = '{PENDING}' AND w.enabled = 1"
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let pending_deliveries: i64 = row.try_get("n")?;
         let oldest_pending = opt_ts(&row, "oldest")?;
@@ -778,7 +778,7 @@ impl Store {
              COALESCE(SUM(CASE WHEN enabled = 1 AND failing_since IS NOT NULL THEN 1 ELSE 0 END), 0) AS failing \
              FROM webhook_endpoints",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         Ok(WebhookMetrics {
             attempts,

@@ -189,7 +189,7 @@ impl Store {
                    THEN run_at END) AS oldest_due \
              FROM send_jobs WHERE state = '{ready}'"
         );
-        let row = sqlx::query(&sql).bind(&ts).fetch_one(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(&ts).fetch_one(self.reader()).await?;
         let queue_depth: i64 = row.try_get("depth")?;
         let due: i64 = row.try_get("due")?;
         let leased: i64 = row.try_get("leased")?;
@@ -197,13 +197,13 @@ impl Store {
         let paused: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM send_jobs WHERE state = '{paused}'"
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let oldest_pending: Option<String> = sqlx::query_scalar(&format!(
             "SELECT MIN(s.updated_at) FROM send_steps s JOIN send_jobs j ON j.request_id = s.request_id \
              WHERE j.state = '{ready}' AND s.state IN ('{pending}', '{in_flight}', '{unknown}')",
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let sql = format!(
             "SELECT \
@@ -212,7 +212,7 @@ impl Store {
                MIN(CASE WHEN state = '{unknown}' THEN updated_at END) AS oldest_unknown \
              FROM send_steps WHERE state IN ('{unknown}', '{in_flight}')",
         );
-        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+        let row = sqlx::query(&sql).fetch_one(self.reader()).await?;
         let unknown_steps: i64 = row.try_get("unknown")?;
         let in_flight_steps: i64 = row.try_get("in_flight")?;
         let oldest_unknown: Option<String> = row.try_get("oldest_unknown")?;
@@ -290,7 +290,7 @@ impl Store {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT blocked_until_us FROM rate_budget WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         Ok(v.unwrap_or(0))
     }
@@ -324,7 +324,7 @@ impl Store {
         )
         .bind(status.as_str())
         .bind(format_ts(since))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("hour")?, r.try_get("n")?)))
