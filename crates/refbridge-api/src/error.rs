@@ -49,6 +49,9 @@ pub enum ApiError {
     IdempotencyKeyMismatch,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
     IdempotencyKeyInUse,
+    /// 410: the event feed's cursor (`after`) is before what retention removed.
+    #[error("{}", events_pruned_message(.0))]
+    EventsPruned(refbridge_storage::PrunedEvents),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -61,7 +64,8 @@ pub struct ErrorBody {
     /// Stable code: `unauthorized`, `forbidden`, `invalid_request`, `invalid_json`,
     /// `payload_too_large`, `unsupported_media_type` (415), `request_timeout` (408),
     /// `too_many_connections` (503), `not_found`, `conflict`, `unavailable`, `internal`,
-    /// `idempotency_key_mismatch` (422), `idempotency_key_in_use` (409).
+    /// `idempotency_key_mismatch` (422), `idempotency_key_in_use` (409), `gone` (410: the
+    /// event feed's cursor is before what retention removed).
     pub error: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -70,6 +74,31 @@ pub struct ErrorBody {
     /// On a patient plan conflict: the active plan that holds the plan order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_patient_plan_id: Option<String>,
+    /// On a 410 from the event feed: the `after` from which the feed is whole (the events up
+    /// to it were removed by retention). Reading from it skips what was removed: take it only
+    /// once whatever the removed events would have told you is read another way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_after: Option<String>,
+}
+
+/// What a 410 of the event feed says: the cursor is before the first event kept, which
+/// setting removed the ones before, and where the feed is whole.
+fn events_pruned_message(p: &refbridge_storage::PrunedEvents) -> String {
+    format!("after {}", events_pruned_problem(p))
+}
+
+fn events_pruned_problem(p: &refbridge_storage::PrunedEvents) -> String {
+    let kept = match p.kept_days {
+        Some(d) => format!("retention.event_days = {d}"),
+        None => "retention.event_days".to_owned(),
+    };
+    format!(
+        "is before position {}, the first event still kept: retention ({kept}) removed the \
+         events up to position {}; read from after={} (what was removed is not in the feed)",
+        p.first_kept(),
+        p.through,
+        p.through
+    )
 }
 
 impl ApiError {
@@ -100,6 +129,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_mismatch")
             }
             ApiError::IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency_key_in_use"),
+            ApiError::EventsPruned(_) => (StatusCode::GONE, "gone"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -179,10 +209,15 @@ impl IntoResponse for ApiError {
             self,
             ApiError::RequestTimeout | ApiError::TooManyConnections
         );
-        let (details, conflicting_patient_plan_id) = match self {
-            ApiError::InvalidRequest { details, .. } => (details, None),
-            ApiError::PlanConflict { plan_id, .. } => (Vec::new(), Some(plan_id)),
-            _ => (Vec::new(), None),
+        let (details, conflicting_patient_plan_id, resume_after) = match self {
+            ApiError::InvalidRequest { details, .. } => (details, None, None),
+            ApiError::PlanConflict { plan_id, .. } => (Vec::new(), Some(plan_id), None),
+            ApiError::EventsPruned(p) => (
+                vec![Violation::new("after", events_pruned_problem(&p))],
+                None,
+                Some(p.through.to_string()),
+            ),
+            _ => (Vec::new(), None, None),
         };
         let mut res = (
             status,
@@ -191,6 +226,7 @@ impl IntoResponse for ApiError {
                 message,
                 details,
                 conflicting_patient_plan_id,
+                resume_after,
             }),
         )
             .into_response();

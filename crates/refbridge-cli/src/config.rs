@@ -136,16 +136,25 @@ pub struct RetentionSettings {
     pub idempotency_key_hours: u64,
     pub step_payload_days: u64,
     pub unreferenced_blob_hours: u64,
+    pub event_days: u64,
+    pub webhook_attempt_days: u64,
 }
 
-impl RetentionSettings {
-    pub fn policy(&self) -> refbridge_storage::RetentionPolicy {
+impl Config {
+    /// The retention policy: `[retention]`, with the console's session limits and sign-in
+    /// throttling window (what ends a session, and how long a failed sign-in counts).
+    pub fn retention_policy(&self) -> refbridge_storage::RetentionPolicy {
         use std::time::Duration;
+        let r = &self.retention;
+        let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 86_400));
         refbridge_storage::RetentionPolicy {
-            idempotency_keys: Duration::from_secs(self.idempotency_key_hours * 3600),
-            step_payloads: (self.step_payload_days > 0)
-                .then(|| Duration::from_secs(self.step_payload_days * 86_400)),
-            unreferenced_blobs: Duration::from_secs(self.unreferenced_blob_hours * 3600),
+            idempotency_keys: Duration::from_secs(r.idempotency_key_hours * 3600),
+            step_payloads: days(r.step_payload_days),
+            unreferenced_blobs: Duration::from_secs(r.unreferenced_blob_hours * 3600),
+            events: days(r.event_days),
+            webhook_attempts: days(r.webhook_attempt_days),
+            console_sessions: self.console.settings().limits,
+            sign_in_failures: refbridge_api::console::session::FAILURE_WINDOW,
         }
     }
 }
@@ -619,7 +628,7 @@ mod tests {
             let cfg = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(cfg.blobs.target(), refbridge_storage::BlobTarget::Auto);
             assert_eq!(
-                cfg.retention.policy(),
+                cfg.retention_policy(),
                 refbridge_storage::RetentionPolicy::default()
             );
             jail.set_env("REFBRIDGE_BLOBS__BACKEND", "s3");
@@ -637,6 +646,16 @@ mod tests {
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("blobs.backend"), "{err}");
             jail.set_env("REFBRIDGE_BLOBS__BACKEND", "auto");
+            jail.set_env("REFBRIDGE_RETENTION__EVENT_DAYS", "0");
+            jail.set_env("REFBRIDGE_RETENTION__WEBHOOK_ATTEMPT_DAYS", "7");
+            let policy = Config::load(None)
+                .map_err(|e| e.to_string())?
+                .retention_policy();
+            assert_eq!(policy.events, None, "0 keeps events for ever");
+            assert_eq!(
+                policy.webhook_attempts,
+                Some(std::time::Duration::from_secs(7 * 86_400))
+            );
             jail.set_env("REFBRIDGE_RETENTION__UNREFERENCED_BLOB_HOURS", "1");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("retention.unreferenced_blob_hours"), "{err}");

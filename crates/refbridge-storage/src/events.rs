@@ -14,6 +14,13 @@
 //! sequencer transactions follow one another, each numbering after what the last committed:
 //! the positions a reader can see are always a prefix 1..=n, and an event that commits late
 //! simply gets a later position.
+//!
+//! Retention (`retention.rs`) removes old positioned events and records the highest position
+//! it removed (`event_retention.pruned_through`, the mark). The sequencer numbers after the
+//! highest of that mark and the positions left, so a position is never given twice even when
+//! every event is gone; events above the mark are never removed, so the feed after it has no
+//! hole. A reader whose cursor is below the mark would miss what was removed: it is told so
+//! ([`FeedRead::Pruned`]) instead of being given what is left.
 
 use std::sync::Arc;
 
@@ -153,6 +160,37 @@ pub(crate) fn type_list(types: &[EventType]) -> String {
     crate::sends::sql_names(types, EventType::as_str)
 }
 
+/// The highest position given so far: the highest left, or the highest retention removed.
+/// One statement, so that a prune committing meanwhile is seen whole or not at all.
+const HEAD: &str = "SELECT COALESCE(MAX(p), 0) FROM (SELECT MAX(position) AS p FROM events \
+     UNION ALL SELECT pruned_through AS p FROM event_retention) h";
+
+/// What retention removed from the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrunedEvents {
+    /// The highest position removed (0: none): the feed is whole after it.
+    pub through: i64,
+    /// When the last prune that removed events ran.
+    pub at: Option<DateTime<Utc>>,
+    /// The retention that prune applied (`retention.event_days`).
+    pub kept_days: Option<i64>,
+}
+
+impl PrunedEvents {
+    /// The first position the feed still has (or will have).
+    pub fn first_kept(&self) -> i64 {
+        self.through + 1
+    }
+}
+
+/// What a read of the feed found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedRead {
+    Page(EventPage),
+    /// Retention removed events after the cursor: reading on from it would skip them.
+    Pruned(PrunedEvents),
+}
+
 /// One page of the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventPage {
@@ -208,9 +246,7 @@ impl Store {
         }
         // Read after the lock: under READ COMMITTED each statement sees every sequencer
         // transaction committed before it.
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
+        let head: i64 = sqlx::query_scalar(HEAD).fetch_one(&mut *tx).await?;
         let rows = sqlx::query(
             "SELECT id, event_type, request_id FROM events WHERE position IS NULL ORDER BY id LIMIT $1",
         )
@@ -252,16 +288,19 @@ impl Store {
     }
 
     /// Events after `after` (a position), oldest first, at most `limit`; only `types` when
-    /// not empty.
+    /// not empty. `None`: from the first event still kept. A cursor before what retention
+    /// removed reads [`FeedRead::Pruned`].
     pub async fn events_after(
         &self,
-        after: i64,
+        after: Option<i64>,
         types: &[EventType],
         limit: i64,
-    ) -> Result<EventPage, StorageError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(self.reader())
-            .await?;
+    ) -> Result<FeedRead, StorageError> {
+        let start = match after {
+            Some(a) => a,
+            None => self.events_pruned().await?.through,
+        };
+        let head: i64 = sqlx::query_scalar(HEAD).fetch_one(self.reader()).await?;
         let filter = if types.is_empty() {
             String::new()
         } else {
@@ -272,23 +311,46 @@ impl Store {
              ORDER BY e.position LIMIT $3"
         );
         let rows = sqlx::query(&sql)
-            .bind(after)
+            .bind(start)
             .bind(head)
             .bind(limit)
             .fetch_all(self.reader())
             .await?;
+        if after.is_some() {
+            // Read after the events: a prune that removed any of them before they were read
+            // has raised the mark by now (it does both in one transaction).
+            let pruned = self.events_pruned().await?;
+            if start < pruned.through {
+                return Ok(FeedRead::Pruned(pruned));
+            }
+        }
         let events = rows
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if (events.len() as i64) < limit {
-            head.max(after)
+            head.max(start)
         } else {
-            events.last().map_or(after, |e| e.position)
+            events.last().map_or(start, |e| e.position)
         };
-        Ok(EventPage {
+        Ok(FeedRead::Page(EventPage {
             events,
             next_cursor,
+        }))
+    }
+
+    /// What retention has removed from the feed.
+    pub async fn events_pruned(&self) -> Result<PrunedEvents, StorageError> {
+        let row = sqlx::query(
+            "SELECT pruned_through, pruned_at, kept_days FROM event_retention WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let at: Option<String> = row.try_get("pruned_at")?;
+        Ok(PrunedEvents {
+            through: row.try_get("pruned_through")?,
+            at: at.map(|a| parse_ts(&a)).transpose()?,
+            kept_days: row.try_get("kept_days")?,
         })
     }
 
@@ -349,7 +411,10 @@ mod tests {
     async fn read_all(store: &Store, after: &mut i64, seen: &mut Vec<i64>) {
         store.sequence_events().await.unwrap();
         loop {
-            let page = store.events_after(*after, &[], 2).await.unwrap();
+            let FeedRead::Page(page) = store.events_after(Some(*after), &[], 2).await.unwrap()
+            else {
+                panic!("nothing is pruned here");
+            };
             for e in &page.events {
                 seen.push(e.data["n"].as_i64().unwrap());
             }

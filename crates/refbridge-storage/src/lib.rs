@@ -36,7 +36,7 @@ pub use blobs::{
     BlobEntry, BlobError, BlobStream, BlobTarget, Blobs, LocalBlob, S3Config, Staged, StagingWriter,
 };
 pub use error::StorageError;
-pub use events::{EventPage, EventRecord, EventSignal, SEQUENCE_BATCH};
+pub use events::{EventPage, EventRecord, EventSignal, FeedRead, PrunedEvents, SEQUENCE_BATCH};
 pub use files::{BlobWriter, FileStore, StoredBlob};
 pub use idempotency::{KeyReservation, KeyedRequest};
 pub use patients::{PatientMatch, PatientPutOutcome, PatientRecord};

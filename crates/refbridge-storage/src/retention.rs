@@ -10,6 +10,18 @@
 //!   grace period, so that the bodies of an intake still in flight (stored, not yet recorded)
 //!   are never taken. A body stored again is refreshed ([`crate::Blobs::commit`]). So are the
 //!   files a killed process left in its working folder's `tmp/`.
+//! - Events (the feed and the webhooks' outbox): positioned events older than the policy's
+//!   age, unless a webhook delivery of theirs is still pending; their finished deliveries go
+//!   with them. An event not positioned yet is never taken. The highest position removed is
+//!   recorded in the same transaction (`event_retention`): the sequencer numbers after it and
+//!   the feed answers a cursor below it with what was removed (`events.rs`).
+//! - The webhook delivery log (`webhook_attempts`): rows older than the policy's age.
+//! - Console sessions a day after they ended (signed out, idle past the limit, or past their
+//!   lifetime), and failed sign-ins once out of the window they are counted over. Neither is
+//!   history anyone reads; the audit log keeps what people did.
+//!
+//! Deletions of tables that can hold many rows go in batches of [`PRUNE_BATCH`], each its own
+//! short write transaction, so a prune never holds SQLite's writer lock for long.
 //!
 //! [`Store::prune`] does it (or, `dry_run`, says what it would do); the service runs it on a
 //! schedule in one process at a time ([`Store::take_maintenance_lease`]).
@@ -19,10 +31,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use refbridge_domain::ContentHash;
 use refbridge_domain::send::{JobState, StepState};
+use sqlx::Row;
 
 use crate::blobs::{BlobError, Blobs};
 use crate::error::StorageError;
-use crate::{Store, format_ts, now};
+use crate::{SessionLimits, Store, format_ts, now};
+
+/// Rows deleted per write transaction.
+pub const PRUNE_BATCH: i64 = 500;
+
+/// How long after its end an ended console session is kept.
+const SESSION_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// How long each kind of data is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +51,15 @@ pub struct RetentionPolicy {
     pub step_payloads: Option<Duration>,
     /// The grace period of a body no referral refers to.
     pub unreferenced_blobs: Duration,
+    /// `None`: events are kept for ever. Positioned events older than this go, unless a
+    /// webhook delivery of theirs is pending.
+    pub events: Option<Duration>,
+    /// `None`: the webhook delivery log is kept whole.
+    pub webhook_attempts: Option<Duration>,
+    /// The console's session limits: what ends a session that was not signed out.
+    pub console_sessions: SessionLimits,
+    /// The window failed sign-ins are counted over (the console's throttling); older ones go.
+    pub sign_in_failures: Duration,
 }
 
 impl Default for RetentionPolicy {
@@ -40,6 +68,14 @@ impl Default for RetentionPolicy {
             idempotency_keys: Duration::from_secs(24 * 3600),
             step_payloads: Some(Duration::from_secs(90 * 86_400)),
             unreferenced_blobs: Duration::from_secs(24 * 3600),
+            events: Some(Duration::from_secs(90 * 86_400)),
+            webhook_attempts: Some(Duration::from_secs(30 * 86_400)),
+            // The console's defaults (`[console]`, and its sign-in throttling window).
+            console_sessions: SessionLimits {
+                idle: Duration::from_secs(15 * 60),
+                absolute: Duration::from_secs(12 * 3600),
+            },
+            sign_in_failures: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -57,11 +93,31 @@ pub struct PruneReport {
     /// Files left in this process's working folder (`tmp/`) by a killed process, older than
     /// the grace period.
     pub scratch_files: u64,
+    /// Events deleted, and the highest position among them.
+    pub events: u64,
+    pub events_through: Option<i64>,
+    /// Finished webhook deliveries of those events.
+    pub webhook_deliveries: u64,
+    /// Rows of the webhook delivery log.
+    pub webhook_attempts: u64,
+    /// Console sessions that had ended.
+    pub console_sessions: u64,
+    /// Failed sign-ins out of the throttling window.
+    pub sign_in_failures: u64,
 }
 
 fn ago(d: Duration) -> DateTime<Utc> {
     now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
+
+/// Positioned events older than `$1`. (`e`: events.)
+const OLD_EVENTS: &str = "e.position IS NOT NULL AND e.occurred_at < $1";
+/// …that no pending delivery waits for.
+const NONE_PENDING: &str = "NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+     WHERE p.event_id = e.id AND p.state = 'pending')";
+/// Sessions that ended before `$1`: signed out, idle since before `$2`, begun before `$3`.
+const ENDED_SESSIONS: &str =
+    "(ended_at IS NOT NULL AND ended_at < $1) OR last_seen_at < $2 OR created_at < $3";
 
 const FINISHED_STEPS: &str = "state IN ('done', 'skipped', 'replanned') \
      AND (natural_key IS NOT NULL OR last_error IS NOT NULL) \
@@ -77,6 +133,7 @@ impl Store {
     ) -> Result<PruneReport, BlobError> {
         debug_assert_eq!(JobState::Done.as_str(), "done");
         debug_assert_eq!(StepState::Done.as_str(), "done");
+        debug_assert_eq!(crate::webhooks::PENDING, "pending");
         let mut report = PruneReport {
             dry_run,
             ..PruneReport::default()
@@ -164,7 +221,163 @@ impl Store {
                 .map_err(StorageError::from)?;
             }
         }
+
+        if let Some(age) = policy.events {
+            self.prune_events(age, dry_run, &mut report).await?;
+        }
+        if let Some(age) = policy.webhook_attempts {
+            let cutoff = [format_ts(ago(age))];
+            report.webhook_attempts = self
+                .delete_in_batches("webhook_attempts", "id", "at < $1", &cutoff, dry_run)
+                .await?;
+        }
+        let limits = policy.console_sessions;
+        let ended = [
+            format_ts(ago(SESSION_GRACE)),
+            format_ts(ago(limits.idle + SESSION_GRACE)),
+            format_ts(ago(limits.absolute + SESSION_GRACE)),
+        ];
+        report.console_sessions = self
+            .delete_in_batches(
+                "console_sessions",
+                "id_hash",
+                ENDED_SESSIONS,
+                &ended,
+                dry_run,
+            )
+            .await?;
+        let window = [format_ts(ago(policy.sign_in_failures))];
+        report.sign_in_failures = self
+            .delete_in_batches("sign_in_failures", "id", "at < $1", &window, dry_run)
+            .await?;
         Ok(report)
+    }
+
+    /// Old positioned events with no pending delivery, and their finished deliveries; the
+    /// highest position removed is recorded with each batch, in its transaction.
+    async fn prune_events(
+        &self,
+        age: Duration,
+        dry_run: bool,
+        report: &mut PruneReport,
+    ) -> Result<(), StorageError> {
+        let cutoff = format_ts(ago(age));
+        let deliveries = format!(
+            "FROM webhook_deliveries d WHERE d.state <> 'pending' AND d.event_id IN \
+             (SELECT e.id FROM events e WHERE {OLD_EVENTS} AND {NONE_PENDING})"
+        );
+        if dry_run {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {deliveries}"))
+                .bind(&cutoff)
+                .fetch_one(&self.pool)
+                .await?;
+            report.webhook_deliveries = n as u64;
+            let row = sqlx::query(&format!(
+                "SELECT COUNT(*) AS n, MAX(e.position) AS through FROM events e \
+                 WHERE {OLD_EVENTS} AND {NONE_PENDING}"
+            ))
+            .bind(&cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+            let n: i64 = row.try_get("n")?;
+            report.events = n as u64;
+            report.events_through = row.try_get("through")?;
+            return Ok(());
+        }
+        // The finished deliveries first (the events' foreign key), then the events that no
+        // delivery refers to any more: one whose delivery was queued or finished meanwhile
+        // stays, for the next prune.
+        let sql = format!(
+            "DELETE FROM webhook_deliveries WHERE (endpoint_id, event_id) IN \
+             (SELECT d.endpoint_id, d.event_id {deliveries} LIMIT $2)"
+        );
+        loop {
+            let mut tx = self.begin_write().await?;
+            let n = sqlx::query(&sql)
+                .bind(&cutoff)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            report.webhook_deliveries += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let sql = format!(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE {OLD_EVENTS} \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) \
+             ORDER BY e.position LIMIT $2) RETURNING position"
+        );
+        let kept_days = (age.as_secs() / 86_400) as i64;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let positions: Vec<i64> = sqlx::query_scalar(&sql)
+                .bind(&cutoff)
+                .bind(PRUNE_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+            if let Some(through) = positions.iter().copied().max() {
+                sqlx::query(
+                    "UPDATE event_retention SET pruned_through = $1, pruned_at = $2, kept_days = $3 \
+                     WHERE id = 1 AND pruned_through < $1",
+                )
+                .bind(through)
+                .bind(format_ts(now()))
+                .bind(kept_days)
+                .execute(&mut *tx)
+                .await?;
+                report.events_through = report.events_through.max(Some(through));
+            }
+            tx.commit().await?;
+            report.events += positions.len() as u64;
+            if (positions.len() as i64) < PRUNE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows of `table` (keyed by `key`) that `filter` selects, its `$1…$n` bound
+    /// to `binds`, in batches (or, `dry_run`, counts them).
+    async fn delete_in_batches(
+        &self,
+        table: &str,
+        key: &str,
+        filter: &str,
+        binds: &[String],
+        dry_run: bool,
+    ) -> Result<u64, StorageError> {
+        if dry_run {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE {filter}");
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            return Ok(q.fetch_one(&self.pool).await? as u64);
+        }
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {filter} LIMIT ${})",
+            binds.len() + 1
+        );
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let mut q = sqlx::query(&sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            let n = q.bind(PRUNE_BATCH).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Takes (or renews) the lease named `name` for `owner` for `ttl`, unless another owner

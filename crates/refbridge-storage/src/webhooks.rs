@@ -20,7 +20,7 @@ use crate::error::{StorageError, corrupt};
 use crate::events::{EVENT_COLUMNS, EventRecord, event_from_row, type_list};
 use crate::{Backend, Store, format_ts, now, parse_ts};
 
-const PENDING: &str = "pending";
+pub(crate) const PENDING: &str = "pending";
 const DELIVERED: &str = "delivered";
 
 /// A webhook endpoint as stored (its secrets apart).

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use refbridge_domain::Role;
 use refbridge_domain::event::EventType;
-use refbridge_storage::EventPage;
+use refbridge_storage::{EventPage, FeedRead};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -31,7 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
-    /// `next_cursor` of the previous page; from the first event when absent.
+    /// `next_cursor` of the previous page; from the first event still kept when absent. A
+    /// cursor before the events retention removed answers 410.
     #[param(value_type = Option<u64>, minimum = 0)]
     after: Option<String>,
     /// Comma-separated event types (`send.completed,send.needs_attention`); every type when
@@ -102,10 +103,20 @@ fn page_body(page: EventPage) -> EventFeed {
 /// Catching up after downtime: keep the last `next_cursor` you processed and ask again with
 /// it; an event that committed late (a long transaction) is placed after every event you have
 /// seen, never behind your cursor.
+///
+/// Retention: events older than the deployment's `retention.event_days` (90 by default; 0
+/// keeps them for ever) are removed, except those a webhook delivery still waits for. The
+/// feed never skips them silently: a cursor before the last position removed answers 410
+/// (`gone`), its `details` naming `after`, the first position still kept and the setting,
+/// and `resume_after` giving the cursor from which the feed is whole. Without `after` the
+/// feed starts at the first event still kept.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(FeedQuery),
     security(("bearer" = [])),
     responses((status = 200, body = EventFeed), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "`after` is before events that retention \
+            removed (`retention.event_days`): reading on would skip them. `resume_after` is the \
+            cursor from which the feed is whole; the removed events are not in the feed any more")))]
 async fn list_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,12 +124,13 @@ async fn list_events(
 ) -> Result<Json<EventFeed>, ApiError> {
     caller.require(Role::Reviewer)?;
     let after = match q.after.as_deref() {
-        None => 0,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::field("after", "must be a next_cursor of this feed"))?,
+        None => None,
+        Some(s) => Some(
+            s.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ApiError::field("after", "must be a next_cursor of this feed"))?,
+        ),
     };
     let types = match q.types.as_deref() {
         None => Vec::new(),
@@ -150,10 +162,14 @@ async fn list_events(
         let woken = signal.notified();
         // Readers position what has committed, so the feed moves without a worker too.
         state.store.sequence_events().await?;
-        let page = state
+        let page = match state
             .store
             .events_after(after, &types, limit as i64)
-            .await?;
+            .await?
+        {
+            FeedRead::Page(page) => page,
+            FeedRead::Pruned(pruned) => return Err(ApiError::EventsPruned(pruned)),
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         if !page.events.is_empty() || left.is_zero() {
             return Ok(Json(page_body(page)));

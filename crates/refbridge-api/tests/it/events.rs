@@ -250,3 +250,89 @@ async fn a_long_poll_is_held_no_longer_than_the_deployment_allows() {
         "answered after {took:?}, not after the 20 s asked"
     );
 }
+
+/// Retention removed events: a cursor before them is told so (410, naming `after`, the first
+/// position kept and the setting) at once, even when it would wait; the feed goes on from
+/// the mark, numbering after it; the document states the answer.
+#[tokio::test]
+async fn a_cursor_before_what_retention_removed_is_410_and_the_document_says_so() {
+    let app = spawn_app().await;
+    post_as(&app, "00000000-0000-4000-8000-000000000001").await;
+    let first = feed(&app, "").await;
+    let head: i64 = first["next_cursor"].as_str().unwrap().parse().unwrap();
+    assert!(head >= 1, "{first}");
+    let everything = refbridge_storage::RetentionPolicy {
+        events: Some(Duration::ZERO),
+        ..refbridge_storage::RetentionPolicy::default()
+    };
+    let report = app
+        .store
+        .prune(&app.files, &everything, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.events, report.events_through),
+        (head as u64, Some(head))
+    );
+
+    let t0 = Instant::now();
+    let (status, body) = status_json(app.get("/v1/events?after=0&wait=5").await).await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "answered at once");
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"], "gone");
+    assert_eq!(body["details"][0]["path"], "after");
+    assert_eq!(body["resume_after"], json!(head.to_string()));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("before position {}", head + 1))
+            && message.contains("retention.event_days = 0"),
+        "{message}"
+    );
+
+    // From the mark, and without a cursor: whole, empty; the next event comes after the mark.
+    let page = feed(&app, &format!("after={head}")).await;
+    assert_eq!(
+        (page["items"].clone(), page["next_cursor"].clone()),
+        (json!([]), json!(head.to_string()))
+    );
+    assert_eq!(feed(&app, "").await["next_cursor"], json!(head.to_string()));
+    post_as(&app, "00000000-0000-4000-8000-000000000002").await;
+    let page = feed(
+        &app,
+        &format!("after={head}&types=referral_request.received"),
+    )
+    .await;
+    assert!(
+        page["items"][0]["position"].as_i64().unwrap() > head,
+        "{page}"
+    );
+    assert_eq!(
+        feed(&app, "types=referral_request.received").await["items"],
+        page["items"]
+    );
+
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gone = &doc["paths"]["/v1/events"]["get"]["responses"]["410"];
+    assert!(
+        gone["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/ErrorBody")),
+        "{gone}"
+    );
+    assert!(
+        gone["description"]
+            .as_str()
+            .unwrap()
+            .contains("retention.event_days"),
+        "{gone}"
+    );
+    assert!(doc["components"]["schemas"]["ErrorBody"]["properties"]["resume_after"].is_object());
+}

@@ -1,6 +1,6 @@
 //! `refbridge prune [--dry-run]`, and the service's scheduled prune: the retention policy of
 //! `[retention]` applied once ([`refbridge_storage::Store::prune`]). What went is logged as
-//! counts and ids (referral request ids, blob hashes), never content.
+//! counts and ids (referral request ids, blob hashes, event positions), never content.
 
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub async fn run(cfg: Config, args: PruneArgs) -> anyhow::Result<()> {
     let state = crate::open_state(&cfg).await?;
     let report = state
         .store
-        .prune(&state.files, &cfg.retention.policy(), args.dry_run)
+        .prune(&state.files, &cfg.retention_policy(), args.dry_run)
         .await?;
     log_report(&report);
     println!("{}", describe(&report));
@@ -35,10 +35,17 @@ pub async fn run(cfg: Config, args: PruneArgs) -> anyhow::Result<()> {
 pub fn describe(r: &PruneReport) -> String {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     let mut out = format!(
-        "{verb}: {} idempotency keys, {} unreferenced file bodies, {} stale scratch files; {} {} steps of {} finished sends",
+        "{verb}: {} idempotency keys, {} unreferenced file bodies, {} stale scratch files, \
+         {} events, {} finished webhook deliveries, {} webhook attempts, {} ended console sessions, \
+         {} old sign-in failures; {} {} steps of {} finished sends",
         r.idempotency_keys,
         r.blobs.len(),
         r.scratch_files,
+        r.events,
+        r.webhook_deliveries,
+        r.webhook_attempts,
+        r.console_sessions,
+        r.sign_in_failures,
         if r.dry_run {
             "would compact"
         } else {
@@ -47,6 +54,9 @@ pub fn describe(r: &PruneReport) -> String {
         r.compacted_steps,
         r.compacted_requests.len(),
     );
+    if let Some(p) = r.events_through {
+        out.push_str(&format!("\n  events up to position {p}"));
+    }
     for h in &r.blobs {
         out.push_str(&format!("\n  blob {h}"));
     }
@@ -67,6 +77,11 @@ pub fn record_metrics(r: &PruneReport) {
         ("compacted_steps", r.compacted_steps),
         ("blobs", r.blobs.len() as u64),
         ("scratch_files", r.scratch_files),
+        ("events", r.events),
+        ("webhook_deliveries", r.webhook_deliveries),
+        ("webhook_attempts", r.webhook_attempts),
+        ("console_sessions", r.console_sessions),
+        ("sign_in_failures", r.sign_in_failures),
     ] {
         metrics::counter!("refbridge_retention_removed_total", "kind" => kind).increment(n);
     }
@@ -81,6 +96,12 @@ fn log_report(r: &PruneReport) {
         scratch_files = r.scratch_files,
         compacted_steps = r.compacted_steps,
         compacted_requests = ?r.compacted_requests,
+        events = r.events,
+        events_through = r.events_through,
+        webhook_deliveries = r.webhook_deliveries,
+        webhook_attempts = r.webhook_attempts,
+        console_sessions = r.console_sessions,
+        sign_in_failures = r.sign_in_failures,
         "retention prune"
     );
 }
@@ -131,7 +152,7 @@ pub fn spawn_scheduled(
         scheduled(
             state.store.clone(),
             state.files.clone(),
-            cfg.retention.policy(),
+            cfg.retention_policy(),
             Duration::from_secs(cfg.retention.every_secs),
             crate::runtime::engine_config(cfg).owner,
         )
