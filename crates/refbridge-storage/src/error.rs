@@ -17,6 +17,9 @@ pub enum StorageError {
     Corrupt(String),
     #[error("file store: {0}")]
     Io(#[from] std::io::Error),
+    /// A bulk call (`bulk.rs`) given what it cannot write: a bad name, a short row.
+    #[error("bulk write: {0}")]
+    Bulk(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
 }

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 pub mod blobs;
+pub mod bulk;
 mod error;
 mod events;
 pub mod files;

@@ -458,10 +458,14 @@ impl Store {
             }
         }
         if let Some((at, id)) = filter.before {
+            // (received_at, request_id) < (at, id), spelled so that both backends read it as
+            // a range of the index from `at` down: the first term bounds the range (SQLite
+            // does not take an `a < ? OR (a = ? AND …)` with bound values as one, and would
+            // walk the index from the newest to the cursor: a deep page read half the store).
             let at = format_ts(at);
-            push(&mut sql, " AND (received_at < ?", at.clone());
-            push(&mut sql, " OR (received_at = ?", at);
-            push(&mut sql, " AND request_id < ?))", id.to_string());
+            push(&mut sql, " AND received_at <= ?", at.clone());
+            push(&mut sql, " AND (received_at < ?", at);
+            push(&mut sql, " OR request_id < ?)", id.to_string());
         }
         sql.push_str(&format!(
             " ORDER BY received_at DESC, request_id DESC LIMIT {}",

@@ -42,6 +42,7 @@ use crate::config::{Config, DatabaseUrl};
 use crate::runtime;
 
 pub mod console;
+pub mod scale;
 
 const PAYLOAD: &str = include_str!("../../assets/example_referral_request.json");
 const MIB: f64 = 1024.0 * 1024.0;
@@ -57,6 +58,9 @@ pub enum BenchCommand {
     Send(SendArgs),
     /// The console's inbox and referral pages rendered with many referrals in the store.
     Console(console::ConsoleArgs),
+    /// The hot reads and the worker's claim on a store of a few referrals, then on one
+    /// filled with a million (cloned from referrals made by the real path), side by side.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -112,6 +116,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Send(args) => println!("{}", send(&cfg, &args).await?),
         BenchCommand::Console(args) => println!("{}", console::console(&cfg, &args).await?),
+        BenchCommand::Scale(args) => println!("{}", scale::scale(&cfg, &args).await?),
     }
     Ok(())
 }

@@ -104,3 +104,108 @@ async fn bench_console_renders_every_page_on_both_stores() {
         assert!(full.max > std::time::Duration::ZERO, "{page} timed");
     }
 }
+
+/// The scale generator's store is a store: on the test's backend, 200 referrals (seven made
+/// by the real path, the rest cloned) read back through the API's list (every page) and
+/// detail, the console's referral page and the store, with every status there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_scale_fills_a_store_that_reads_back_with_every_status() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use refbridge_cli::commands::bench::scale;
+    use refbridge_domain::{ReferralStatus, RequestId, Role};
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.database_url = refbridge_cli::config::DatabaseUrl::new(
+        refbridge_storage::test_util::fresh_database_url(dir.path()).await,
+    );
+    cfg.files_dir = dir.path().join("files");
+    let state = refbridge_cli::open_state(&cfg)
+        .await
+        .expect("open the store");
+    let templates = scale::make_templates(&state, &cfg)
+        .await
+        .expect("the real path's referrals");
+    assert_eq!(templates.len(), ReferralStatus::ALL.len());
+    let rows = scale::read_templates(&state, &templates)
+        .await
+        .expect("the templates' rows");
+    let filled = scale::fill(&state, rows, 200, 30).await.expect("fill");
+    assert_eq!(filled.referrals, 200);
+    assert!(filled.middle.is_some() && filled.sent.is_some());
+
+    let counts = scale::statuses(&state).await.unwrap();
+    assert_eq!(counts.values().sum::<usize>(), 200, "{counts:?}");
+    for s in ReferralStatus::ALL {
+        assert!(counts[s.as_str()] > 0, "no {s:?} referral: {counts:?}");
+    }
+
+    let token = refbridge_api::new_token().unwrap();
+    state
+        .store
+        .create_token(
+            "scale-test",
+            Role::Reviewer,
+            &refbridge_api::hash_token(&token),
+        )
+        .await
+        .unwrap();
+    let app = refbridge_api::app(state.clone());
+    let get = |path: String| {
+        let (app, token) = (app.clone(), token.clone());
+        async move {
+            let req = Request::get(&path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = axum::body::to_bytes(res.into_body(), 16 << 20)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let mut ids = Vec::new();
+    let mut path = "/v1/referral-requests?limit=70".to_owned();
+    loop {
+        let page = get(path.clone()).await;
+        for item in page["items"].as_array().unwrap() {
+            ids.push(item["request_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/referral-requests?limit=70&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 200, "every referral listed once");
+    let mut seen = std::collections::BTreeMap::new();
+    for id in &ids {
+        let d = get(format!("/v1/referral-requests/{id}")).await;
+        let status = d["status"].as_str().unwrap().to_owned();
+        assert!(!d["history"].as_array().unwrap().is_empty(), "{id}");
+        assert!(!d["files"].as_array().unwrap().is_empty(), "{id}");
+        if status != "received" && status != "denied" {
+            assert!(d["send"]["steps"].as_array().is_some(), "{id}: {d}");
+        }
+        let rec = state
+            .store
+            .get_referral(RequestId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.status.as_str(), status);
+        *seen.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), ReferralStatus::ALL.len(), "{seen:?}");
+    // The event feed has no hole: positions 1..=n.
+    let page = state.store.events_after(0, &[], 100_000).await.unwrap();
+    for (i, e) in page.events.iter().enumerate() {
+        assert_eq!(e.position, i as i64 + 1);
+    }
+    assert!(page.events.len() > 200);
+    state.store.close().await;
+}
