@@ -721,12 +721,10 @@ pub async fn fill(
         mix.extend(std::iter::repeat_n(k, weight as usize));
     }
     // The head of the feed (a page shorter than asked ends at the head).
-    let position: i64 = state
-        .store
-        .events_after(0, &[], i64::MAX)
-        .await?
-        .next_cursor
-        .max(0);
+    let position: i64 = match state.store.events_after(None, &[], i64::MAX).await? {
+        refbridge_storage::FeedRead::Page(page) => page.next_cursor.max(0),
+        refbridge_storage::FeedRead::Pruned(_) => bail!("the templates' events were pruned"),
+    };
     let mut rng = SmallRng::seed_from_u64(15);
     let agencies: Vec<(String, String)> = (0..AGENCIES)
         .map(|k| {
