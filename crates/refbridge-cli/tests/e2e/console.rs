@@ -139,6 +139,22 @@ async fn wait_for_status(c: &Client, status: &str) {
     }
 }
 
+/// Waits until the page shows `text` (a page still loading under a busy machine has not yet).
+async fn wait_for_text(c: &Client, text: &str) {
+    let started = Instant::now();
+    loop {
+        let page = source(c).await;
+        if page.contains(text) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never showed {text:?}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn source(c: &Client) -> String {
     c.source().await.expect("page source")
 }
@@ -338,7 +354,7 @@ async fn a_reviewer_approves_in_the_browser_and_watches_the_send() {
     }
     // A reviewer is refused the operations page.
     c.goto(&format!("{}/console/ops", app.base)).await.unwrap();
-    assert!(source(c).await.contains("Not for your role"));
+    wait_for_text(c, "Not for your role").await;
     accessible(c, &axe, "refused").await;
     // A form whose CSRF token is gone is refused.
     c.goto(&format!("{}/console/payors", app.base))
