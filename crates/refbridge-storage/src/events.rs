@@ -344,7 +344,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT pruned_through, pruned_at, kept_days FROM event_retention WHERE id = 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         let at: Option<String> = row.try_get("pruned_at")?;
         Ok(PrunedEvents {

@@ -256,7 +256,6 @@ async fn pool_of(
             (Backend::Sqlite, Access::ReadWrite) => 1,
             _ => options.max_connections,
         })
-        .min_connections(0)
         .acquire_timeout(options.acquire_timeout)
         // sqlx pings an idle connection before handing it out: for SQLite that is one more
         // round trip to the connection's thread per statement or transaction (about a
@@ -294,6 +293,23 @@ async fn pool_of(
         })
         .connect_with(connect.clone())
         .await
+}
+
+/// A PostgreSQL URL (`admin_url`) with its database name replaced by `db`.
+pub fn with_database(admin_url: &str, db: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
 }
 
 /// The file of a `sqlite:` URL (`None` for `:memory:` and other schemes), without opening it.

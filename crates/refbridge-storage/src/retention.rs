@@ -261,50 +261,35 @@ impl Store {
         dry_run: bool,
         report: &mut PruneReport,
     ) -> Result<(), StorageError> {
-        let cutoff = format_ts(ago(age));
-        let deliveries = format!(
-            "FROM webhook_deliveries d WHERE d.state <> 'pending' AND d.event_id IN \
+        let cutoff = [format_ts(ago(age))];
+        let finished = format!(
+            "state <> 'pending' AND event_id IN \
              (SELECT e.id FROM events e WHERE {OLD_EVENTS} AND {NONE_PENDING})"
         );
+        // The finished deliveries first (the events' foreign key), then the events that no
+        // delivery refers to any more: one whose delivery was queued or finished meanwhile
+        // stays, for the next prune.
+        report.webhook_deliveries = self
+            .delete_in_batches(
+                "webhook_deliveries",
+                "endpoint_id, event_id",
+                &finished,
+                &cutoff,
+                dry_run,
+            )
+            .await?;
         if dry_run {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {deliveries}"))
-                .bind(&cutoff)
-                .fetch_one(&self.pool)
-                .await?;
-            report.webhook_deliveries = n as u64;
             let row = sqlx::query(&format!(
                 "SELECT COUNT(*) AS n, MAX(e.position) AS through FROM events e \
                  WHERE {OLD_EVENTS} AND {NONE_PENDING}"
             ))
-            .bind(&cutoff)
-            .fetch_one(&self.pool)
+            .bind(&cutoff[0])
+            .fetch_one(self.reader())
             .await?;
             let n: i64 = row.try_get("n")?;
             report.events = n as u64;
             report.events_through = row.try_get("through")?;
             return Ok(());
-        }
-        // The finished deliveries first (the events' foreign key), then the events that no
-        // delivery refers to any more: one whose delivery was queued or finished meanwhile
-        // stays, for the next prune.
-        let sql = format!(
-            "DELETE FROM webhook_deliveries WHERE (endpoint_id, event_id) IN \
-             (SELECT d.endpoint_id, d.event_id {deliveries} LIMIT $2)"
-        );
-        loop {
-            let mut tx = self.begin_write().await?;
-            let n = sqlx::query(&sql)
-                .bind(&cutoff)
-                .bind(PRUNE_BATCH)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            report.webhook_deliveries += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-            tokio::task::yield_now().await;
         }
         let sql = format!(
             "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE {OLD_EVENTS} \
@@ -315,7 +300,7 @@ impl Store {
         loop {
             let mut tx = self.begin_write().await?;
             let positions: Vec<i64> = sqlx::query_scalar(&sql)
-                .bind(&cutoff)
+                .bind(&cutoff[0])
                 .bind(PRUNE_BATCH)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -341,8 +326,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the rows of `table` (keyed by `key`) that `filter` selects, its `$1…$n` bound
-    /// to `binds`, in batches (or, `dry_run`, counts them).
+    /// Deletes the rows of `table` (keyed by the columns `key`) that `filter` selects, its
+    /// `$1…$n` bound to `binds`, in batches of one statement each (or, `dry_run`, counts them).
     async fn delete_in_batches(
         &self,
         table: &str,
@@ -357,21 +342,23 @@ impl Store {
             for b in binds {
                 q = q.bind(b);
             }
-            return Ok(q.fetch_one(&self.pool).await? as u64);
+            return Ok(q.fetch_one(self.reader()).await? as u64);
         }
         let sql = format!(
-            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {filter} LIMIT ${})",
+            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {filter} LIMIT ${})",
             binds.len() + 1
         );
         let mut total = 0;
         loop {
-            let mut tx = self.begin_write().await?;
             let mut q = sqlx::query(&sql);
             for b in binds {
                 q = q.bind(b);
             }
-            let n = q.bind(PRUNE_BATCH).execute(&mut *tx).await?.rows_affected();
-            tx.commit().await?;
+            let n = q
+                .bind(PRUNE_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
             total += n;
             if n < PRUNE_BATCH as u64 {
                 return Ok(total);

@@ -58,22 +58,7 @@ pub async fn fresh_database_url_on(backend: Backend, dir: &Path) -> String {
     }
 }
 
-/// `admin_url` with its database name replaced.
-pub fn with_database(admin_url: &str, db: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{db}?{q}"),
-        None => format!("{root}/{db}"),
-    }
-}
+pub use crate::with_database;
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
     let template = ensure_template(admin_url).await;

@@ -172,6 +172,45 @@ async fn new_token(state: &AppState, name: &str, role: Role) -> anyhow::Result<S
     Ok(token)
 }
 
+/// A reviewer's console session cookie (`name` the user), as a sign-in would set it.
+async fn console_session(state: &AppState, name: &str) -> anyhow::Result<String> {
+    let hash = refbridge_api::console::session::hash_password("bench password")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let user = state.store.create_user(name, Role::Reviewer, &hash).await?;
+    let set = refbridge_api::console::session::start_session(state, &user, &Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let set = set.to_str().context("the session cookie")?;
+    Ok(set.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// `GET path` through `app` in this process (no socket), with one header (a token, a
+/// cookie): an error unless it answers 200 with a body.
+async fn get_in_process(
+    app: &axum::Router,
+    path: &str,
+    (name, value): (axum::http::HeaderName, &str),
+) -> anyhow::Result<()> {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::get(path)
+        .header(name, value)
+        .body(axum::body::Body::empty())?;
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            1,
+        ))));
+    let res = app.clone().oneshot(req).await?;
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), 64 << 20).await?;
+    anyhow::ensure!(
+        status == axum::http::StatusCode::OK && !body.is_empty(),
+        "{path} answered {status}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+    Ok(())
+}
+
 /// The API served in this process on a free loopback port.
 struct Api {
     base: String,

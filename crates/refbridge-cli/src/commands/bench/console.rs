@@ -10,17 +10,17 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
+use axum::http::header;
 use refbridge_api::AppState;
 use refbridge_domain::intake::{self, RawParts};
-use refbridge_domain::{RequestId, Role, form};
+use refbridge_domain::{RequestId, form};
 use refbridge_storage::{NewFile, NewReferral};
 use serde_json::Value;
-use tower::ServiceExt;
 
-use super::{Latency, PAYLOAD, ms, referral_identity, request_id, scratch_config};
+use super::{
+    Latency, PAYLOAD, console_session, get_in_process, ms, referral_identity, request_id,
+    scratch_config,
+};
 use crate::config::Config;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -74,7 +74,7 @@ async fn timed_pages(
     let started = Instant::now();
     fill(&state, n).await?;
     let filled = started.elapsed();
-    let cookie = console_session(&state).await?;
+    let cookie = console_session(&state, "bench-reviewer").await?;
     let app = refbridge_api::app(state.clone());
     let shown = request_id(n / 2);
     let paths = [
@@ -86,48 +86,17 @@ async fn timed_pages(
     let mut out = Vec::new();
     for path in &paths {
         // Warm the caches the way a reviewer's second look would.
-        render(&app, path, &cookie).await?;
+        get_in_process(&app, path, (header::COOKIE, &cookie)).await?;
         let mut times = Vec::with_capacity(renders);
         for _ in 0..renders {
             let t = Instant::now();
-            render(&app, path, &cookie).await?;
+            get_in_process(&app, path, (header::COOKIE, &cookie)).await?;
             times.push(t.elapsed());
         }
         out.push(Latency::of(times));
     }
     state.store.close().await;
     Ok((filled, out))
-}
-
-async fn render(app: &axum::Router, path: &str, cookie: &str) -> anyhow::Result<()> {
-    let mut req = Request::get(path)
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())?;
-    req.extensions_mut()
-        .insert(ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
-    let res = app.clone().oneshot(req).await?;
-    let status = res.status();
-    let body = axum::body::to_bytes(res.into_body(), 16 << 20).await?;
-    anyhow::ensure!(
-        status == StatusCode::OK && !body.is_empty(),
-        "{path} answered {status}"
-    );
-    Ok(())
-}
-
-/// A reviewer's session cookie, as a sign-in would set it.
-async fn console_session(state: &AppState) -> anyhow::Result<String> {
-    let hash = refbridge_api::console::session::hash_password("bench password")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let user = state
-        .store
-        .create_user("bench-reviewer", Role::Reviewer, &hash)
-        .await?;
-    let set = refbridge_api::console::session::start_session(state, &user, &Default::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let set = set.to_str().context("the session cookie")?;
-    Ok(set.split(';').next().unwrap_or_default().to_owned())
 }
 
 /// Records `n` referrals through the intake's transaction; every tenth is then denied.

@@ -22,9 +22,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
+use axum::http::header;
 use chrono::{DateTime, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -36,9 +34,11 @@ use refbridge_storage::bulk::{Cell, Rows};
 use refbridge_storage::{Backend, format_ts, now, parse_ts};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tower::ServiceExt;
 
-use super::{Api, Latency, PAYLOAD, accloud_for, bench_terms, ms, new_token, post_json};
+use super::{
+    Api, Latency, PAYLOAD, accloud_for, bench_terms, console_session, get_in_process, ms,
+    new_token, post_json,
+};
 use crate::config::{Config, DatabaseUrl};
 use crate::runtime;
 
@@ -856,12 +856,8 @@ pub async fn measure(
     targets: &Targets,
     samples: usize,
 ) -> anyhow::Result<Vec<Latency>> {
-    let token = refbridge_api::new_token().context("the operating system's random source")?;
     let name = format!("bench-scale-{}", uuid::Uuid::new_v4().simple());
-    state
-        .store
-        .create_token(&name, Role::Reviewer, &refbridge_api::hash_token(&token))
-        .await?;
+    let token = new_token(state, &name, Role::Reviewer).await?;
     let cookie = console_session(state, &name).await?;
     let app = refbridge_api::app(state.clone());
     let cursor = format!(
@@ -891,43 +887,28 @@ pub async fn measure(
         .await?,
     );
     let auth = format!("Bearer {token}");
-    let paths: [(String, &str); 9] = [
-        ("/v1/referral-requests".to_owned(), "api"),
-        ("/v1/referral-requests?status=received".to_owned(), "api"),
+    let api = (header::AUTHORIZATION, auth.as_str());
+    let console = (header::COOKIE, cookie.as_str());
+    let open = (header::ACCEPT, "*/*");
+    let paths = [
+        ("/v1/referral-requests".to_owned(), &api),
+        ("/v1/referral-requests?status=received".to_owned(), &api),
         (
             format!("/v1/referral-requests?agency={}", targets.agency),
-            "api",
+            &api,
         ),
-        (format!("/v1/referral-requests?cursor={cursor}"), "api"),
-        (format!("/v1/referral-requests/{}", targets.shown), "api"),
-        ("/metrics".to_owned(), "open"),
-        ("/readyz".to_owned(), "open"),
-        ("/console".to_owned(), "console"),
-        (format!("/console/referrals/{}", targets.shown), "console"),
+        (format!("/v1/referral-requests?cursor={cursor}"), &api),
+        (format!("/v1/referral-requests/{}", targets.shown), &api),
+        ("/metrics".to_owned(), &open),
+        ("/readyz".to_owned(), &open),
+        ("/console".to_owned(), &console),
+        (format!("/console/referrals/{}", targets.shown), &console),
     ];
-    for (path, how) in &paths {
-        let (name, value) = match *how {
-            "api" => (header::AUTHORIZATION, auth.as_str()),
-            "console" => (header::COOKIE, cookie.as_str()),
-            _ => (header::ACCEPT, "*/*"),
-        };
+    for (path, (name, value)) in paths {
         let get = || async {
-            let mut req = Request::get(path.as_str())
-                .header(name.clone(), value)
-                .body(Body::empty())?;
-            req.extensions_mut()
-                .insert(ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
             let t = Instant::now();
-            let res = app.clone().oneshot(req).await?;
-            let status = res.status();
-            let body = axum::body::to_bytes(res.into_body(), 64 << 20).await?;
-            let took = t.elapsed();
-            anyhow::ensure!(
-                status == StatusCode::OK && !body.is_empty(),
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            );
-            Ok(took)
+            get_in_process(&app, &path, (name.clone(), value)).await?;
+            Ok(t.elapsed())
         };
         // Once to warm the caches, as a second look would.
         get().await?;
@@ -946,18 +927,6 @@ where
         v.push(f().await?);
     }
     Ok(Latency::of(v))
-}
-
-/// A reviewer's session cookie, as a sign-in would set it.
-async fn console_session(state: &AppState, name: &str) -> anyhow::Result<String> {
-    let hash = refbridge_api::console::session::hash_password("bench password")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let user = state.store.create_user(name, Role::Reviewer, &hash).await?;
-    let set = refbridge_api::console::session::start_session(state, &user, &Default::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let set = set.to_str().context("the session cookie")?;
-    Ok(set.split(';').next().unwrap_or_default().to_owned())
 }
 
 // ---------------------------------------------------------------- the command
@@ -979,7 +948,7 @@ pub async fn scale(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport
         Some(admin) => {
             let db = format!("refbridge_bench_{}", uuid::Uuid::new_v4().simple());
             admin_sql(admin, &format!("CREATE DATABASE {db}")).await?;
-            cfg.database_url = DatabaseUrl::new(with_database(admin, &db));
+            cfg.database_url = DatabaseUrl::new(refbridge_storage::with_database(admin, &db));
             Some((admin.clone(), db))
         }
         None => None,
@@ -1044,23 +1013,6 @@ async fn scale_in(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport>
         full,
         samples: args.samples,
     })
-}
-
-/// `admin_url` with its database name replaced.
-fn with_database(admin_url: &str, db: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{db}?{q}"),
-        None => format!("{root}/{db}"),
-    }
 }
 
 async fn admin_sql(admin_url: &str, sql: &str) -> anyhow::Result<()> {
