@@ -361,3 +361,33 @@ pub fn sim_summary(sim: &SimHandle) -> Value {
         "attachments": pick(&v["attachments"], &["filename", "size", "sha256"]),
     })
 }
+
+/// `GET /metrics`: the Prometheus text (checked to be one).
+pub async fn metrics(app: &TestApp) -> String {
+    let res = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    res.text().await.unwrap()
+}
+
+/// The value of the first sample of `family` whose labels include every one of `labels`.
+pub fn sample(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(family)
+                && l[family.len()..].starts_with(['{', ' '])
+                && labels.iter().all(|x| l.contains(x))
+        })
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}

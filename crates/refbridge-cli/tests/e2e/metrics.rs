@@ -9,21 +9,9 @@ use refbridge_accloud_sim::{Endpoint, FaultKind, ScriptedFault, SimConfig};
 use refbridge_cli::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
 use refbridge_saga::Engine;
 
-use crate::helpers::{sample_terms, spawn_app_with};
+use crate::helpers::{metrics, sample, sample_terms, spawn_app_with};
 
 const ID: &str = "5b0b7f43-2a51-4f55-9d0c-0b3d3a3c9e11";
-
-/// The value of the first sample of `family` whose labels contain every one of `labels`.
-fn sample(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(family)
-                && l[family.len()..].starts_with(['{', ' '])
-                && labels.iter().all(|x| l.contains(x))
-        })
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 #[tokio::test]
 async fn metrics_after_a_troubled_send_show_every_family_with_counts() {
@@ -67,15 +55,7 @@ async fn metrics_after_a_troubled_send_show_every_family_with_counts() {
     app.wait_status(ID, &["sent"], Duration::from_secs(60))
         .await;
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&app).await;
     let positive = |family: &str, labels: &[&str]| {
         let v = sample(&text, family, labels);
         assert!(

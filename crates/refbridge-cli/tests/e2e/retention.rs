@@ -14,7 +14,7 @@ use refbridge_accloud_sim::SimConfig;
 use refbridge_domain::Role;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, sample_terms, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, metrics, sample, sample_terms, spawn_app, spawn_app_with};
 
 async fn sql(app: &TestApp) -> AnyPool {
     sqlx::any::install_default_drivers();
@@ -216,32 +216,16 @@ async fn prune_removes_only_what_the_policy_allows() {
 
     // What a scheduled prune removed shows in /metrics.
     refbridge_cli::commands::prune::record_metrics(&report);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for kind in [
-        "blobs",
-        "idempotency_keys",
-        "scratch_files",
-        "compacted_steps",
-    ] {
-        let line = metrics
-            .lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "refbridge_retention_removed_total{{kind=\"{kind}\"}}"
-                ))
-            })
-            .unwrap_or_else(|| panic!("no {kind} count in\n{metrics}"));
-        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!(n >= 1.0, "{line}");
-    }
+    removed_counted(
+        &app,
+        &[
+            "blobs",
+            "idempotency_keys",
+            "scratch_files",
+            "compacted_steps",
+        ],
+    )
+    .await;
 
     assert!(
         !blobs.contains(&gone_body).await.unwrap(),
@@ -608,33 +592,17 @@ async fn prune_removes_old_events_attempts_and_ended_sessions_and_the_feed_says_
 
     // What was removed shows in /metrics, by kind.
     refbridge_cli::commands::prune::record_metrics(&report);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for kind in [
-        "events",
-        "webhook_deliveries",
-        "webhook_attempts",
-        "console_sessions",
-        "sign_in_failures",
-    ] {
-        let line = metrics
-            .lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "refbridge_retention_removed_total{{kind=\"{kind}\"}}"
-                ))
-            })
-            .unwrap_or_else(|| panic!("no {kind} count in\n{metrics}"));
-        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!(n >= 1.0, "{line}");
-    }
+    removed_counted(
+        &app,
+        &[
+            "events",
+            "webhook_deliveries",
+            "webhook_attempts",
+            "console_sessions",
+            "sign_in_failures",
+        ],
+    )
+    .await;
 
     // The feed: a cursor before what went is told so (410), naming `after`, the first
     // position kept and the setting; from the mark on, the feed is whole.
@@ -736,4 +704,17 @@ async fn prune_removes_old_events_attempts_and_ended_sessions_and_the_feed_says_
         (status, body["resume_after"].clone()),
         (410, Value::from(through.to_string()))
     );
+}
+
+/// Each of `kinds` shows in `/metrics` as removed at least once.
+async fn removed_counted(app: &TestApp, kinds: &[&str]) {
+    let text = metrics(app).await;
+    for kind in kinds {
+        let n = sample(
+            &text,
+            "refbridge_retention_removed_total",
+            &[&format!("kind=\"{kind}\"")],
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{kind}: {n:?} in\n{text}");
+    }
 }

@@ -15,7 +15,7 @@ use refbridge_saga::{Engine, EngineConfig};
 use refbridge_storage::{Backend, DoneStep, SendError, Store, StoreOptions};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, sample_terms, spawn_app_with};
+use crate::helpers::{TestApp, metrics, sample_terms, spawn_app_with};
 
 const ID: &str = "0e1d5e34-63d7-4bb2-8e22-9376943ab56f";
 
@@ -217,23 +217,6 @@ async fn readyz_and_metrics_show_the_send_queue() {
         0.0,
         "{text}"
     );
-}
-
-async fn metrics(app: &TestApp) -> String {
-    let res = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    res.text().await.unwrap()
 }
 
 fn gauge(text: &str, name: &str) -> f64 {
