@@ -42,6 +42,7 @@ impl Store {
         request_id: Option<RequestId>,
         patient_id: Option<PatientId>,
     ) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "INSERT INTO phi_access (id, at, actor, via, what, request_id, patient_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -53,8 +54,9 @@ impl Store {
         .bind(what)
         .bind(request_id.map(|r| r.to_string()))
         .bind(patient_id.map(|p| p.to_string()))
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 

@@ -1,9 +1,10 @@
 //! The audit trail: who changed what, when. Details carry ids and statuses, never personal
 //! data.
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use crate::error::{StorageError, corrupt};
 use crate::{Store, format_ts, parse_ts};
@@ -19,7 +20,7 @@ pub struct AuditEvent {
 }
 
 pub(crate) async fn record(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     at: DateTime<Utc>,
     actor: &str,
     action: &str,

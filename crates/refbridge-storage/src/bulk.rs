@@ -2,8 +2,9 @@
 //! clone a few referrals made by the real path into a store of a million. Not for the
 //! service's own work: these calls know no rule of the domain, only tables and columns.
 
+use crate::writer::WriteTx;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Column, Row, Transaction};
+use sqlx::{Column, Row};
 
 use crate::error::StorageError;
 use crate::{Backend, Store};
@@ -84,7 +85,10 @@ impl Store {
             checked_name(table)?,
             checked_name(column)?
         );
-        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(value)
+            .fetch_all(self.reader())
+            .await?;
         let mut out = Rows::default();
         if let Some(first) = rows.first() {
             out.columns = first
@@ -147,7 +151,9 @@ impl Store {
             Backend::Postgres => "VACUUM ANALYZE",
             Backend::Sqlite => "PRAGMA optimize",
         };
-        sqlx::query(sql).execute(&self.pool).await?;
+        let mut w = self.write_single().await?;
+        sqlx::query(sql).execute(&mut *w).await?;
+        w.commit().await?;
         Ok(())
     }
 }
@@ -155,7 +161,7 @@ impl Store {
 /// Rows written in one transaction, a multi-row `INSERT` of a fixed size per table (each
 /// prepared once per connection and reused), committed by [`BulkWriter::commit`].
 pub struct BulkWriter {
-    tx: Transaction<'static, Any>,
+    tx: WriteTx,
     backend: Backend,
 }
 

@@ -24,13 +24,14 @@
 
 use std::sync::Arc;
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use refbridge_domain::event::EventType;
 use refbridge_domain::{PatientId, RequestId};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::{Backend, Store, format_ts, parse_ts};
@@ -92,7 +93,7 @@ impl EventSignal {
 /// Records an event about a referral request inside the caller's transaction; its patient is
 /// read from the referral row.
 pub(crate) async fn record(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     at: DateTime<Utc>,
     event_type: EventType,
     request_id: RequestId,
@@ -115,7 +116,7 @@ pub(crate) async fn record(
 /// Records an event that belongs to no referral request (a payor, an endpoint), or whose
 /// patient is known, inside the caller's transaction.
 pub(crate) async fn record_other(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     at: DateTime<Utc>,
     event_type: EventType,
     ids: (Option<RequestId>, Option<PatientId>),
@@ -209,10 +210,7 @@ impl Store {
 
     /// Commits a transaction that recorded events, then wakes this process's feed readers and
     /// webhook worker (other processes: `LISTEN`, or their polling).
-    pub(crate) async fn commit_events(
-        &self,
-        tx: Transaction<'static, Any>,
-    ) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit_events(&self, tx: WriteTx) -> Result<(), sqlx::Error> {
         tx.commit().await?;
         self.events.notify();
         Ok(())
@@ -395,7 +393,7 @@ mod tests {
         )
     }
 
-    async fn insert(tx: &mut Transaction<'static, Any>, n: i64) {
+    async fn insert(tx: &mut WriteTx, n: i64) {
         record_other(
             tx,
             now(),
@@ -436,9 +434,9 @@ mod tests {
             return;
         }
         let (store, _dir) = store().await;
-        let mut a = store.pool.begin().await.unwrap();
+        let mut a = store.begin_write().await.unwrap();
         insert(&mut a, 1).await;
-        let mut b = store.pool.begin().await.unwrap();
+        let mut b = store.begin_write().await.unwrap();
         insert(&mut b, 2).await;
         b.commit().await.unwrap();
 

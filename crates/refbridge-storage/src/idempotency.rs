@@ -49,6 +49,7 @@ impl Store {
     ) -> Result<KeyReservation, StorageError> {
         for _ in 0..3 {
             let at = now();
+            let mut w = self.write_single().await?;
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (caller, idem_key, method, path, body_sha256, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, idem_key) DO NOTHING",
@@ -59,10 +60,11 @@ impl Store {
             .bind(req.path)
             .bind(req.fingerprint)
             .bind(format_ts(at))
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?
             .rows_affected()
                 == 1;
+            w.commit().await?;
             if inserted {
                 return Ok(KeyReservation::Reserved);
             }
@@ -82,14 +84,16 @@ impl Store {
             let status: Option<i64> = row.try_get("status")?;
             let expired = age > ttl || (status.is_none() && age > ABANDONED_AFTER);
             if expired {
+                let mut w = self.write_single().await?;
                 sqlx::query(
                     "DELETE FROM idempotency_keys WHERE caller = $1 AND idem_key = $2 AND created_at = $3",
                 )
                 .bind(req.caller)
                 .bind(req.key)
                 .bind(&created)
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await?;
+                w.commit().await?;
                 continue;
             }
             let method: String = row.try_get("method")?;
@@ -122,6 +126,7 @@ impl Store {
         content_type: Option<&str>,
         body: &str,
     ) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "UPDATE idempotency_keys SET status = $3, content_type = $4, response_body = $5 \
              WHERE caller = $1 AND idem_key = $2",
@@ -131,8 +136,9 @@ impl Store {
         .bind(i64::from(status))
         .bind(content_type)
         .bind(body)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 
@@ -142,13 +148,15 @@ impl Store {
         caller: &str,
         key: &str,
     ) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE caller = $1 AND idem_key = $2 AND status IS NULL",
         )
         .bind(caller)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 
@@ -156,12 +164,13 @@ impl Store {
     pub async fn purge_idempotency_keys(&self, ttl: Duration) -> Result<u64, StorageError> {
         let cutoff =
             now() - chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(1));
-        Ok(
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                .bind(format_ts(cutoff))
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        let mut w = self.write_single().await?;
+        let purged = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(format_ts(cutoff))
+            .execute(&mut *w)
+            .await?
+            .rows_affected();
+        w.commit().await?;
+        Ok(purged)
     }
 }

@@ -24,6 +24,7 @@ mod users;
 mod views;
 mod webhooks;
 mod workers;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -124,10 +125,11 @@ const IDLE_TX_MS: u64 = 30_000;
 /// The database behind refbridge. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Every write, and the reads inside a write transaction. On SQLite one connection: the
-    /// database has one writer at a time, and writers that queue in the pool wait far less
-    /// than writers sleeping in SQLite's busy handler.
+    /// The pool: PostgreSQL's connections, a SQLite database in memory's one connection, or
+    /// a SQLite file's readers (its writes go through `writer`'s one connection).
     pool: AnyPool,
+    /// Every write, and the reads inside a write transaction ([`writer`]).
+    writer: writer::Writer,
     /// Reads outside a transaction ([`Store::reader`]): on a SQLite file, a pool of read-only
     /// connections of its own; otherwise `pool` itself.
     read: AnyPool,
@@ -153,6 +155,25 @@ impl Store {
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?
             .log_statements(tracing::log::LevelFilter::Trace);
+        // A SQLite file: one writing connection of its own (`writer`), and a pool of
+        // read-only connections. WAL lets them read beside the one writer, each on its own
+        // connection (and thread), so a read never queues behind a write transaction.
+        if let Some(file) = sqlite_file {
+            let conn = connect_sqlite_writer(&connect, options)
+                .await
+                .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
+            let read = pool_of(&connect, backend, options, Access::ReadOnly)
+                .await
+                .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
+            return Ok(Store {
+                pool: read.clone(),
+                writer: writer::Writer::Sole(std::sync::Arc::new(writer::Sole::new(conn))),
+                read,
+                backend,
+                sqlite_file: Some(file),
+                events: EventSignal::default(),
+            });
+        }
         let pool = match pool_of(&connect, backend, options, Access::ReadWrite).await {
             Ok(pool) => pool,
             // The pool only says it timed out: one direct attempt tells why.
@@ -170,20 +191,17 @@ impl Store {
             }
             Err(e) => return Err(StorageError::Connect(format!("{place}: {e}"))),
         };
-        // SQLite's readers: WAL lets them read beside the one writer, each on its own
-        // connection (and thread), so a read never queues behind a write transaction. A
-        // database in memory is one connection's own: it reads through the writer.
-        let read = match (backend, &sqlite_file) {
-            (Backend::Sqlite, Some(_)) => pool_of(&connect, backend, options, Access::ReadOnly)
-                .await
-                .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?,
-            _ => pool.clone(),
-        };
+        // PostgreSQL, or a SQLite database in memory (one connection's own: it reads and
+        // writes through that one).
         Ok(Store {
+            writer: writer::Writer::Pool {
+                pool: pool.clone(),
+                begin: backend.begin_write(),
+            },
+            read: pool.clone(),
             pool,
-            read,
             backend,
-            sqlite_file,
+            sqlite_file: None,
             events: EventSignal::default(),
         })
     }
@@ -200,10 +218,14 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| StorageError::Migrate(e.to_string()))
+        let migrated = match &self.writer {
+            writer::Writer::Sole(sole) => {
+                let mut conn = sole.exclusive().await?;
+                migrator.run(&mut **conn).await
+            }
+            writer::Writer::Pool { pool, .. } => migrator.run(pool).await,
+        };
+        migrated.map_err(|e| StorageError::Migrate(e.to_string()))
     }
 
     pub fn backend(&self) -> Backend {
@@ -212,13 +234,16 @@ impl Store {
 
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         self.read.close().await;
         self.pool.close().await;
+        if let writer::Writer::Sole(sole) = &self.writer {
+            sole.close().await;
+        }
     }
 
     /// Where a read outside a transaction goes: it sees every committed write, and on SQLite
@@ -227,8 +252,25 @@ impl Store {
         &self.read
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
-        Ok(self.pool.begin_with(self.backend.begin_write()).await?)
+    /// On a SQLite file, how many commits its writer has made since the store opened (each
+    /// commit is one fsync, shared by the writes of its group); `None` on the pool.
+    pub fn sqlite_commits(&self) -> Option<u64> {
+        match &self.writer {
+            writer::Writer::Sole(sole) => Some(sole.commits()),
+            writer::Writer::Pool { .. } => None,
+        }
+    }
+
+    /// A write transaction.
+    async fn begin_write(&self) -> Result<writer::WriteTx, StorageError> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// For one write statement: on PostgreSQL a connection of the pool, with no transaction
+    /// around the statement; on SQLite a transaction of the writer like any other (it commits
+    /// with its group). Call [`writer::WriteTx::commit`] after the statement.
+    async fn write_single(&self) -> Result<writer::WriteTx, StorageError> {
+        Ok(self.writer.single().await?)
     }
 }
 
@@ -238,8 +280,8 @@ enum Access {
     ReadOnly,
 }
 
-/// The connection pool for `backend`: on SQLite, one connection for writing
-/// ([`Access::ReadWrite`]) or `max_connections` read-only ones.
+/// The connection pool for `backend`: on SQLite, the one connection of a database in memory
+/// ([`Access::ReadWrite`]) or a file's `max_connections` read-only ones.
 async fn pool_of(
     connect: &AnyConnectOptions,
     backend: Backend,
@@ -249,10 +291,8 @@ async fn pool_of(
     let busy_ms = options.busy_timeout.as_millis();
     AnyPoolOptions::new()
         .max_connections(match (backend, access) {
-            // SQLite has one writer at a time. With several connections, writers that find
-            // the lock taken sleep in the busy handler (1 to 100 ms steps); with one, they
-            // queue in the pool instead (measured at 8 in flight: intake p99 240 ms -> 39 ms,
-            // sends 106/s -> 140/s).
+            // A SQLite database in memory is one connection's own (a file's writer is not
+            // pooled: `writer::Sole`).
             (Backend::Sqlite, Access::ReadWrite) => 1,
             _ => options.max_connections,
         })
@@ -275,16 +315,14 @@ async fn pool_of(
                         .await?;
                     }
                     Backend::Sqlite if access == Access::ReadWrite => {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
-                            .await?;
+                        set_up_sqlite_writer(conn, busy_ms).await?;
                     }
                     Backend::Sqlite => {
                         // A reader that tried to write would take the lock beside the writer.
                         conn.execute("PRAGMA query_only = ON").await?;
                         conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                        conn.execute(format!("PRAGMA cache_size = {READER_CACHE_KIB}").as_str())
                             .await?;
                     }
                 }
@@ -293,6 +331,50 @@ async fn pool_of(
         })
         .connect_with(connect.clone())
         .await
+}
+
+/// SQLite's page cache per connection, in KiB (SQLite's own default is 2 MiB): on a large
+/// store every read beyond the hottest pages is otherwise a system call to the kernel's
+/// cache. Negative values are sizes, not page counts.
+const WRITER_CACHE_KIB: i64 = -65_536;
+const READER_CACHE_KIB: i64 = -16_384;
+
+/// The writing connection of a SQLite file ([`writer::Sole`]).
+async fn connect_sqlite_writer(
+    connect: &AnyConnectOptions,
+    options: &StoreOptions,
+) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    let mut conn = tokio::time::timeout(
+        options.acquire_timeout,
+        <sqlx::AnyConnection as sqlx::Connection>::connect_with(connect),
+    )
+    .await
+    .map_err(|_| {
+        sqlx::Error::Protocol(format!(
+            "no connection within {:?}",
+            options.acquire_timeout
+        ))
+    })??;
+    set_up_sqlite_writer(&mut conn, options.busy_timeout.as_millis()).await?;
+    Ok(conn)
+}
+
+/// The settings of SQLite's writing connection.
+async fn set_up_sqlite_writer(
+    conn: &mut sqlx::AnyConnection,
+    busy_ms: u128,
+) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    // Every commit reaches the disk before it returns: an intent is durable before its
+    // remote call, through a power cut too (WAL's `NORMAL` keeps it only through a crash of
+    // the process). The writer's group commit shares one fsync among the writes that wait.
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+        .await?;
+    conn.execute(format!("PRAGMA cache_size = {WRITER_CACHE_KIB}").as_str())
+        .await?;
+    Ok(())
 }
 
 /// A PostgreSQL URL (`admin_url`) with its database name replaced by `db`.

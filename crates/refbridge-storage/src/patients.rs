@@ -1,6 +1,7 @@
 //! Patients: the people referrals are about. A patient's id is stable and is what ACCloud
 //! later sees as the client's `external_id`.
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_domain::PatientId;
 use refbridge_domain::intake::ClientMeta;
@@ -8,8 +9,8 @@ use refbridge_domain::patient::PatientPut;
 use refbridge_domain::person::normalize_name;
 use serde::Serialize;
 use serde_json::json;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::{Store, audit, format_ts, now, parse_ts};
@@ -89,7 +90,7 @@ fn from_row(r: &AnyRow) -> Result<PatientRecord, StorageError> {
 /// first by the agency's client (org + client id), then by normalised first name, last name
 /// and birthday, else a new patient. The agency client is linked to the patient either way.
 pub(crate) async fn find_or_create_for_client(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org_id: &str,
     client: &ClientMeta,
     at: DateTime<Utc>,

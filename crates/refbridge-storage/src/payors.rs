@@ -1,14 +1,15 @@
 //! Payors (insurers) and their mapping to ACCloud funders. Names are matched after
 //! normalisation; a payor without a funder is `unmapped`, waiting for a reviewer.
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use refbridge_domain::PayorId;
 use refbridge_domain::event::EventType;
 use refbridge_domain::plan::{PayorName, PayorPut};
 use serde::Serialize;
 use serde_json::json;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::{Store, audit, format_ts, now, parse_ts};
@@ -49,7 +50,7 @@ fn from_row(r: &AnyRow) -> Result<PayorRecord, StorageError> {
 /// The payor with this name (after normalisation), created unmapped when unknown, inside the
 /// caller's transaction. Returns the id and whether it was created now.
 pub(crate) async fn payor_for_name(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     name: &PayorName,
     at: DateTime<Utc>,
     actor: &str,

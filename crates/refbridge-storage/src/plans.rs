@@ -11,6 +11,7 @@
 //! when it is archived, goes through [`authorizations`] only; an approval links each of its
 //! authorizations to the patient plan it names.
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_domain::form::{Insurance, StructuredReferral, Warning};
 use refbridge_domain::plan::{
@@ -21,8 +22,8 @@ use refbridge_domain::send;
 use refbridge_domain::{FileId, PatientId, PayorId, PlanId, RequestId};
 use serde::Serialize;
 use serde_json::json;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::payors::payor_for_name;
@@ -140,7 +141,7 @@ pub(crate) mod authorizations {
     /// The plans among `plans` that have an authorization in progress: from the approval
     /// that names the plan until that referral's approval has been sent.
     pub(crate) async fn plans_with_in_progress(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         plans: &[PlanId],
     ) -> Result<Vec<PlanId>, StorageError> {
         let mut out = Vec::new();
@@ -166,7 +167,7 @@ pub(crate) mod authorizations {
     /// exist there, and the referral needs attention with the reason. Returns the withdrawn
     /// authorizations as `{request_id}/authorizations/{index}`.
     pub(crate) async fn withdraw_for_plan(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         plan: PlanId,
         at: DateTime<Utc>,
         actor: &str,
@@ -287,10 +288,7 @@ fn from_row(r: &AnyRow) -> Result<PlanRecord, StorageError> {
 
 /// Locks the patient's row for the rest of the transaction (a no-op write); false when the
 /// patient does not exist.
-async fn lock_patient(
-    tx: &mut Transaction<'static, Any>,
-    patient: PatientId,
-) -> Result<bool, StorageError> {
+async fn lock_patient(tx: &mut WriteTx, patient: PatientId) -> Result<bool, StorageError> {
     let n = sqlx::query("UPDATE patients SET updated_at = updated_at WHERE id = $1")
         .bind(patient.to_string())
         .execute(&mut **tx)
@@ -300,7 +298,7 @@ async fn lock_patient(
 }
 
 async fn active_plans(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     patient: PatientId,
 ) -> Result<Vec<PlanRecord>, StorageError> {
     let rows = sqlx::query(&format!(
@@ -314,7 +312,7 @@ async fn active_plans(
 }
 
 async fn insert_plan(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: PlanId,
     patient: PatientId,
     source_id: Option<&SourceId>,
@@ -349,7 +347,7 @@ async fn insert_plan(
 
 /// Archives an active plan and withdraws its in-progress authorizations.
 async fn archive(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     plan: PlanId,
     reason: &str,
     replaced_by: Option<PlanId>,
@@ -387,7 +385,7 @@ async fn archive(
 /// The PUT procedure inside the caller's transaction. A conflict changes nothing; the caller
 /// commits or rolls back.
 pub(crate) async fn apply_plan_put(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     put: &PlanPut,
     behavior: ConflictBehavior,
     dry_run: bool,
@@ -551,7 +549,7 @@ pub(crate) async fn apply_plan_put(
 /// `RAISE_ERROR_ON_AUTH_WITHDRAWAL`. What cannot be recorded becomes a warning, never an
 /// error. Unknown insurance names create unmapped payors.
 pub(crate) async fn plans_from_intake(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     patient: PatientId,
     agency_org_id: &str,
     agency_client_id: i64,

@@ -9,10 +9,7 @@ use crate::{Store, format_ts, now, parse_ts};
 const TRUSTED_NETWORK: &str = "trusted_network";
 
 /// Records that `what` was read from ACCloud now.
-async fn mark_read(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    what: &str,
-) -> Result<(), StorageError> {
+async fn mark_read(tx: &mut crate::writer::WriteTx, what: &str) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO reference_reads (what, read_at) VALUES ($1, $2) \
          ON CONFLICT (what) DO UPDATE SET read_at = EXCLUDED.read_at",

@@ -1,13 +1,14 @@
 //! Referral Requests: intake, the review record, and the status history.
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use refbridge_domain::form::{ParsedForm, StructuredReferral, Warning};
 use refbridge_domain::intake::IntakeRequest;
 use refbridge_domain::{ContentHash, FileId, PatientId, ReferralStatus, RequestId};
 use serde::Serialize;
 use serde_json::{Value, json};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::{StorageError, corrupt};
@@ -563,7 +564,7 @@ fn file_from_row(r: &AnyRow) -> Result<FileRecord, StorageError> {
 /// Records files of a referral request (after any it has), their bodies being in the file
 /// store already.
 pub(crate) async fn insert_files(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     files: &[NewFile],
     ts: &str,
@@ -604,7 +605,7 @@ pub(crate) async fn insert_files(
 }
 
 pub(crate) async fn insert_status(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     status: ReferralStatus,
     at: DateTime<Utc>,

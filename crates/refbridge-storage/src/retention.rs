@@ -211,14 +211,16 @@ impl Store {
         // The metadata row of a body no referral refers to goes with it.
         if !dry_run && !report.blobs.is_empty() {
             for hash in &report.blobs {
+                let mut w = self.write_single().await?;
                 sqlx::query(
                     "DELETE FROM blobs WHERE sha256 = $1 \
                      AND NOT EXISTS (SELECT 1 FROM referral_files f WHERE f.sha256 = $1)",
                 )
                 .bind(hash.as_str())
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await
                 .map_err(StorageError::from)?;
+                w.commit().await.map_err(StorageError::from)?;
             }
         }
 
@@ -354,11 +356,9 @@ impl Store {
             for b in binds {
                 q = q.bind(b);
             }
-            let n = q
-                .bind(PRUNE_BATCH)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let mut w = self.write_single().await?;
+            let n = q.bind(PRUNE_BATCH).execute(&mut *w).await?.rows_affected();
+            w.commit().await?;
             total += n;
             if n < PRUNE_BATCH as u64 {
                 return Ok(total);

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use refbridge_domain::approval::ApprovalTerms;
 use refbridge_domain::send::{
@@ -15,7 +16,7 @@ use refbridge_domain::{ReferralStatus, RequestId};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Row};
 
 use crate::error::{StorageError, corrupt};
 use crate::referrals::{insert_status, request_id_of};
@@ -131,10 +132,7 @@ pub enum ApproveOutcome {
     Unchanged,
 }
 
-async fn current_status(
-    tx: &mut Transaction<'static, Any>,
-    id: RequestId,
-) -> Result<ReferralStatus, SendError> {
+async fn current_status(tx: &mut WriteTx, id: RequestId) -> Result<ReferralStatus, SendError> {
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM referral_requests WHERE request_id = $1")
             .bind(id.to_string())
@@ -145,7 +143,7 @@ async fn current_status(
 }
 
 async fn set_status(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     status: ReferralStatus,
     at: DateTime<Utc>,
@@ -163,7 +161,7 @@ async fn set_status(
 }
 
 /// Checks inside a transaction that the lease still holds.
-async fn check_fence(tx: &mut Transaction<'static, Any>, lease: &Lease) -> Result<(), SendError> {
+async fn check_fence(tx: &mut WriteTx, lease: &Lease) -> Result<(), SendError> {
     let fence: Option<i64> = sqlx::query_scalar(
         "SELECT fence FROM send_jobs WHERE request_id = $1 AND lease_owner = $2",
     )
@@ -243,7 +241,7 @@ fn done_query<'q>(
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_change(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     change_no: i64,
     kind: ChangeKind,
@@ -270,7 +268,7 @@ async fn insert_change(
 
 /// Appends `steps` after the send's existing ones, for change `change_no`.
 async fn insert_steps(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     change_no: i64,
     steps: &[Step],
@@ -293,7 +291,7 @@ const STEPS_PER_INSERT: usize = 100;
 /// statement's text depends only on the number of rows, so a send of the usual shape reuses
 /// one prepared statement.
 async fn insert_steps_at(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     change_no: i64,
     first_position: i64,
@@ -335,11 +333,7 @@ async fn insert_steps_at(
 }
 
 /// Makes the job due now (it runs from its first step not done).
-async fn requeue(
-    tx: &mut Transaction<'static, Any>,
-    id: RequestId,
-    ts: &str,
-) -> Result<(), SendError> {
+async fn requeue(tx: &mut WriteTx, id: RequestId, ts: &str) -> Result<(), SendError> {
     sqlx::query(
         "UPDATE send_jobs SET state = $3, run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
     )
@@ -353,7 +347,7 @@ async fn requeue(
 
 /// Replaces the terms in force.
 async fn replace_terms(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     terms: &ApprovalTerms,
     ts: &str,
@@ -374,7 +368,7 @@ fn terms_json(terms: &ApprovalTerms) -> String {
 
 /// Which patient plan each authorization belongs to.
 async fn insert_authorization_plans(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     terms: &ApprovalTerms,
 ) -> Result<(), SendError> {
@@ -391,10 +385,7 @@ async fn insert_authorization_plans(
     Ok(())
 }
 
-async fn next_change_no(
-    tx: &mut Transaction<'static, Any>,
-    id: RequestId,
-) -> Result<i64, SendError> {
+async fn next_change_no(tx: &mut WriteTx, id: RequestId) -> Result<i64, SendError> {
     Ok(sqlx::query_scalar(
         "SELECT COALESCE(MAX(change_no), -1) + 1 FROM send_changes WHERE request_id = $1",
     )
@@ -404,10 +395,7 @@ async fn next_change_no(
 }
 
 /// The send's steps and their states, in order: what the planners read.
-async fn step_states(
-    tx: &mut Transaction<'static, Any>,
-    id: RequestId,
-) -> Result<Vec<(Step, StepState)>, SendError> {
+async fn step_states(tx: &mut WriteTx, id: RequestId) -> Result<Vec<(Step, StepState)>, SendError> {
     let rows = sqlx::query(
         "SELECT kind, item, state FROM send_steps WHERE request_id = $1 ORDER BY position",
     )
@@ -436,11 +424,7 @@ fn parse_job_state(s: &str) -> Result<JobState, StorageError> {
 }
 
 /// Skips every step of the send that is not settled ([`StepState::SETTLED`]).
-async fn skip_unsettled(
-    tx: &mut Transaction<'static, Any>,
-    id: RequestId,
-    ts: &str,
-) -> Result<(), SendError> {
+async fn skip_unsettled(tx: &mut WriteTx, id: RequestId, ts: &str) -> Result<(), SendError> {
     sqlx::query(&format!(
         "UPDATE send_steps SET state = $1, updated_at = $2 WHERE request_id = $3 \
          AND state NOT IN ({})",
@@ -460,7 +444,7 @@ async fn skip_unsettled(
 /// it, a `withdrawal` change deletes whatever of the authorizations may exist in ACCloud, and
 /// the referral needs attention with `reason`.
 pub(crate) async fn withdraw(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
     indexes: &[usize],
     reason: &str,
@@ -537,7 +521,7 @@ pub struct RecordedChange {
 
 /// The contents of a referral's files.
 async fn delivered_contents(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: RequestId,
 ) -> Result<Vec<refbridge_domain::ContentHash>, SendError> {
     let rows: Vec<String> =
@@ -770,6 +754,7 @@ impl Store {
         for r in rows {
             let id: String = r.try_get("request_id")?;
             // Taken only if no other worker took it since the read.
+            let mut w = self.write_single().await?;
             let taken = sqlx::query(
                 "UPDATE send_jobs SET agency_checked_at = $1 WHERE request_id = $2 AND state = $4 \
                  AND agency_checked_at < $3",
@@ -778,10 +763,11 @@ impl Store {
             .bind(&id)
             .bind(&cutoff)
             .bind(JobState::Done.as_str())
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?
             .rows_affected()
                 == 1;
+            w.commit().await?;
             let result: Option<String> = r.try_get("result_json")?;
             let group = result
                 .and_then(|j| StepResult::from_json(send::StepKind::Referral, &j).ok())
@@ -863,12 +849,14 @@ impl Store {
              RETURNING request_id, fence",
             ready = JobState::Ready.as_str(),
         );
+        let mut w = self.write_single().await?;
         let row = sqlx::query(&sql)
             .bind(owner)
             .bind(format_ts(until))
             .bind(format_ts(at))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *w)
             .await?;
+        w.commit().await?;
         row.map(|r| {
             let id: String = r.try_get("request_id")?;
             Ok(Lease {
@@ -884,6 +872,7 @@ impl Store {
     /// Extends a lease that still holds.
     pub async fn renew_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, SendError> {
         let until = now() + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::seconds(30));
+        let mut w = self.write_single().await?;
         let done = sqlx::query(
             "UPDATE send_jobs SET lease_until = $1 WHERE request_id = $2 AND lease_owner = $3 AND fence = $4",
         )
@@ -891,8 +880,9 @@ impl Store {
         .bind(lease.request_id.to_string())
         .bind(&lease.owner)
         .bind(lease.fence)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         if done.rows_affected() == 0 {
             return Err(SendError::LeaseLost);
         }
@@ -908,6 +898,7 @@ impl Store {
         lease: &Lease,
         run_at: DateTime<Utc>,
     ) -> Result<(), SendError> {
+        let mut w = self.write_single().await?;
         let done = sqlx::query(
             "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, updated_at = $2 \
              WHERE request_id = $3 AND lease_owner = $4 AND fence = $5",
@@ -917,8 +908,9 @@ impl Store {
         .bind(lease.request_id.to_string())
         .bind(&lease.owner)
         .bind(lease.fence)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         if done.rows_affected() == 0 {
             return Err(SendError::LeaseLost);
         }
@@ -970,10 +962,13 @@ impl Store {
         position: i64,
         natural_key: &NaturalKey,
     ) -> Result<(), SendError> {
+        let mut w = self.write_single().await?;
         let done = intent_query(lease, position, natural_key, &format_ts(now()))
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
-        fenced(done.rows_affected())
+        fenced(done.rows_affected())?;
+        w.commit().await?;
+        Ok(())
     }
 
     /// Commits a step's result (and so makes the next step the one to run).
@@ -989,10 +984,13 @@ impl Store {
             remote_id,
             result,
         };
+        let mut w = self.write_single().await?;
         let done = done_query(lease, &step, &format_ts(now()))
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
-        fenced(done.rows_affected())
+        fenced(done.rows_affected())?;
+        w.commit().await?;
+        Ok(())
     }
 
     /// Commits a step's result and the intent of the step after it in one transaction: the

@@ -28,16 +28,20 @@ impl Store {
                 dest.display()
             )))
         })?;
-        sqlx::query("VACUUM INTO $1")
-            .bind(dest_text)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                StorageError::Io(std::io::Error::other(format!(
-                    "VACUUM INTO {}: {e}",
-                    dest.display()
-                )))
-            })?;
+        let vacuum = sqlx::query("VACUUM INTO $1").bind(dest_text);
+        let done = match &self.writer {
+            // Outside a transaction, on the connection that may write.
+            crate::writer::Writer::Sole(sole) => {
+                vacuum.execute(&mut **sole.exclusive().await?).await
+            }
+            crate::writer::Writer::Pool { pool, .. } => vacuum.execute(pool).await,
+        };
+        done.map_err(|e| {
+            StorageError::Io(std::io::Error::other(format!(
+                "VACUUM INTO {}: {e}",
+                dest.display()
+            )))
+        })?;
         Ok(dest.to_owned())
     }
 
@@ -45,7 +49,7 @@ impl Store {
     pub async fn referenced_blobs(&self) -> Result<Vec<ContentHash>, StorageError> {
         let hashes: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT sha256 FROM referral_files ORDER BY sha256")
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
         hashes
             .iter()

@@ -23,6 +23,7 @@ impl Store {
         token_hash: &str,
     ) -> Result<TokenRecord, StorageError> {
         let id = uuid::Uuid::now_v7().to_string();
+        let mut w = self.write_single().await?;
         let res = sqlx::query(
             "INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -31,9 +32,10 @@ impl Store {
         .bind(role.as_str())
         .bind(token_hash)
         .bind(format_ts(now()))
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await
         .map_err(StorageError::from);
+        w.commit().await?;
         match res {
             Ok(_) => Ok(TokenRecord {
                 id,
@@ -91,13 +93,15 @@ impl Store {
 
     /// Revokes the token with this name; `NotFound` when there is none live.
     pub async fn revoke_token(&self, name: &str) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         let done = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
         )
         .bind(format_ts(now()))
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         if done.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }

@@ -63,6 +63,7 @@ impl Store {
     ) -> Result<UserRecord, StorageError> {
         let id = uuid::Uuid::now_v7().to_string();
         let at = now();
+        let mut w = self.write_single().await?;
         let res = sqlx::query(
             "INSERT INTO users (id, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -71,9 +72,10 @@ impl Store {
         .bind(role.as_str())
         .bind(password_hash)
         .bind(format_ts(at))
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await
         .map_err(StorageError::from);
+        w.commit().await?;
         match res {
             Ok(_) => Ok(UserRecord {
                 id,
@@ -146,6 +148,7 @@ impl Store {
         csrf_token: &str,
     ) -> Result<(), StorageError> {
         let ts = format_ts(now());
+        let mut w = self.write_single().await?;
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -154,8 +157,9 @@ impl Store {
         .bind(user_id)
         .bind(csrf_token)
         .bind(&ts)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 
@@ -186,22 +190,26 @@ impl Store {
             csrf_token: r.try_get("csrf_token")?,
             created_at: parse_ts(&created)?,
         };
+        let mut w = self.write_single().await?;
         sqlx::query("UPDATE console_sessions SET last_seen_at = $1 WHERE id_hash = $2")
             .bind(format_ts(now()))
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
+        w.commit().await?;
         Ok(Some(session))
     }
 
     pub async fn end_session(&self, id_hash: &str) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "UPDATE console_sessions SET ended_at = $1 WHERE id_hash = $2 AND ended_at IS NULL",
         )
         .bind(format_ts(now()))
         .bind(id_hash)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 
@@ -210,6 +218,7 @@ impl Store {
         user_name: &str,
         address: &str,
     ) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "INSERT INTO sign_in_failures (id, user_name, address, at) VALUES ($1, $2, $3, $4)",
         )
@@ -217,8 +226,9 @@ impl Store {
         .bind(user_name)
         .bind(address)
         .bind(format_ts(now()))
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 

@@ -9,12 +9,13 @@
 
 use std::time::Duration;
 
+use crate::writer::WriteTx;
 use chrono::{DateTime, Utc};
 use refbridge_domain::event::EventType;
 use serde::Serialize;
 use serde_json::json;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{StorageError, corrupt};
 use crate::events::{EVENT_COLUMNS, EventRecord, event_from_row, type_list};
@@ -169,7 +170,7 @@ fn endpoint_from_row(r: &AnyRow) -> Result<EndpointRecord, StorageError> {
 }
 
 pub(crate) async fn enabled_endpoints(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
 ) -> Result<Vec<EnabledEndpoint>, StorageError> {
     let rows = sqlx::query("SELECT id, event_types FROM webhook_endpoints WHERE enabled = 1")
         .fetch_all(&mut **tx)
@@ -185,7 +186,7 @@ pub(crate) async fn enabled_endpoints(
 }
 
 pub(crate) async fn queue_delivery(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &str,
     event: &str,
     position: i64,
@@ -497,13 +498,15 @@ impl Store {
              AND state = '{PENDING}' AND (lease_until IS NULL OR lease_until < $3) \
              RETURNING endpoint_id, event_id, attempts"
         );
-        let Some(row) = sqlx::query(&sql)
+        let mut w = self.write_single().await?;
+        let claimed = sqlx::query(&sql)
             .bind(owner)
             .bind(format_ts(until))
             .bind(&ts)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+            .fetch_optional(&mut *w)
+            .await?;
+        w.commit().await?;
+        let Some(row) = claimed else {
             return Ok(None);
         };
         let endpoint_id: String = row.try_get("endpoint_id")?;
@@ -539,7 +542,7 @@ impl Store {
     }
 
     async fn insert_attempt(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         claim: &DeliveryClaim,
         result: &AttemptResult,
         ts: &str,

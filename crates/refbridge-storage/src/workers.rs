@@ -92,12 +92,14 @@ impl Store {
                 return Err(StorageError::Connect(format!("workers' lock file: {e}")));
             }
         }
+        let mut w = self.write_single().await?;
         let released = sqlx::query(
             "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
         )
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?
         .rows_affected();
+        w.commit().await?;
         Ok(Some((SoleWorker { _lock: file }, released)))
     }
 }
@@ -244,13 +246,15 @@ impl Store {
 
     /// Creates the rate budget `name` when missing.
     pub async fn rate_budget_ensure(&self, name: &str) -> Result<(), StorageError> {
+        let mut w = self.write_single().await?;
         sqlx::query(
             "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 
@@ -264,6 +268,7 @@ impl Store {
         now_us: i64,
         interval_us: i64,
     ) -> Result<i64, StorageError> {
+        let mut w = self.write_single().await?;
         let next: Option<i64> = sqlx::query_scalar(
             "UPDATE rate_budget SET next_slot_us = \
                (CASE WHEN next_slot_us >= blocked_until_us AND next_slot_us > $2 THEN next_slot_us \
@@ -274,8 +279,9 @@ impl Store {
         .bind(name)
         .bind(now_us)
         .bind(interval_us)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *w)
         .await?;
+        w.commit().await?;
         match next {
             Some(n) => Ok(n - interval_us),
             None => {
@@ -298,14 +304,16 @@ impl Store {
     /// Blocks budget `name` until `until_us` (never shortens a block): every process waits.
     pub async fn rate_block(&self, name: &str, until_us: i64) -> Result<(), StorageError> {
         self.rate_budget_ensure(name).await?;
+        let mut w = self.write_single().await?;
         sqlx::query(
             "UPDATE rate_budget SET blocked_until_us = \
                CASE WHEN blocked_until_us > $2 THEN blocked_until_us ELSE $2 END WHERE name = $1",
         )
         .bind(name)
         .bind(until_us)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.commit().await?;
         Ok(())
     }
 }

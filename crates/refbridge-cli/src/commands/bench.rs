@@ -870,6 +870,9 @@ pub struct SendReport {
     /// The baseline: the same creates, same concurrency, no persistence.
     pub baseline_elapsed: Duration,
     pub baseline_calls: BTreeMap<&'static str, usize>,
+    /// SQLite: the writer's commits (one fsync each) over the measured span; `None` on
+    /// PostgreSQL.
+    pub sqlite_commits: Option<u64>,
 }
 
 /// The endpoints that create an object.
@@ -949,6 +952,13 @@ impl fmt::Display for SendReport {
             self.calls_per_approval(),
             self.creates_per_approval()
         )?;
+        if let Some(commits) = self.sqlite_commits {
+            writeln!(
+                f,
+                "  SQLite commits per approval        {:>8.2}  (one fsync each, shared by the writes of a group)",
+                commits as f64 / self.approvals.max(1) as f64
+            )?;
+        }
         let calls: Vec<String> = self.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(
             f,
@@ -1085,6 +1095,7 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
 
     // Measured: approvals in, sends out, until every referral is sent.
     let terms = serde_json::to_vec(&bench_terms())?;
+    let commits_before = state.store.sqlite_commits();
     let started = Instant::now();
     let approved = {
         let (http, base_url, token) = (http.clone(), api.base.clone(), reviewer.clone());
@@ -1116,6 +1127,11 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let sqlite_commits = state
+        .store
+        .sqlite_commits()
+        .zip(commits_before)
+        .map(|(after, before)| after - before);
     let _ = stop_engine.send(true);
     let _ = worker.await;
     let sent = count_status(&state, ReferralStatus::Sent).await?;
@@ -1160,6 +1176,7 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
         duplicates_empty,
         baseline_elapsed,
         baseline_calls,
+        sqlite_commits,
     })
 }
 

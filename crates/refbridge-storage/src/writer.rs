@@ -1,0 +1,595 @@
+//! Where the store's writes go, and how they commit.
+//!
+//! On PostgreSQL (and a SQLite database in memory) a write takes a connection from the pool
+//! and commits on its own.
+//!
+//! On a SQLite file every write goes through one connection, [`Sole`], taken in turn under a
+//! lock. SQLite has one writer at a time: with several connections, writers that find the
+//! database locked sleep in the busy handler; through a pool, each write also pays the pool's
+//! test of the connection on its return, while the next writer waits. The writer's
+//! transactions **commit in groups**: a writer that finishes while others wait for the
+//! connection leaves its work uncommitted in the open transaction and hands the connection
+//! to the next, which joins behind a savepoint; the last of the group commits for all, and
+//! only then does any of them return. Every commit is made durable on the disk
+//! (`synchronous = FULL`) before it returns: an intent is on the disk before its remote call
+//! goes out, however many commits share the fsync.
+//!
+//! A member that fails or is dropped before committing is undone back to its savepoint: the
+//! others' work stays. If the group's commit fails, every member gets the error.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+/// Members of one group commit at most: past it, the writer commits even with others waiting.
+const GROUP_MEMBERS: usize = 32;
+
+/// How long a group stays open at most before a writer commits it, so that a member's wait
+/// for its own commit stays short behind long transactions.
+const GROUP_AGE: Duration = Duration::from_millis(4);
+
+/// How long a member that handed its work on waits before it looks at the connection itself:
+/// the writer it handed to may have given up before taking the connection.
+const GROUP_STALL: Duration = Duration::from_millis(2);
+
+/// How a group's commit ended, for every member.
+type Outcome = Result<(), Arc<sqlx::Error>>;
+
+#[derive(Clone)]
+pub(crate) enum Writer {
+    Pool { pool: AnyPool, begin: &'static str },
+    Sole(Arc<Sole>),
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Writer::Pool { .. } => f.write_str("Writer::Pool"),
+            Writer::Sole(_) => f.write_str("Writer::Sole"),
+        }
+    }
+}
+
+/// A SQLite file's one writing connection and the group of transactions it holds open.
+pub(crate) struct Sole {
+    state: Arc<Mutex<SoleState>>,
+    /// Writers waiting for the connection: a finishing writer hands its open transaction on
+    /// only when one is.
+    waiting: AtomicUsize,
+    /// Commits made (each of one group), for the tests and the figures.
+    commits: Arc<AtomicU64>,
+}
+
+pub(crate) struct SoleState {
+    conn: AnyConnection,
+    /// The transaction left open for the next writer.
+    group: Option<Group>,
+    /// Work of a writer dropped before it committed or rolled back, to undo first.
+    abandoned: Option<Member>,
+    /// Groups and savepoints are numbered: a member knows its group.
+    next_id: u64,
+    commits: Arc<AtomicU64>,
+}
+
+struct Group {
+    id: u64,
+    opened: Instant,
+    members: Vec<oneshot::Sender<Outcome>>,
+}
+
+/// Where a writer's work starts in the open transaction.
+#[derive(Debug, Clone, Copy)]
+enum Member {
+    /// It opened the transaction: undoing it is `ROLLBACK`.
+    Opener,
+    /// It joined behind savepoint `s{n}`.
+    Joined(u64),
+}
+
+impl Sole {
+    pub(crate) fn new(conn: AnyConnection) -> Sole {
+        let commits = Arc::new(AtomicU64::new(0));
+        Sole {
+            state: Arc::new(Mutex::new(SoleState {
+                conn,
+                group: None,
+                abandoned: None,
+                next_id: 0,
+                commits: commits.clone(),
+            })),
+            waiting: AtomicUsize::new(0),
+            commits,
+        }
+    }
+
+    /// How many commits this connection has made.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// The connection, once every earlier writer is done with it (a dropped writer's work
+    /// undone).
+    async fn lock(&self) -> Result<OwnedMutexGuard<SoleState>, sqlx::Error> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = Waiting(&self.waiting);
+        let mut state = self.state.clone().lock_owned().await;
+        drop(waited);
+        if let Some(member) = state.abandoned.take() {
+            state.undo(member).await?;
+        }
+        Ok(state)
+    }
+
+    /// The connection with no transaction open (the open group committed first): for what
+    /// cannot run inside a transaction (`VACUUM INTO`, migrations).
+    pub(crate) async fn exclusive(&self) -> Result<OwnedMutexGuard<SoleState>, sqlx::Error> {
+        let mut state = self.lock().await?;
+        state.commit_group().await?;
+        Ok(state)
+    }
+}
+
+impl Sole {
+    /// Commits the open group, if any, before the store closes.
+    pub(crate) async fn close(&self) {
+        if let Err(e) = self.exclusive().await {
+            tracing::warn!(error = %e, "the writer's last group did not commit");
+        }
+    }
+}
+
+impl Deref for SoleState {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for SoleState {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl SoleState {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Starts this writer's work: opens the transaction, or joins the open one.
+    async fn begin(&mut self) -> Result<Member, sqlx::Error> {
+        if self.group.is_some() {
+            let n = self.next_id();
+            self.conn
+                .execute(format!("SAVEPOINT s{n}").as_str())
+                .await?;
+            return Ok(Member::Joined(n));
+        }
+        self.conn.execute("BEGIN IMMEDIATE").await?;
+        let id = self.next_id();
+        self.group = Some(Group {
+            id,
+            opened: Instant::now(),
+            members: Vec::new(),
+        });
+        Ok(Member::Opener)
+    }
+
+    /// Undoes a writer's work. Undoing a joined member fails only when the transaction itself
+    /// is gone (SQLite ended it on an error): then the whole group failed.
+    async fn undo(&mut self, member: Member) -> Result<(), sqlx::Error> {
+        match member {
+            Member::Opener => {
+                self.group = None;
+                self.conn.execute("ROLLBACK").await?;
+            }
+            Member::Joined(n) => {
+                let undone = self
+                    .conn
+                    .execute(format!("ROLLBACK TO s{n}; RELEASE s{n}").as_str())
+                    .await;
+                if let Err(e) = undone {
+                    self.fail_group(e).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the open group, if any, and tells its members.
+    async fn commit_group(&mut self) -> Result<(), sqlx::Error> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        match self.conn.execute("COMMIT").await {
+            Ok(_) => {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                for member in group.members {
+                    let _ = member.send(Ok(()));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for member in group.members {
+                    let _ = member.send(Err(e.clone()));
+                }
+                // A failed commit may leave the transaction open.
+                let _ = self.conn.execute("ROLLBACK").await;
+                Err(sqlx::Error::Protocol(format!("group commit failed: {e}")))
+            }
+        }
+    }
+
+    /// Ends the open group in failure: its work is rolled back and every member told.
+    async fn fail_group(&mut self, e: sqlx::Error) {
+        let e = Arc::new(e);
+        if let Some(group) = self.group.take() {
+            for member in group.members {
+                let _ = member.send(Err(e.clone()));
+            }
+        }
+        let _ = self.conn.execute("ROLLBACK").await;
+    }
+}
+
+/// Counts a writer waiting for the connection, until it has it or gives up.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A write transaction: the statements of one change, committed together. Dereferences to
+/// the connection, so `&mut *tx` is the executor. Dropped without [`WriteTx::commit`], it
+/// is rolled back.
+pub(crate) struct WriteTx {
+    inner: Inner,
+}
+
+enum Inner {
+    Pool(sqlx::Transaction<'static, Any>),
+    /// One statement on its own: the pool's connection commits it (PostgreSQL's autocommit).
+    Single(PoolConnection<Any>),
+    Sole {
+        sole: Arc<Sole>,
+        state: Option<OwnedMutexGuard<SoleState>>,
+        member: Member,
+    },
+    /// Committed or rolled back.
+    Done,
+}
+
+impl Writer {
+    /// A write transaction.
+    pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
+        match self {
+            Writer::Pool { pool, begin } => Ok(WriteTx {
+                inner: Inner::Pool(pool.begin_with(*begin).await?),
+            }),
+            Writer::Sole(sole) => Self::begin_sole(sole).await,
+        }
+    }
+
+    /// For one statement: on the pool, no transaction around it; on the sole connection, a
+    /// member of the group like any other write.
+    pub(crate) async fn single(&self) -> Result<WriteTx, sqlx::Error> {
+        match self {
+            Writer::Pool { pool, .. } => Ok(WriteTx {
+                inner: Inner::Single(pool.acquire().await?),
+            }),
+            Writer::Sole(sole) => Self::begin_sole(sole).await,
+        }
+    }
+
+    async fn begin_sole(sole: &Arc<Sole>) -> Result<WriteTx, sqlx::Error> {
+        let mut state = sole.lock().await?;
+        let member = state.begin().await?;
+        Ok(WriteTx {
+            inner: Inner::Sole {
+                sole: sole.clone(),
+                state: Some(state),
+                member,
+            },
+        })
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match &self.inner {
+            Inner::Pool(tx) => tx,
+            Inner::Single(conn) => conn,
+            Inner::Sole { state, .. } => state.as_ref().expect("held until the end"),
+            Inner::Done => unreachable!("a finished transaction is not used"),
+        }
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.inner {
+            Inner::Pool(tx) => &mut *tx,
+            Inner::Single(conn) => &mut *conn,
+            Inner::Sole { state, .. } => state.as_mut().expect("held until the end"),
+            Inner::Done => unreachable!("a finished transaction is not used"),
+        }
+    }
+}
+
+impl WriteTx {
+    /// Commits; returns once the work is on the disk (on the sole connection, once the group
+    /// it joined has committed).
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match std::mem::replace(&mut self.inner, Inner::Done) {
+            Inner::Pool(tx) => tx.commit().await,
+            Inner::Single(_) | Inner::Done => Ok(()),
+            Inner::Sole {
+                sole,
+                state,
+                member,
+            } => commit_sole(&sole, state.expect("held until the end"), member).await,
+        }
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        match std::mem::replace(&mut self.inner, Inner::Done) {
+            Inner::Pool(tx) => tx.rollback().await,
+            Inner::Single(_) | Inner::Done => Ok(()),
+            Inner::Sole {
+                sole,
+                state,
+                member,
+            } => {
+                let mut state = state.expect("held until the end");
+                state.undo(member).await?;
+                // A writer waiting for the connection takes the group on; with none, the
+                // group commits now.
+                if sole.waiting.load(Ordering::SeqCst) == 0 || !state.group_may_grow() {
+                    state.commit_group().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl SoleState {
+    /// Whether the open group may take one more member.
+    fn group_may_grow(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.members.len() + 1 < GROUP_MEMBERS && g.opened.elapsed() < GROUP_AGE)
+    }
+}
+
+/// Commits a member's work: with the group when others wait for the connection, else now.
+async fn commit_sole(
+    sole: &Sole,
+    mut state: OwnedMutexGuard<SoleState>,
+    member: Member,
+) -> Result<(), sqlx::Error> {
+    if let Member::Joined(n) = member {
+        if let Err(e) = state.conn.execute(format!("RELEASE s{n}").as_str()).await {
+            state.undo(member).await?;
+            return Err(e);
+        }
+    }
+    if sole.waiting.load(Ordering::SeqCst) == 0 || !state.group_may_grow() {
+        return state.commit_group().await;
+    }
+    // Others wait: this work goes with theirs, committed by the last of the group.
+    let (tx, rx) = oneshot::channel();
+    let group = state.group.as_mut().expect("a member's group is open");
+    let id = group.id;
+    group.members.push(tx);
+    drop(state);
+    wait_for_group(sole, id, rx).await
+}
+
+/// Waits for the group `id` to commit. The writer this member handed the connection to
+/// normally commits it or hands it on; if the connection has gone quiet with the group still
+/// open (that writer gave up before taking it), the member commits the group itself.
+async fn wait_for_group(
+    sole: &Sole,
+    id: u64,
+    mut rx: oneshot::Receiver<Outcome>,
+) -> Result<(), sqlx::Error> {
+    loop {
+        tokio::select! {
+            outcome = &mut rx => return delivered(outcome),
+            _ = tokio::time::sleep(GROUP_STALL) => {}
+        }
+        let Ok(mut state) = sole.state.clone().try_lock_owned() else {
+            // A writer has the connection: it commits or hands the group on.
+            continue;
+        };
+        if let Some(member) = state.abandoned.take() {
+            state.undo(member).await?;
+        }
+        if state.group.as_ref().is_some_and(|g| g.id == id) {
+            state.commit_group().await?;
+        }
+        drop(state);
+        return delivered(rx.await);
+    }
+}
+
+fn delivered(outcome: Result<Outcome, oneshot::error::RecvError>) -> Result<(), sqlx::Error> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("group commit failed: {e}"))),
+        // The group's senders go only when it commits or fails, and both send first.
+        Err(_) => Err(sqlx::Error::Protocol(
+            "the group commit ended without an outcome".into(),
+        )),
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        // Dropped before commit or rollback (an error returned early, a task cancelled): the
+        // pool's transaction rolls itself back; the sole connection's next writer undoes this
+        // work first.
+        if let Inner::Sole {
+            state: Some(state),
+            member,
+            ..
+        } = &mut self.inner
+        {
+            state.abandoned = Some(*member);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::fresh_database_url_on;
+    use crate::{Backend, Store, StoreOptions};
+
+    async fn sqlite_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        (store, dir)
+    }
+
+    fn sole(store: &Store) -> Arc<Sole> {
+        match &store.writer {
+            Writer::Sole(sole) => sole.clone(),
+            Writer::Pool { .. } => panic!("a SQLite file has the sole writer"),
+        }
+    }
+
+    async fn insert(tx: &mut WriteTx, name: &str) {
+        sqlx::query(
+            "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)",
+        )
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+    }
+
+    async fn names(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT name FROM rate_budget WHERE name LIKE 'w%' ORDER BY name")
+            .fetch_all(store.reader())
+            .await
+            .unwrap()
+    }
+
+    /// Writers that wait for the connection commit together, and each one's write is
+    /// visible to a reader (another connection) as soon as its commit returns.
+    #[tokio::test]
+    async fn concurrent_writes_commit_in_groups_and_each_is_visible_once_committed() {
+        let (store, _dir) = sqlite_store().await;
+        let before = sole(&store).commits();
+        let writes = 64;
+        let tasks: Vec<_> = (0..writes)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let name = format!("w{i:03}");
+                    let mut tx = store.begin_write().await.unwrap();
+                    insert(&mut tx, &name).await;
+                    tx.commit().await.unwrap();
+                    let seen: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM rate_budget WHERE name = $1")
+                            .bind(&name)
+                            .fetch_optional(store.reader())
+                            .await
+                            .unwrap();
+                    assert_eq!(
+                        seen.as_deref(),
+                        Some(name.as_str()),
+                        "committed, so visible"
+                    );
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(names(&store).await.len(), writes);
+        let commits = sole(&store).commits() - before;
+        assert!(
+            commits < writes as u64,
+            "{writes} concurrent writes took {commits} commits: none was shared"
+        );
+    }
+
+    /// A writer that fails inside a group (dropped after writing, or rolled back) loses its
+    /// own work only.
+    #[tokio::test]
+    async fn a_member_dropped_or_rolled_back_loses_only_its_own_work() {
+        let (store, _dir) = sqlite_store().await;
+        let sole = sole(&store);
+        // The first writer holds the connection while the others queue behind it, so the
+        // group forms: a keeps, b is dropped, c rolls back, d keeps.
+        let mut a = store.begin_write().await.unwrap();
+        insert(&mut a, "wa").await;
+        let spawn = |name: &'static str, end: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await.unwrap();
+                insert(&mut tx, name).await;
+                match end {
+                    "commit" => tx.commit().await.unwrap(),
+                    "rollback" => tx.rollback().await.unwrap(),
+                    _ => drop(tx),
+                }
+            })
+        };
+        let others = [
+            spawn("wb", "drop"),
+            spawn("wc", "rollback"),
+            spawn("wd", "commit"),
+        ];
+        while sole.waiting.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        a.commit().await.unwrap();
+        for t in others {
+            t.await.unwrap();
+        }
+        assert_eq!(names(&store).await, vec!["wa", "wd"]);
+    }
+
+    /// A group whose next writer gave up before taking the connection is committed by a
+    /// member that waited for it: its commit still returns.
+    #[tokio::test]
+    async fn a_group_left_with_no_writer_is_committed_by_its_member() {
+        let (store, _dir) = sqlite_store().await;
+        let sole = sole(&store);
+        let mut a = store.begin_write().await.unwrap();
+        insert(&mut a, "wa").await;
+        // A writer that waits, so that a hands the group on, then takes the connection and
+        // drops its transaction without a word: no one is left to commit the group.
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let tx = store.begin_write().await.unwrap();
+                drop(tx);
+            })
+        };
+        while sole.waiting.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), a.commit())
+            .await
+            .expect("the commit returns")
+            .unwrap();
+        waiter.await.unwrap();
+        assert_eq!(names(&store).await, vec!["wa"]);
+    }
+}
