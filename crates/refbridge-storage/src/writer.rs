@@ -259,13 +259,46 @@ enum Inner {
     Pool(sqlx::Transaction<'static, Any>),
     /// One statement on its own: the pool's connection commits it (PostgreSQL's autocommit).
     Single(PoolConnection<Any>),
-    Sole {
-        sole: Arc<Sole>,
-        state: Option<OwnedMutexGuard<SoleState>>,
-        member: Member,
-    },
+    Sole(Held),
     /// Committed or rolled back.
     Done,
+}
+
+/// The sole connection, held by one writer. What a writer does to the group (open or join
+/// it, commit or undo) runs in a task of its own, so a writer cancelled half way (its
+/// request dropped, its worker stopped) never leaves the group half changed; dropped while
+/// held, its work is undone at once by such a task.
+struct Held {
+    sole: Arc<Sole>,
+    state: Option<OwnedMutexGuard<SoleState>>,
+    member: Member,
+}
+
+impl Held {
+    fn take(mut self) -> (Arc<Sole>, OwnedMutexGuard<SoleState>, Member) {
+        let state = self.state.take().expect("held until taken");
+        (self.sole.clone(), state, self.member)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        let (sole, member) = (self.sole.clone(), self.member);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = rollback_sole(&sole, state, member).await {
+                        tracing::warn!(error = %e, "cannot undo a dropped write");
+                    }
+                });
+            }
+            // No runtime to undo it on: the next writer does, before anything else.
+            Err(_) => state.abandoned = Some(member),
+        }
+    }
 }
 
 impl Writer {
@@ -291,16 +324,30 @@ impl Writer {
     }
 
     async fn begin_sole(sole: &Arc<Sole>) -> Result<WriteTx, sqlx::Error> {
-        let mut state = sole.lock().await?;
-        let member = state.begin().await?;
-        Ok(WriteTx {
-            inner: Inner::Sole {
-                sole: sole.clone(),
+        let sole = sole.clone();
+        let held = detached(async move {
+            let mut state = sole.lock().await?;
+            let member = state.begin().await?;
+            Ok(Held {
+                sole,
                 state: Some(state),
                 member,
-            },
+            })
+        })
+        .await?;
+        Ok(WriteTx {
+            inner: Inner::Sole(held),
         })
     }
+}
+
+/// Runs `work` in a task of its own, to the end even if the caller stops waiting.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> Result<T, sqlx::Error> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("the writer's task ended: {e}")))?
 }
 
 impl Deref for WriteTx {
@@ -309,7 +356,7 @@ impl Deref for WriteTx {
         match &self.inner {
             Inner::Pool(tx) => tx,
             Inner::Single(conn) => conn,
-            Inner::Sole { state, .. } => state.as_ref().expect("held until the end"),
+            Inner::Sole(held) => held.state.as_ref().expect("held until the end"),
             Inner::Done => unreachable!("a finished transaction is not used"),
         }
     }
@@ -320,7 +367,7 @@ impl DerefMut for WriteTx {
         match &mut self.inner {
             Inner::Pool(tx) => &mut *tx,
             Inner::Single(conn) => &mut *conn,
-            Inner::Sole { state, .. } => state.as_mut().expect("held until the end"),
+            Inner::Sole(held) => held.state.as_mut().expect("held until the end"),
             Inner::Done => unreachable!("a finished transaction is not used"),
         }
     }
@@ -333,11 +380,10 @@ impl WriteTx {
         match std::mem::replace(&mut self.inner, Inner::Done) {
             Inner::Pool(tx) => tx.commit().await,
             Inner::Single(_) | Inner::Done => Ok(()),
-            Inner::Sole {
-                sole,
-                state,
-                member,
-            } => commit_sole(&sole, state.expect("held until the end"), member).await,
+            Inner::Sole(held) => {
+                let (sole, state, member) = held.take();
+                detached(async move { commit_sole(&sole, state, member).await }).await
+            }
         }
     }
 
@@ -345,22 +391,26 @@ impl WriteTx {
         match std::mem::replace(&mut self.inner, Inner::Done) {
             Inner::Pool(tx) => tx.rollback().await,
             Inner::Single(_) | Inner::Done => Ok(()),
-            Inner::Sole {
-                sole,
-                state,
-                member,
-            } => {
-                let mut state = state.expect("held until the end");
-                state.undo(member).await?;
-                // A writer waiting for the connection takes the group on; with none, the
-                // group commits now.
-                if sole.waiting.load(Ordering::SeqCst) == 0 || !state.group_may_grow() {
-                    state.commit_group().await?;
-                }
-                Ok(())
+            Inner::Sole(held) => {
+                let (sole, state, member) = held.take();
+                detached(async move { rollback_sole(&sole, state, member).await }).await
             }
         }
     }
+}
+
+/// Undoes a member's work; a writer waiting for the connection takes the group on, and with
+/// none the group commits now.
+async fn rollback_sole(
+    sole: &Sole,
+    mut state: OwnedMutexGuard<SoleState>,
+    member: Member,
+) -> Result<(), sqlx::Error> {
+    state.undo(member).await?;
+    if sole.waiting.load(Ordering::SeqCst) == 0 || !state.group_may_grow() {
+        state.commit_group().await?;
+    }
+    Ok(())
 }
 
 impl SoleState {
@@ -432,22 +482,6 @@ fn delivered(outcome: Result<Outcome, oneshot::error::RecvError>) -> Result<(), 
         Err(_) => Err(sqlx::Error::Protocol(
             "the group commit ended without an outcome".into(),
         )),
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        // Dropped before commit or rollback (an error returned early, a task cancelled): the
-        // pool's transaction rolls itself back; the sole connection's next writer undoes this
-        // work first.
-        if let Inner::Sole {
-            state: Some(state),
-            member,
-            ..
-        } = &mut self.inner
-        {
-            state.abandoned = Some(*member);
-        }
     }
 }
 
@@ -565,10 +599,10 @@ mod tests {
         assert_eq!(names(&store).await, vec!["wa", "wd"]);
     }
 
-    /// A group whose next writer gave up before taking the connection is committed by a
-    /// member that waited for it: its commit still returns.
+    /// A group handed to a writer that then drops its transaction still commits: the
+    /// member's commit returns with its work stored.
     #[tokio::test]
-    async fn a_group_left_with_no_writer_is_committed_by_its_member() {
+    async fn a_group_handed_to_a_writer_that_drops_out_still_commits() {
         let (store, _dir) = sqlite_store().await;
         let sole = sole(&store);
         let mut a = store.begin_write().await.unwrap();
@@ -591,5 +625,78 @@ mod tests {
             .unwrap();
         waiter.await.unwrap();
         assert_eq!(names(&store).await, vec!["wa"]);
+    }
+
+    /// A writer cancelled in the middle of its transaction (its task aborted, as a stopped
+    /// worker or a dropped request is) leaves nothing behind, and the connection goes on.
+    #[tokio::test]
+    async fn a_writer_cancelled_mid_transaction_leaves_nothing_and_the_next_writes() {
+        let (store, _dir) = sqlite_store().await;
+        let (wrote, written) = oneshot::channel();
+        let task = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await.unwrap();
+                insert(&mut tx, "wx").await;
+                let _ = wrote.send(());
+                std::future::pending::<()>().await;
+                drop(tx);
+            })
+        };
+        written.await.unwrap();
+        task.abort();
+        let _ = task.await;
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin_write())
+            .await
+            .expect("the connection is free again")
+            .unwrap();
+        insert(&mut tx, "wy").await;
+        tx.commit().await.unwrap();
+        assert_eq!(names(&store).await, vec!["wy"]);
+    }
+
+    /// Writers cancelled at every point of their turn (waiting, opening or joining, writing,
+    /// committing) leave the connection usable, and every commit that returned is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_cancelled_anywhere_leave_the_connection_consistent() {
+        let (store, _dir) = sqlite_store().await;
+        let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (store, committed) = (store.clone(), committed.clone());
+            let task = tokio::spawn(async move {
+                let name = format!("w{i:03}");
+                let mut tx = store.begin_write().await.unwrap();
+                insert(&mut tx, &name).await;
+                tx.commit().await.unwrap();
+                committed.lock().unwrap().push(name);
+            });
+            tasks.push((i, task));
+        }
+        for (i, task) in tasks {
+            if i % 2 == 1 {
+                for _ in 0..(i % 7) {
+                    tokio::task::yield_now().await;
+                }
+                task.abort();
+                let _ = task.await;
+            } else {
+                task.await.expect("a writer left alone commits");
+            }
+        }
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin_write())
+            .await
+            .expect("the connection is free again")
+            .unwrap();
+        insert(&mut tx, "wz").await;
+        tx.commit().await.unwrap();
+        let stored = names(&store).await;
+        for name in committed.lock().unwrap().iter() {
+            assert!(
+                stored.contains(name),
+                "{name} returned from its commit but is not stored"
+            );
+        }
+        assert!(stored.contains(&"wz".to_owned()));
     }
 }
