@@ -178,14 +178,9 @@ impl Store {
             Ok(pool) => pool,
             // The pool only says it timed out: one direct attempt tells why.
             Err(sqlx::Error::PoolTimedOut) => {
-                let cause = match tokio::time::timeout(
-                    options.acquire_timeout,
-                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&connect),
-                )
-                .await
-                {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no connection within {:?}", options.acquire_timeout),
+                let cause = match connect_directly(&connect, options).await {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("no connection within {:?}", options.acquire_timeout),
                 };
                 return Err(StorageError::Connect(format!("{place}: {cause}")));
             }
@@ -339,22 +334,30 @@ async fn pool_of(
 const WRITER_CACHE_KIB: i64 = -65_536;
 const READER_CACHE_KIB: i64 = -16_384;
 
-/// The writing connection of a SQLite file ([`writer::Sole`]).
-async fn connect_sqlite_writer(
+/// One connection, outside any pool, within the acquire timeout.
+async fn connect_directly(
     connect: &AnyConnectOptions,
     options: &StoreOptions,
 ) -> Result<sqlx::AnyConnection, sqlx::Error> {
-    let mut conn = tokio::time::timeout(
+    tokio::time::timeout(
         options.acquire_timeout,
         <sqlx::AnyConnection as sqlx::Connection>::connect_with(connect),
     )
     .await
     .map_err(|_| {
-        sqlx::Error::Protocol(format!(
-            "no connection within {:?}",
-            options.acquire_timeout
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no connection within {:?}", options.acquire_timeout),
         ))
-    })??;
+    })?
+}
+
+/// The writing connection of a SQLite file ([`writer::Sole`]).
+async fn connect_sqlite_writer(
+    connect: &AnyConnectOptions,
+    options: &StoreOptions,
+) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    let mut conn = connect_directly(connect, options).await?;
     set_up_sqlite_writer(&mut conn, options.busy_timeout.as_millis()).await?;
     Ok(conn)
 }

@@ -119,9 +119,7 @@ impl Sole {
         let waited = Waiting(&self.waiting);
         let mut state = self.state.clone().lock_owned().await;
         drop(waited);
-        if let Some(member) = state.abandoned.take() {
-            state.undo(member).await?;
-        }
+        state.undo_abandoned().await?;
         Ok(state)
     }
 
@@ -179,6 +177,14 @@ impl SoleState {
             members: Vec::new(),
         });
         Ok(Member::Opener)
+    }
+
+    /// Undoes the work a writer left in [`SoleState::abandoned`], if any.
+    async fn undo_abandoned(&mut self) -> Result<(), sqlx::Error> {
+        match self.abandoned.take() {
+            Some(member) => self.undo(member).await,
+            None => Ok(()),
+        }
     }
 
     /// Undoes a writer's work. Undoing a joined member fails only when the transaction itself
@@ -260,8 +266,6 @@ enum Inner {
     /// One statement on its own: the pool's connection commits it (PostgreSQL's autocommit).
     Single(PoolConnection<Any>),
     Sole(Held),
-    /// Committed or rolled back.
-    Done,
 }
 
 /// The sole connection, held by one writer. What a writer does to the group (open or join
@@ -286,17 +290,16 @@ impl Drop for Held {
         let Some(mut state) = self.state.take() else {
             return;
         };
-        let (sole, member) = (self.sole.clone(), self.member);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = rollback_sole(&sole, state, member).await {
-                        tracing::warn!(error = %e, "cannot undo a dropped write");
-                    }
-                });
-            }
-            // No runtime to undo it on: the next writer does, before anything else.
-            Err(_) => state.abandoned = Some(member),
+        // Recorded first: if the task below never runs (the runtime is shutting down), the
+        // next writer undoes it before anything else.
+        state.abandoned = Some(self.member);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let sole = self.sole.clone();
+            runtime.spawn(async move {
+                if let Err(e) = settle(&sole, state).await {
+                    tracing::warn!(error = %e, "cannot undo a dropped write");
+                }
+            });
         }
     }
 }
@@ -357,7 +360,6 @@ impl Deref for WriteTx {
             Inner::Pool(tx) => tx,
             Inner::Single(conn) => conn,
             Inner::Sole(held) => held.state.as_ref().expect("held until the end"),
-            Inner::Done => unreachable!("a finished transaction is not used"),
         }
     }
 }
@@ -368,7 +370,6 @@ impl DerefMut for WriteTx {
             Inner::Pool(tx) => &mut *tx,
             Inner::Single(conn) => &mut *conn,
             Inner::Sole(held) => held.state.as_mut().expect("held until the end"),
-            Inner::Done => unreachable!("a finished transaction is not used"),
         }
     }
 }
@@ -376,10 +377,10 @@ impl DerefMut for WriteTx {
 impl WriteTx {
     /// Commits; returns once the work is on the disk (on the sole connection, once the group
     /// it joined has committed).
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        match std::mem::replace(&mut self.inner, Inner::Done) {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.inner {
             Inner::Pool(tx) => tx.commit().await,
-            Inner::Single(_) | Inner::Done => Ok(()),
+            Inner::Single(_) => Ok(()),
             Inner::Sole(held) => {
                 let (sole, state, member) = held.take();
                 detached(async move { commit_sole(&sole, state, member).await }).await
@@ -387,26 +388,23 @@ impl WriteTx {
         }
     }
 
-    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        match std::mem::replace(&mut self.inner, Inner::Done) {
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.inner {
             Inner::Pool(tx) => tx.rollback().await,
-            Inner::Single(_) | Inner::Done => Ok(()),
+            Inner::Single(_) => Ok(()),
             Inner::Sole(held) => {
-                let (sole, state, member) = held.take();
-                detached(async move { rollback_sole(&sole, state, member).await }).await
+                let (sole, mut state, member) = held.take();
+                state.abandoned = Some(member);
+                detached(async move { settle(&sole, state).await }).await
             }
         }
     }
 }
 
-/// Undoes a member's work; a writer waiting for the connection takes the group on, and with
-/// none the group commits now.
-async fn rollback_sole(
-    sole: &Sole,
-    mut state: OwnedMutexGuard<SoleState>,
-    member: Member,
-) -> Result<(), sqlx::Error> {
-    state.undo(member).await?;
+/// Undoes the abandoned work; then a writer waiting for the connection takes the group on,
+/// and with none the group commits now.
+async fn settle(sole: &Sole, mut state: OwnedMutexGuard<SoleState>) -> Result<(), sqlx::Error> {
+    state.undo_abandoned().await?;
     if sole.waiting.load(Ordering::SeqCst) == 0 || !state.group_may_grow() {
         state.commit_group().await?;
     }
@@ -463,9 +461,7 @@ async fn wait_for_group(
             // A writer has the connection: it commits or hands the group on.
             continue;
         };
-        if let Some(member) = state.abandoned.take() {
-            state.undo(member).await?;
-        }
+        state.undo_abandoned().await?;
         if state.group.as_ref().is_some_and(|g| g.id == id) {
             state.commit_group().await?;
         }
@@ -513,6 +509,13 @@ mod tests {
         .execute(&mut **tx)
         .await
         .unwrap();
+    }
+
+    /// Until `n` writers wait for the connection.
+    async fn until_waiting(sole: &Sole, n: usize) {
+        while sole.waiting.load(Ordering::SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn names(store: &Store) -> Vec<String> {
@@ -589,9 +592,7 @@ mod tests {
             spawn("wc", "rollback"),
             spawn("wd", "commit"),
         ];
-        while sole.waiting.load(Ordering::SeqCst) < 3 {
-            tokio::task::yield_now().await;
-        }
+        until_waiting(&sole, 3).await;
         a.commit().await.unwrap();
         for t in others {
             t.await.unwrap();
@@ -616,9 +617,7 @@ mod tests {
                 drop(tx);
             })
         };
-        while sole.waiting.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
+        until_waiting(&sole, 1).await;
         tokio::time::timeout(Duration::from_secs(5), a.commit())
             .await
             .expect("the commit returns")
