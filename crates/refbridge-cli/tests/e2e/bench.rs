@@ -132,9 +132,30 @@ async fn bench_scale_fills_a_store_that_reads_back_with_every_status() {
     let rows = scale::read_templates(&state, &templates)
         .await
         .expect("the templates' rows");
-    let filled = scale::fill(&state, rows, 200, 30).await.expect("fill");
+    // In two phases, as `bench scale` fills (a small store measured on the way): the second
+    // goes on from the first, no clone twice.
+    let mut filler = scale::Filler::new(&state, rows, 200, 30)
+        .await
+        .expect("the fill's agencies");
+    filler.fill_to(&state, 80).await.expect("the small store");
+    assert_eq!(filler.filled.referrals, 80);
+    assert_eq!(
+        scale::statuses(&state)
+            .await
+            .unwrap()
+            .values()
+            .sum::<usize>(),
+        80
+    );
+    let small_middle = filler.filled.middle.expect("the small store's middle");
+    filler.fill_to(&state, 200).await.expect("the full store");
+    let filled = filler.filled;
     assert_eq!(filled.referrals, 200);
     assert!(filled.middle.is_some() && filled.sent.is_some());
+    assert!(
+        filled.middle.unwrap().received_at > small_middle.received_at,
+        "the full store's middle is newer than the small one's"
+    );
 
     let counts = scale::statuses(&state).await.unwrap();
     assert_eq!(counts.values().sum::<usize>(), 200, "{counts:?}");

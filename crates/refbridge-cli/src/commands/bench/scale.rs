@@ -69,6 +69,11 @@ pub struct ScaleArgs {
     /// Referral requests in the full store (the seven made by the real path included).
     #[arg(long, default_value_t = 1_000_000)]
     pub referrals: usize,
+    /// Also measure a small store of this many referral requests on the way to the full one:
+    /// a page of every list measured is then full on both (on the empty store, a page holds
+    /// the seven made by the real path). `--small 0` skips it.
+    #[arg(long, default_value_t = 5_000)]
+    pub small: usize,
     /// Timed calls per measure, on the empty store and on the full one.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
@@ -556,7 +561,8 @@ struct Generator {
     agencies: Vec<(String, String)>,
     start: DateTime<Utc>,
     step_us: i64,
-    total: usize,
+    /// The clones written once this phase ends: its middle is the store's then.
+    phase_end: usize,
     position: i64,
     rng: SmallRng,
 }
@@ -651,10 +657,10 @@ impl Generator {
                     received_at: parse_ts(&text(col("received_at"))?)?,
                 })
             };
-            if i == self.total / 2 {
+            if i == self.phase_end / 2 {
                 chunk.middle = Some(landmark()?);
             }
-            if i >= self.total / 2 && t.status == ReferralStatus::Sent && chunk.sent.is_none() {
+            if i >= self.phase_end / 2 && t.status == ReferralStatus::Sent && chunk.sent.is_none() {
                 chunk.sent = Some(landmark()?);
             }
         }
@@ -700,131 +706,170 @@ pub async fn read_templates(
     })
 }
 
-/// Clones the templates until the store holds `total` referral requests.
-pub async fn fill(
-    state: &AppState,
-    t: Templates,
-    total: usize,
-    days: u32,
-) -> anyhow::Result<Filled> {
-    let started = Instant::now();
-    let Templates {
-        ids: templates,
-        read,
-    } = t;
-    let mut mix = Vec::new();
-    for (status, weight) in STATUS_MIX {
-        let k = read
-            .iter()
-            .position(|t| t.status == status)
-            .context("no template for a status")?;
-        mix.extend(std::iter::repeat_n(k, weight as usize));
-    }
-    // The head of the feed (a page shorter than asked ends at the head).
-    let position: i64 = match state.store.events_after(None, &[], i64::MAX).await? {
-        refbridge_storage::FeedRead::Page(page) => page.next_cursor.max(0),
-        refbridge_storage::FeedRead::Pruned(_) => bail!("the templates' events were pruned"),
-    };
-    let mut rng = SmallRng::seed_from_u64(15);
-    let agencies: Vec<(String, String)> = (0..AGENCIES)
-        .map(|k| {
-            let bytes: [u8; 16] = rng.random();
-            (
-                uuid::Builder::from_random_bytes(bytes)
-                    .into_uuid()
-                    .to_string(),
-                format!("{} Home Care {}", SURNAMES[k], k + 1),
-            )
-        })
-        .collect();
-    let clones = total.saturating_sub(templates.len());
-    let span_us = i64::from(days) * 86_400_000_000;
-    let end =
-        read.iter().map(|t| t.received_at).min().unwrap_or_else(now) - chrono::Duration::seconds(1);
-    let mut generator = Generator {
-        templates: read,
-        mix,
-        agencies: agencies.clone(),
-        start: end - chrono::Duration::microseconds(span_us),
-        step_us: span_us / clones.max(1) as i64,
-        total: clones,
-        position,
-        rng,
-    };
-    // Agencies first: the console's filter reads them.
-    let mut w = state.store.bulk_writer().await?;
-    let last_seen = format_ts(end);
-    w.insert(
-        "agencies",
-        &Rows {
-            columns: vec!["org_id".into(), "name".into(), "last_seen_at".into()],
-            integer: vec![false; 3],
-            rows: agencies
-                .iter()
-                .map(|(id, name)| {
-                    vec![
-                        Cell::Text(id.clone()),
-                        Cell::Text(name.clone()),
-                        Cell::Text(last_seen.clone()),
-                    ]
-                })
-                .collect(),
-        },
-    )
-    .await?;
-    w.commit().await?;
+/// A fill in phases: the clones of a store of `total` referral requests, written up to a
+/// smaller store first (measured), then on. Each clone has the place in time and the agency
+/// client it would have had in one fill.
+pub struct Filler {
+    /// Out (on the generating thread) while a phase runs.
+    generator: Option<Generator>,
+    /// Clones written so far.
+    written: usize,
+    pub filled: Filled,
+}
 
-    // Generated on a blocking thread, written here, one chunk ahead.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Chunk>>(2);
-    let producer = tokio::task::spawn_blocking(move || {
-        let mut from = 0;
-        while from < clones {
-            let to = (from + CHUNK).min(clones);
-            let chunk = generator.chunk(from..to);
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
-                return;
-            }
-            from = to;
+impl Filler {
+    /// Writes the clones' agencies; no referral yet.
+    pub async fn new(
+        state: &AppState,
+        t: Templates,
+        total: usize,
+        days: u32,
+    ) -> anyhow::Result<Filler> {
+        let Templates {
+            ids: templates,
+            read,
+        } = t;
+        let mut mix = Vec::new();
+        for (status, weight) in STATUS_MIX {
+            let k = read
+                .iter()
+                .position(|t| t.status == status)
+                .context("no template for a status")?;
+            mix.extend(std::iter::repeat_n(k, weight as usize));
         }
-    });
-    let mut filled = Filled {
-        referrals: templates.len(),
-        templates,
-        rows: 0,
-        elapsed: Duration::ZERO,
-        middle: None,
-        sent: None,
-        agencies,
-    };
-    let mut last_report = Instant::now();
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
+        let mut rng = SmallRng::seed_from_u64(15);
+        let agencies: Vec<(String, String)> = (0..AGENCIES)
+            .map(|k| {
+                let bytes: [u8; 16] = rng.random();
+                (
+                    uuid::Builder::from_random_bytes(bytes)
+                        .into_uuid()
+                        .to_string(),
+                    format!("{} Home Care {}", SURNAMES[k], k + 1),
+                )
+            })
+            .collect();
+        let clones = total.saturating_sub(templates.len());
+        let span_us = i64::from(days) * 86_400_000_000;
+        let end = read.iter().map(|t| t.received_at).min().unwrap_or_else(now)
+            - chrono::Duration::seconds(1);
+        let generator = Generator {
+            templates: read,
+            mix,
+            agencies: agencies.clone(),
+            start: end - chrono::Duration::microseconds(span_us),
+            step_us: span_us / clones.max(1) as i64,
+            phase_end: clones,
+            position: 0,
+            rng,
+        };
+        // Agencies first: the console's filter reads them.
         let mut w = state.store.bulk_writer().await?;
-        for (rows, (table, _, _)) in chunk.tables.iter().zip(TABLES) {
-            w.insert(table, rows)
-                .await
-                .with_context(|| format!("writing {table}"))?;
-            filled.rows += rows.rows.len();
-        }
+        let last_seen = format_ts(end);
+        w.insert(
+            "agencies",
+            &Rows {
+                columns: vec!["org_id".into(), "name".into(), "last_seen_at".into()],
+                integer: vec![false; 3],
+                rows: agencies
+                    .iter()
+                    .map(|(id, name)| {
+                        vec![
+                            Cell::Text(id.clone()),
+                            Cell::Text(name.clone()),
+                            Cell::Text(last_seen.clone()),
+                        ]
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
         w.commit().await?;
-        filled.referrals += chunk.referrals;
-        filled.middle = filled.middle.or(chunk.middle);
-        filled.sent = filled.sent.or(chunk.sent);
-        if last_report.elapsed() > Duration::from_secs(10) {
-            last_report = Instant::now();
-            tracing::warn!(
-                referrals = filled.referrals,
-                rows = filled.rows,
-                secs = started.elapsed().as_secs(),
-                "bench scale: filling"
-            );
-        }
+        Ok(Filler {
+            generator: Some(generator),
+            written: 0,
+            filled: Filled {
+                referrals: templates.len(),
+                templates,
+                rows: 0,
+                elapsed: Duration::ZERO,
+                middle: None,
+                sent: None,
+                agencies,
+            },
+        })
     }
-    producer.await.context("the generator panicked")?;
-    state.store.after_bulk_load().await?;
-    filled.elapsed = started.elapsed();
-    Ok(filled)
+
+    /// Writes clones until the store holds `referrals` referral requests (no more than the
+    /// `total` it was made for). [`Filled::middle`] and [`Filled::sent`] are then those of
+    /// the store as it stands.
+    pub async fn fill_to(&mut self, state: &AppState, referrals: usize) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut generator = self.generator.take().context("a fill failed half way")?;
+        let from = self.written;
+        let to = referrals
+            .saturating_sub(self.filled.templates.len())
+            .max(from);
+        // Past the head of the feed (a page shorter than asked ends at the head): what was
+        // measured since the last phase may have added events.
+        let head: i64 = match state.store.events_after(None, &[], i64::MAX).await? {
+            refbridge_storage::FeedRead::Page(page) => page.next_cursor.max(0),
+            refbridge_storage::FeedRead::Pruned(_) => bail!("the templates' events were pruned"),
+        };
+        generator.position = generator.position.max(head);
+        generator.phase_end = to;
+        // Generated on a blocking thread, written here, one chunk ahead.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Chunk>>(2);
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut at = from;
+            while at < to {
+                let end = (at + CHUNK).min(to);
+                let chunk = generator.chunk(at..end);
+                let failed = chunk.is_err();
+                if tx.blocking_send(chunk).is_err() || failed {
+                    return None;
+                }
+                at = end;
+            }
+            Some(generator)
+        });
+        let filled = &mut self.filled;
+        let (mut middle, mut sent) = (None, None);
+        let mut last_report = Instant::now();
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            let mut w = state.store.bulk_writer().await?;
+            for (rows, (table, _, _)) in chunk.tables.iter().zip(TABLES) {
+                w.insert(table, rows)
+                    .await
+                    .with_context(|| format!("writing {table}"))?;
+                filled.rows += rows.rows.len();
+            }
+            w.commit().await?;
+            filled.referrals += chunk.referrals;
+            middle = middle.or(chunk.middle);
+            sent = sent.or(chunk.sent);
+            if last_report.elapsed() > Duration::from_secs(10) {
+                last_report = Instant::now();
+                tracing::warn!(
+                    referrals = filled.referrals,
+                    rows = filled.rows,
+                    secs = (filled.elapsed + started.elapsed()).as_secs(),
+                    "bench scale: filling"
+                );
+            }
+        }
+        self.generator = producer.await.context("the generator panicked")?;
+        if self.generator.is_none() {
+            bail!("the generator stopped before the end of the phase");
+        }
+        self.written = to;
+        filled.middle = middle.or(filled.middle);
+        filled.sent = sent.or(filled.sent);
+        state.store.after_bulk_load().await?;
+        filled.elapsed += started.elapsed();
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- what is measured
@@ -937,6 +982,8 @@ pub struct ScaleReport {
     pub filled: Filled,
     pub size_bytes: Option<u64>,
     pub empty: Vec<Latency>,
+    /// The store at `--small` referral requests, and its figures.
+    pub small: Option<(usize, Vec<Latency>)>,
     pub full: Vec<Latency>,
     pub samples: usize,
 }
@@ -993,8 +1040,8 @@ async fn scale_in(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport>
         .context("template")?;
     few.middle.received_at = rec.received_at;
     let empty = measure(&state, &few, args.samples).await?;
-    let filled = fill(&state, rows, args.referrals, args.days).await?;
-    let full_targets = Targets {
+    let mut filler = Filler::new(&state, rows, args.referrals, args.days).await?;
+    let targets_of = |filled: &Filled| Targets {
         middle: filled.middle.unwrap_or(few.middle),
         shown: filled.sent.map_or(few.shown, |l| l.request_id),
         agency: filled
@@ -1002,7 +1049,18 @@ async fn scale_in(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport>
             .first()
             .map_or(few.agency.clone(), |a| a.0.clone()),
     };
-    let full = measure(&state, &full_targets, args.samples).await?;
+    // The small store: every page measured is a full one, as on the full store.
+    let small = match args.small {
+        n if n > templates.len() && n < args.referrals => {
+            filler.fill_to(&state, n).await?;
+            let targets = targets_of(&filler.filled);
+            Some((n, measure(&state, &targets, args.samples).await?))
+        }
+        _ => None,
+    };
+    filler.fill_to(&state, args.referrals).await?;
+    let filled = filler.filled;
+    let full = measure(&state, &targets_of(&filled), args.samples).await?;
     let size_bytes = state.store.database_size().await.ok().flatten();
     state.store.close().await;
     Ok(ScaleReport {
@@ -1010,6 +1068,7 @@ async fn scale_in(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport>
         filled,
         size_bytes,
         empty,
+        small,
         full,
         samples: args.samples,
     })
@@ -1051,23 +1110,55 @@ impl fmt::Display for ScaleReport {
             "{} samples each, in process (router called without a socket; the claim is the store call)",
             self.samples
         )?;
-        writeln!(
-            f,
-            "| measure | empty p50 | empty p95 | full p50 | full p95 | p50 ratio | p95 ratio |"
-        )?;
-        writeln!(f, "|---|---|---|---|---|---|---|")?;
-        for ((name, e), full) in MEASURES.iter().zip(&self.empty).zip(&self.full) {
-            let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-            writeln!(
-                f,
-                "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {:.1} |",
-                ms(e.p50),
-                ms(e.p95),
-                ms(full.p50),
-                ms(full.p95),
-                ratio(full.p50, e.p50),
-                ratio(full.p95, e.p95),
-            )?;
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        match &self.small {
+            None => {
+                writeln!(
+                    f,
+                    "| measure | empty p50 | empty p95 | full p50 | full p95 | p50 ratio | p95 ratio |"
+                )?;
+                writeln!(f, "|---|---|---|---|---|---|---|")?;
+                for ((name, e), full) in MEASURES.iter().zip(&self.empty).zip(&self.full) {
+                    writeln!(
+                        f,
+                        "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {:.1} |",
+                        ms(e.p50),
+                        ms(e.p95),
+                        ms(full.p50),
+                        ms(full.p95),
+                        ratio(full.p50, e.p50),
+                        ratio(full.p95, e.p95),
+                    )?;
+                }
+            }
+            Some((n, small)) => {
+                writeln!(
+                    f,
+                    "empty: the {} referrals of the real path (a list page holds them all); small: {n} referrals (every list page full)",
+                    fl.templates.len()
+                )?;
+                writeln!(
+                    f,
+                    "| measure | empty p50 | small p50 | small p95 | full p50 | full p95 | p50 full/small | p95 full/small | p50 full/empty |"
+                )?;
+                writeln!(f, "|---|---|---|---|---|---|---|---|---|")?;
+                for (((name, e), s), full) in
+                    MEASURES.iter().zip(&self.empty).zip(small).zip(&self.full)
+                {
+                    writeln!(
+                        f,
+                        "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {:.1} | {:.1} |",
+                        ms(e.p50),
+                        ms(s.p50),
+                        ms(s.p95),
+                        ms(full.p50),
+                        ms(full.p95),
+                        ratio(full.p50, s.p50),
+                        ratio(full.p95, s.p95),
+                        ratio(full.p50, e.p50),
+                    )?;
+                }
+            }
         }
         Ok(())
     }
