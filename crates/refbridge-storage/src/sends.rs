@@ -335,7 +335,8 @@ async fn insert_steps_at(
 /// Makes the job due now (it runs from its first step not done).
 async fn requeue(tx: &mut WriteTx, id: RequestId, ts: &str) -> Result<(), SendError> {
     sqlx::query(
-        "UPDATE send_jobs SET state = $3, run_at = $1, pause_reason = NULL, updated_at = $1 WHERE request_id = $2",
+        "UPDATE send_jobs SET state = $3, run_at = $1, pause_reason = NULL, updated_at = $1, \
+         ready_since = CASE WHEN state = $3 THEN ready_since ELSE $1 END WHERE request_id = $2",
     )
     .bind(ts)
     .bind(id.to_string())
@@ -469,12 +470,14 @@ pub(crate) async fn withdraw(
     insert_steps(tx, id, change_no, &plan.steps, &ts).await?;
     sqlx::query(
         "UPDATE send_jobs SET state = $1, run_at = $2, lease_owner = NULL, lease_until = NULL, \
-         fence = fence + 1, pause_reason = $3, updated_at = $2 WHERE request_id = $4",
+         fence = fence + 1, pause_reason = $3, updated_at = $2, \
+         ready_since = CASE WHEN state = $5 THEN ready_since ELSE $2 END WHERE request_id = $4",
     )
     .bind(plan.job.as_str())
     .bind(&ts)
     .bind(reason)
     .bind(id.to_string())
+    .bind(JobState::Ready.as_str())
     .execute(&mut **tx)
     .await?;
     set_status(
@@ -635,8 +638,8 @@ impl Store {
         // A first approval: the send has no steps yet.
         insert_steps_at(&mut tx, id, 0, 0, steps, &ts).await?;
         sqlx::query(
-            "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at) \
-             VALUES ($1, $3, $2, 0, $2, $2)",
+            "INSERT INTO send_jobs (request_id, state, run_at, fence, created_at, updated_at, ready_since) \
+             VALUES ($1, $3, $2, 0, $2, $2, $2)",
         )
         .bind(id.to_string())
         .bind(&ts)

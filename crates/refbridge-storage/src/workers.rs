@@ -151,7 +151,8 @@ pub struct QueueMetrics {
     /// How long the most overdue job has waited for a worker (0 when none is due): grows when
     /// no worker is claiming.
     pub oldest_due_wait_seconds: f64,
-    /// Age of the oldest unfinished step of a ready send, since it last moved.
+    /// How long the longest-waiting ready send has been unfinished: since it last became
+    /// ready (approved, changed or resumed), however many attempts its steps made since.
     pub oldest_pending_step_age_seconds: f64,
     /// Steps whose last call's outcome is unknown, waiting for a lookup.
     pub unknown_steps: i64,
@@ -177,11 +178,7 @@ impl Store {
         let at = now();
         let ts = format_ts(at);
         let (ready, paused) = (JobState::Ready.as_str(), JobState::Paused.as_str());
-        let (pending, in_flight, unknown) = (
-            StepState::Pending.as_str(),
-            StepState::InFlight.as_str(),
-            StepState::Unknown.as_str(),
-        );
+        let (in_flight, unknown) = (StepState::InFlight.as_str(), StepState::Unknown.as_str());
         let sql = format!(
             "SELECT \
                COUNT(*) AS depth, \
@@ -201,9 +198,9 @@ impl Store {
         ))
         .fetch_one(self.reader())
         .await?;
+        // The longest-waiting send: one entry of `send_jobs_ready_since`.
         let oldest_pending: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT MIN(s.updated_at) FROM send_steps s JOIN send_jobs j ON j.request_id = s.request_id \
-             WHERE j.state = '{ready}' AND s.state IN ('{pending}', '{in_flight}', '{unknown}')",
+            "SELECT MIN(ready_since) FROM send_jobs WHERE state = '{ready}'"
         ))
         .fetch_one(self.reader())
         .await?;

@@ -85,7 +85,7 @@ pub async fn page(State(state): State<AppState>, user: ConsoleUser) -> Result<Re
             dt { "Sends waiting" } dd { (q.queue_depth) " (" (q.due) " due now, " (q.leased) " being sent)" }
             dt { "Needing attention" } dd { a href="/console/attention" { (q.paused) } }
             dt { "Longest wait for a worker" } dd { (duration(q.oldest_due_wait_seconds)) }
-            dt { "Oldest unfinished step" } dd { (duration(q.oldest_pending_step_age_seconds)) }
+            dt { "Longest unfinished send" } dd { (duration(q.oldest_pending_step_age_seconds)) }
             dt { "Steps with an unknown outcome" } dd { (q.unknown_steps) " (oldest " (duration(q.oldest_unknown_step_age_seconds)) ")" }
             dt { "Calls under way" } dd { (q.in_flight_steps) }
             @if let Some(t) = q.oldest_transaction_age_seconds {

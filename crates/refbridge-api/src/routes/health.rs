@@ -53,7 +53,8 @@ pub struct QueueView {
     pub paused: i64,
     /// How long the most overdue send has waited for a worker.
     pub oldest_due_wait_seconds: f64,
-    /// Age of the oldest unfinished step of a waiting send, since it last moved.
+    /// How long the longest-waiting send has been unfinished: since it last became ready
+    /// (approved, changed or resumed).
     pub oldest_pending_step_age_seconds: f64,
     /// Steps whose outcome is unknown (to be looked up).
     pub unknown_steps: i64,
@@ -244,7 +245,7 @@ fn prometheus_text(m: &QueueMetrics, database: &str) -> String {
         ),
         (
             "refbridge_send_oldest_pending_step_age_seconds",
-            "Age of the oldest unfinished step of a waiting send, since it last moved.",
+            "How long the longest-waiting send has been unfinished: since it last became ready (approved, changed or resumed).",
             m.oldest_pending_step_age_seconds,
         ),
         (

@@ -145,6 +145,8 @@ async fn a_send_queued_by_one_process_wakes_the_workers_of_another() {
 async fn readyz_and_metrics_show_the_send_queue() {
     let mut app = spawn_app_with(SimConfig::default(), false).await;
     approved(&app).await;
+    // The send has waited since its approval (no worker runs here).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let ready: Value = app
         .http
@@ -159,6 +161,10 @@ async fn readyz_and_metrics_show_the_send_queue() {
     assert_eq!(ready["queue"]["queue_depth"], 1, "{ready}");
     assert_eq!(ready["queue"]["due"], 1, "{ready}");
     assert_eq!(ready["queue"]["unknown_steps"], 0, "{ready}");
+    let waited = ready["queue"]["oldest_pending_step_age_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((1.0..60.0).contains(&waited), "{ready}");
     let postgres = app.state.store.backend() == Backend::Postgres;
     assert_eq!(
         ready["database"],
