@@ -145,14 +145,18 @@ impl Store {
 
     /// Refreshes the planner's statistics after a bulk load: PostgreSQL's `VACUUM ANALYZE`
     /// (what autovacuum does after many inserts: statistics, and the visibility map that
-    /// index-only scans need); SQLite's `PRAGMA optimize`.
+    /// index-only scans need); on SQLite, `ANALYZE` of every table (sampled:
+    /// `analysis_limit`). Not `PRAGMA optimize`, which skips the tables its connection has
+    /// not read and so leaves their statistics as an earlier load found them.
     pub async fn after_bulk_load(&self) -> Result<(), StorageError> {
-        let sql = match self.backend {
-            Backend::Postgres => "VACUUM ANALYZE",
-            Backend::Sqlite => "PRAGMA optimize",
+        let statements: &[&str] = match self.backend {
+            Backend::Postgres => &["VACUUM ANALYZE"],
+            Backend::Sqlite => &["PRAGMA analysis_limit = 1000", "ANALYZE"],
         };
         let mut w = self.write_single().await?;
-        sqlx::query(sql).execute(&mut *w).await?;
+        for sql in statements {
+            sqlx::query(sql).execute(&mut *w).await?;
+        }
         w.commit().await?;
         Ok(())
     }

@@ -762,10 +762,14 @@ impl Store {
                 latency_buckets.push((id.clone(), *b, r.try_get(format!("b{i}").as_str())?));
             }
         }
+        // From the pending deliveries (a partial index of them) to their events and endpoints,
+        // in that order whatever the statistics say: `CROSS JOIN` fixes SQLite's join order
+        // (PostgreSQL plans it as the inner join it is). With statistics taken when the
+        // events were few, SQLite read every event first (0.4 s at a million referrals).
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, MIN(e.occurred_at) AS oldest FROM webhook_deliveries d \
-             JOIN events e ON e.id = d.event_id JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             WHERE d.state = '{PENDING}' AND w.enabled = 1"
+             CROSS JOIN events e CROSS JOIN webhook_endpoints w \
+             WHERE e.id = d.event_id AND w.id = d.endpoint_id AND d.state = '{PENDING}' AND w.enabled = 1"
         ))
         .fetch_one(self.reader())
         .await?;
