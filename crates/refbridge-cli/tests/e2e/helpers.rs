@@ -391,3 +391,13 @@ pub fn sample(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
         })
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// A connection of the test's own to the app's database, beside the app's store.
+pub async fn sql(app: &TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db_url)
+        .await
+        .expect("a second connection to the test database")
+}

@@ -14,16 +14,7 @@ use refbridge_accloud_sim::SimConfig;
 use refbridge_domain::Role;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, metrics, sample, sample_terms, spawn_app, spawn_app_with};
-
-async fn sql(app: &TestApp) -> AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&app.db_url)
-        .await
-        .expect("a second connection to the test database")
-}
+use crate::helpers::{TestApp, metrics, sample, sample_terms, spawn_app, spawn_app_with, sql};
 
 async fn count(db: &AnyPool, query: &str) -> i64 {
     sqlx::query_scalar(query).fetch_one(db).await.expect(query)

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{PAYLOAD, sample_terms, spawn_app};
+use crate::helpers::{PAYLOAD, sample_terms, spawn_app, sql};
 
 const ID: &str = "0e1d5e34-63d7-4bb2-8e22-9376943ab56f";
 
@@ -256,6 +256,18 @@ async fn a_definite_rejection_pauses_for_attention_and_a_corrected_resume_finish
     );
     assert_eq!(d["send"]["state"], "paused");
     assert_eq!(d["send"]["pause_reason"], err);
+    // Ready since its approval, until the pause; the resume makes it ready anew.
+    let db = sql(&app).await;
+    let ready_since = || async {
+        let since: Option<String> =
+            sqlx::query_scalar("SELECT ready_since FROM send_jobs WHERE request_id = $1")
+                .bind(ID)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        since.expect("set when the send became ready")
+    };
+    let approved_since = ready_since().await;
 
     terms["service"] = json!({"service_code_id": 50});
     let (s, body) = app
@@ -272,6 +284,7 @@ async fn a_definite_rejection_pauses_for_attention_and_a_corrected_resume_finish
         d["send"]["terms"]["service"]["service_code"],
         json!({"id": 50})
     );
+    assert!(ready_since().await > approved_since, "the resume's time");
     let state = app.sim().state();
     assert_eq!(
         state.clients.len(),
