@@ -152,7 +152,8 @@ pub struct QueueMetrics {
     /// no worker is claiming.
     pub oldest_due_wait_seconds: f64,
     /// How long the longest-waiting ready send has been unfinished: since it last became
-    /// ready (approved, changed or resumed), however many attempts its steps made since.
+    /// ready (approved, or changed or resumed after a pause or its end; a change to a send
+    /// still ready does not reset it), however many attempts its steps made since.
     pub oldest_pending_step_age_seconds: f64,
     /// Steps whose last call's outcome is unknown, waiting for a lookup.
     pub unknown_steps: i64,

@@ -54,7 +54,7 @@ pub struct QueueView {
     /// How long the most overdue send has waited for a worker.
     pub oldest_due_wait_seconds: f64,
     /// How long the longest-waiting send has been unfinished: since it last became ready
-    /// (approved, changed or resumed).
+    /// (approved, or changed or resumed after a pause or its end).
     pub oldest_pending_step_age_seconds: f64,
     /// Steps whose outcome is unknown (to be looked up).
     pub unknown_steps: i64,
@@ -245,7 +245,7 @@ fn prometheus_text(m: &QueueMetrics, database: &str) -> String {
         ),
         (
             "refbridge_send_oldest_pending_step_age_seconds",
-            "How long the longest-waiting send has been unfinished: since it last became ready (approved, changed or resumed).",
+            "How long the longest-waiting send has been unfinished: since it last became ready (approved, or changed or resumed after a pause or its end).",
             m.oldest_pending_step_age_seconds,
         ),
         (

@@ -1049,14 +1049,23 @@ async fn scale_in(cfg: &Config, args: &ScaleArgs) -> anyhow::Result<ScaleReport>
             .first()
             .map_or(few.agency.clone(), |a| a.0.clone()),
     };
-    // The small store: every page measured is a full one, as on the full store.
+    // The small store: every page measured is a full one, as on the full store. Only below
+    // the full store's middle clone, which the full store's measures point at (a phase
+    // finds the landmarks among the clones it writes).
+    let clones = |n: usize| n.saturating_sub(templates.len());
     let small = match args.small {
-        n if n > templates.len() && n < args.referrals => {
+        0 => None,
+        n if n > templates.len() && clones(n) <= clones(args.referrals) / 2 => {
             filler.fill_to(&state, n).await?;
             let targets = targets_of(&filler.filled);
             Some((n, measure(&state, &targets, args.samples).await?))
         }
-        _ => None,
+        n => bail!(
+            "--small {n}: the small store must hold more than the {} referrals of the real path \
+             and at most half of --referrals ({}); --small 0 leaves it out",
+            templates.len(),
+            args.referrals
+        ),
     };
     filler.fill_to(&state, args.referrals).await?;
     let filled = filler.filled;
