@@ -213,14 +213,11 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        let migrated = match &self.writer {
-            writer::Writer::Sole(sole) => {
-                let mut conn = sole.exclusive().await?;
-                migrator.run(&mut **conn).await
-            }
-            writer::Writer::Pool { pool, .. } => migrator.run(pool).await,
-        };
-        migrated.map_err(|e| StorageError::Migrate(e.to_string()))
+        let mut conn = self.writer.outside_transaction().await?;
+        migrator
+            .run(&mut *conn)
+            .await
+            .map_err(|e| StorageError::Migrate(e.to_string()))
     }
 
     pub fn backend(&self) -> Backend {

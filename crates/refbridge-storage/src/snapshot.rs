@@ -28,20 +28,17 @@ impl Store {
                 dest.display()
             )))
         })?;
-        let vacuum = sqlx::query("VACUUM INTO $1").bind(dest_text);
-        let done = match &self.writer {
-            // Outside a transaction, on the connection that may write.
-            crate::writer::Writer::Sole(sole) => {
-                vacuum.execute(&mut **sole.exclusive().await?).await
-            }
-            crate::writer::Writer::Pool { pool, .. } => vacuum.execute(pool).await,
-        };
-        done.map_err(|e| {
-            StorageError::Io(std::io::Error::other(format!(
-                "VACUUM INTO {}: {e}",
-                dest.display()
-            )))
-        })?;
+        let mut conn = self.writer.outside_transaction().await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest_text)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                StorageError::Io(std::io::Error::other(format!(
+                    "VACUUM INTO {}: {e}",
+                    dest.display()
+                )))
+            })?;
         Ok(dest.to_owned())
     }
 

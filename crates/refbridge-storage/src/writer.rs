@@ -304,7 +304,41 @@ impl Drop for Held {
     }
 }
 
+/// A connection that may write, with no transaction open: the sole connection (its open
+/// group committed first, and held until this is dropped) or one of the pool's.
+pub(crate) enum Outside {
+    Sole(OwnedMutexGuard<SoleState>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for Outside {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Outside::Sole(state) => state,
+            Outside::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for Outside {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Outside::Sole(state) => &mut *state,
+            Outside::Pooled(conn) => &mut *conn,
+        }
+    }
+}
+
 impl Writer {
+    /// For what cannot run inside a transaction (`VACUUM INTO`, migrations).
+    pub(crate) async fn outside_transaction(&self) -> Result<Outside, sqlx::Error> {
+        Ok(match self {
+            Writer::Sole(sole) => Outside::Sole(sole.exclusive().await?),
+            Writer::Pool { pool, .. } => Outside::Pooled(pool.acquire().await?),
+        })
+    }
+
     /// A write transaction.
     pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         match self {

@@ -1119,55 +1119,46 @@ impl fmt::Display for ScaleReport {
             "{} samples each, in process (router called without a socket; the claim is the store call)",
             self.samples
         )?;
+        // p50 and p95 of each store measured, then the full store's over each smaller one.
+        let mut stores: Vec<(&str, &[Latency])> = vec![("empty", &self.empty)];
+        if let Some((n, small)) = &self.small {
+            writeln!(
+                f,
+                "empty: the {} referrals of the real path (a list page holds them all); small: {n} referrals (every list page full)",
+                fl.templates.len()
+            )?;
+            stores.push(("small", small));
+        }
+        stores.push(("full", &self.full));
+        let bases = &stores[..stores.len() - 1];
+        let mut head = vec!["measure".to_owned()];
+        for (store, _) in &stores {
+            head.extend([format!("{store} p50"), format!("{store} p95")]);
+        }
+        for (base, _) in bases {
+            head.extend([format!("p50 full/{base}"), format!("p95 full/{base}")]);
+        }
+        writeln!(f, "| {} |", head.join(" | "))?;
+        writeln!(f, "|{}", "---|".repeat(head.len()))?;
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-        match &self.small {
-            None => {
-                writeln!(
-                    f,
-                    "| measure | empty p50 | empty p95 | full p50 | full p95 | p50 ratio | p95 ratio |"
-                )?;
-                writeln!(f, "|---|---|---|---|---|---|---|")?;
-                for ((name, e), full) in MEASURES.iter().zip(&self.empty).zip(&self.full) {
-                    writeln!(
-                        f,
-                        "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {:.1} |",
-                        ms(e.p50),
-                        ms(e.p95),
-                        ms(full.p50),
-                        ms(full.p95),
-                        ratio(full.p50, e.p50),
-                        ratio(full.p95, e.p95),
-                    )?;
-                }
+        for (i, name) in MEASURES.iter().enumerate() {
+            let mut row = vec![(*name).to_owned()];
+            for (_, figures) in &stores {
+                let l = &figures[i];
+                row.extend([
+                    format!("{:.2} ms", ms(l.p50)),
+                    format!("{:.2} ms", ms(l.p95)),
+                ]);
             }
-            Some((n, small)) => {
-                writeln!(
-                    f,
-                    "empty: the {} referrals of the real path (a list page holds them all); small: {n} referrals (every list page full)",
-                    fl.templates.len()
-                )?;
-                writeln!(
-                    f,
-                    "| measure | empty p50 | small p50 | small p95 | full p50 | full p95 | p50 full/small | p95 full/small | p50 full/empty |"
-                )?;
-                writeln!(f, "|---|---|---|---|---|---|---|---|---|")?;
-                for (((name, e), s), full) in
-                    MEASURES.iter().zip(&self.empty).zip(small).zip(&self.full)
-                {
-                    writeln!(
-                        f,
-                        "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {:.1} | {:.1} |",
-                        ms(e.p50),
-                        ms(s.p50),
-                        ms(s.p95),
-                        ms(full.p50),
-                        ms(full.p95),
-                        ratio(full.p50, s.p50),
-                        ratio(full.p95, s.p95),
-                        ratio(full.p50, e.p50),
-                    )?;
-                }
+            let full = &self.full[i];
+            for (_, figures) in bases {
+                let l = &figures[i];
+                row.extend([
+                    format!("{:.1}", ratio(full.p50, l.p50)),
+                    format!("{:.1}", ratio(full.p95, l.p95)),
+                ]);
             }
+            writeln!(f, "| {} |", row.join(" | "))?;
         }
         Ok(())
     }
