@@ -33,6 +33,14 @@ const GROUP_MEMBERS: usize = 32;
 /// for its own commit stays short behind long transactions.
 const GROUP_AGE: Duration = Duration::from_millis(4);
 
+/// The savepoint a member joins behind. One name serves every member: a member releases
+/// or undoes its savepoint before the next one joins, so at most one is open. A fixed text
+/// also keeps the connection's cache of prepared statements for the statements that recur
+/// (a name per member would put a new entry in it for each one, pushing the others out).
+const MEMBER_SAVEPOINT: &str = "SAVEPOINT member";
+const MEMBER_RELEASE: &str = "RELEASE member";
+const MEMBER_UNDO: &str = "ROLLBACK TO member; RELEASE member";
+
 /// How long a member that handed its work on waits before it looks at the connection itself:
 /// the writer it handed to may have given up before taking the connection.
 const GROUP_STALL: Duration = Duration::from_millis(2);
@@ -71,7 +79,7 @@ pub(crate) struct SoleState {
     group: Option<Group>,
     /// Work of a writer dropped before it committed or rolled back, to undo first.
     abandoned: Option<Member>,
-    /// Groups and savepoints are numbered: a member knows its group.
+    /// Groups are numbered: a member knows its group.
     next_id: u64,
     commits: Arc<AtomicU64>,
 }
@@ -87,8 +95,8 @@ struct Group {
 enum Member {
     /// It opened the transaction: undoing it is `ROLLBACK`.
     Opener,
-    /// It joined behind savepoint `s{n}`.
-    Joined(u64),
+    /// It joined behind the savepoint of [`MEMBER_SAVEPOINT`].
+    Joined,
 }
 
 impl Sole {
@@ -163,11 +171,8 @@ impl SoleState {
     /// Starts this writer's work: opens the transaction, or joins the open one.
     async fn begin(&mut self) -> Result<Member, sqlx::Error> {
         if self.group.is_some() {
-            let n = self.next_id();
-            self.conn
-                .execute(format!("SAVEPOINT s{n}").as_str())
-                .await?;
-            return Ok(Member::Joined(n));
+            self.conn.execute(MEMBER_SAVEPOINT).await?;
+            return Ok(Member::Joined);
         }
         self.conn.execute("BEGIN IMMEDIATE").await?;
         let id = self.next_id();
@@ -195,11 +200,8 @@ impl SoleState {
                 self.group = None;
                 self.conn.execute("ROLLBACK").await?;
             }
-            Member::Joined(n) => {
-                let undone = self
-                    .conn
-                    .execute(format!("ROLLBACK TO s{n}; RELEASE s{n}").as_str())
-                    .await;
+            Member::Joined => {
+                let undone = self.conn.execute(MEMBER_UNDO).await;
                 if let Err(e) = undone {
                     self.fail_group(e).await;
                 }
@@ -460,8 +462,8 @@ async fn commit_sole(
     mut state: OwnedMutexGuard<SoleState>,
     member: Member,
 ) -> Result<(), sqlx::Error> {
-    if let Member::Joined(n) = member {
-        if let Err(e) = state.conn.execute(format!("RELEASE s{n}").as_str()).await {
+    if let Member::Joined = member {
+        if let Err(e) = state.conn.execute(MEMBER_RELEASE).await {
             state.undo(member).await?;
             return Err(e);
         }
