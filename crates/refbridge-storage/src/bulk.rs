@@ -143,20 +143,19 @@ impl Store {
         })
     }
 
-    /// Refreshes the planner's statistics after a bulk load: PostgreSQL's `VACUUM ANALYZE`
-    /// (what autovacuum does after many inserts: statistics, and the visibility map that
-    /// index-only scans need); on SQLite, `ANALYZE` of every table (sampled:
-    /// `analysis_limit`). Not `PRAGMA optimize`, which skips the tables its connection has
-    /// not read and so leaves their statistics as an earlier load found them.
+    /// Brings the planner's statistics where the service's own upkeep would have them after
+    /// a bulk load, so that what is measured next runs the plans a store in service runs:
+    /// PostgreSQL's `VACUUM ANALYZE` (what autovacuum does after many inserts: statistics,
+    /// and the visibility map that index-only scans need); on SQLite nothing, as the service
+    /// never gathers statistics there (no `ANALYZE`, no `PRAGMA optimize`) and its queries
+    /// are written for the plans SQLite makes without them.
     pub async fn after_bulk_load(&self) -> Result<(), StorageError> {
-        let statements: &[&str] = match self.backend {
-            Backend::Postgres => &["VACUUM ANALYZE"],
-            Backend::Sqlite => &["PRAGMA analysis_limit = 1000", "ANALYZE"],
-        };
-        let mut w = self.write_single().await?;
-        for sql in statements {
-            sqlx::query(sql).execute(&mut *w).await?;
+        if self.backend == Backend::Sqlite {
+            return Ok(());
         }
+        // Outside a transaction: `VACUUM` cannot run inside one.
+        let mut w = self.write_single().await?;
+        sqlx::query("VACUUM ANALYZE").execute(&mut *w).await?;
         w.commit().await?;
         Ok(())
     }

@@ -166,6 +166,10 @@ pub struct QueueMetrics {
     pub oldest_transaction_age_seconds: Option<f64>,
 }
 
+/// The longest-waiting send: the first entry of `send_jobs_ready_since (state, ready_since)`,
+/// the index SQLite takes for it with no statistics too (migration 0018).
+const OLDEST_READY: &str = "SELECT MIN(ready_since) FROM send_jobs WHERE state = 'ready'";
+
 fn age_seconds(ts: Option<String>, at: chrono::DateTime<Utc>) -> Result<f64, StorageError> {
     Ok(match ts {
         Some(s) => ((at - parse_ts(&s)?).num_milliseconds().max(0) as f64) / 1000.0,
@@ -199,12 +203,9 @@ impl Store {
         ))
         .fetch_one(self.reader())
         .await?;
-        // The longest-waiting send: one entry of `send_jobs_ready_since`.
-        let oldest_pending: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT MIN(ready_since) FROM send_jobs WHERE state = '{ready}'"
-        ))
-        .fetch_one(self.reader())
-        .await?;
+        let oldest_pending: Option<String> = sqlx::query_scalar(OLDEST_READY)
+            .fetch_one(self.reader())
+            .await?;
         let sql = format!(
             "SELECT \
                COALESCE(SUM(CASE WHEN state = '{unknown}' THEN 1 ELSE 0 END), 0) AS unknown, \
@@ -335,5 +336,46 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("hour")?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+    use crate::test_util::fresh_database_url_on;
+
+    /// The longest-waiting send is read from its own index on SQLite as the service runs it,
+    /// with no statistics: without them SQLite had answered from the index on `state` and read
+    /// the row of every ready job (0.85 ms of `/readyz` at a million referrals).
+    #[tokio::test]
+    async fn the_longest_waiting_send_is_one_entry_of_its_index_without_statistics() {
+        assert_eq!(
+            OLDEST_READY,
+            format!(
+                "SELECT MIN(ready_since) FROM send_jobs WHERE state = '{}'",
+                JobState::Ready.as_str()
+            )
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let stats: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'")
+                .fetch_one(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(stats, 0, "the service gathers no statistics");
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {OLDEST_READY}"))
+            .fetch_all(store.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect();
+        assert_eq!(
+            plan,
+            vec!["SEARCH send_jobs USING COVERING INDEX send_jobs_ready_since (state=?)"]
+        );
     }
 }
