@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refbridge_accloud::{AcCloud, BranchId, RevisionGroupId};
-use refbridge_domain::ReferralStatus;
 use refbridge_domain::event::AttentionReason;
 use refbridge_domain::send::StepState;
 use refbridge_storage::{Blobs, DoneStep, Lease, SendError, StepRecord, Store, now};
@@ -201,7 +200,7 @@ impl Engine {
             };
             match self
                 .store
-                .claim_send_job(&self.cfg.owner, self.cfg.lease)
+                .claim_send_job(&self.cfg.owner, self.cfg.lease, ACTOR)
                 .await
             {
                 Ok(Some(lease)) => {
@@ -241,7 +240,7 @@ impl Engine {
     pub async fn run_once(&self) -> Result<bool, EngineError> {
         match self
             .store
-            .claim_send_job(&self.cfg.owner, self.cfg.lease)
+            .claim_send_job(&self.cfg.owner, self.cfg.lease, ACTOR)
             .await?
         {
             Some(lease) => {
@@ -400,9 +399,6 @@ impl Engine {
         let Some(approval) = self.store.approval(id).await? else {
             return Ok(());
         };
-        if rec.status == ReferralStatus::Approved {
-            self.store.mark_sending(&lease, ACTOR).await?;
-        }
         let changes = self.store.send_changes(id).await?;
         let records = self.store.send_steps(id).await?;
         // Read the client's recorded uploads only when a step still to do looks among them.

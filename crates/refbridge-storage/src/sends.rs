@@ -833,12 +833,18 @@ impl Store {
 
     /// Claims the send job that is due soonest and not held by a live lease, bumping its
     /// fencing token. `None` when nothing is due.
+    ///
+    /// A first send starts with its claim: an approved referral moves to `sending` (with its
+    /// history row, by `actor`) in the claim's own transaction, conditional on the status, so
+    /// a claim of any other send costs one statement more and no history row.
     pub async fn claim_send_job(
         &self,
         owner: &str,
         lease: Duration,
+        actor: &str,
     ) -> Result<Option<Lease>, StorageError> {
         let at = now();
+        let ts = format_ts(at);
         let until = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -852,24 +858,47 @@ impl Store {
              RETURNING request_id, fence",
             ready = JobState::Ready.as_str(),
         );
-        let mut w = self.write_single().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&sql)
             .bind(owner)
             .bind(format_ts(until))
-            .bind(format_ts(at))
-            .fetch_optional(&mut *w)
+            .bind(&ts)
+            .fetch_optional(&mut *tx)
             .await?;
-        w.commit().await?;
-        row.map(|r| {
-            let id: String = r.try_get("request_id")?;
-            Ok(Lease {
-                request_id: request_id_of(&id)?,
-                owner: owner.to_owned(),
-                fence: r.try_get("fence")?,
-                until,
-            })
-        })
-        .transpose()
+        let Some(row) = row else {
+            // Nothing written: committing keeps the writer's group going.
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let id: String = row.try_get("request_id")?;
+        let lease = Lease {
+            request_id: request_id_of(&id)?,
+            owner: owner.to_owned(),
+            fence: row.try_get("fence")?,
+            until,
+        };
+        let started = sqlx::query(
+            "UPDATE referral_requests SET status = $1, updated_at = $2 WHERE request_id = $3 AND status = $4",
+        )
+        .bind(ReferralStatus::Sending.as_str())
+        .bind(&ts)
+        .bind(&id)
+        .bind(ReferralStatus::Approved.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if started.rows_affected() == 1 {
+            insert_status(
+                &mut tx,
+                lease.request_id,
+                ReferralStatus::Sending,
+                at,
+                actor,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(lease))
     }
 
     /// Extends a lease that still holds.
@@ -917,43 +946,6 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(SendError::LeaseLost);
         }
-        Ok(())
-    }
-
-    /// Moves an approved referral to `sending` (first claim). The status write is fenced in
-    /// its statement and conditional on the status, so a referral already sending costs one
-    /// statement and no history row.
-    pub async fn mark_sending(&self, lease: &Lease, actor: &str) -> Result<(), SendError> {
-        let mut tx = self.begin_write().await?;
-        let at = now();
-        let moved = sqlx::query(
-            "UPDATE referral_requests SET status = $1, updated_at = $2 WHERE request_id = $3 AND status = $4 \
-             AND EXISTS (SELECT 1 FROM send_jobs j WHERE j.request_id = $3 AND j.lease_owner = $5 AND j.fence = $6)",
-        )
-        .bind(ReferralStatus::Sending.as_str())
-        .bind(format_ts(at))
-        .bind(lease.request_id.to_string())
-        .bind(ReferralStatus::Approved.as_str())
-        .bind(&lease.owner)
-        .bind(lease.fence)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 1 {
-            insert_status(
-                &mut tx,
-                lease.request_id,
-                ReferralStatus::Sending,
-                at,
-                actor,
-                None,
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(());
-        }
-        // Not moved: either it is not `approved` (nothing to do) or the lease is gone.
-        check_fence(&mut tx, lease).await?;
-        tx.rollback().await?;
         Ok(())
     }
 

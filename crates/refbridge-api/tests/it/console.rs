@@ -365,7 +365,7 @@ async fn paused(app: &TestApp, id: &str, client_id: i64, reason: &str) {
     assert_eq!(res.status(), 202);
     let lease = app
         .store
-        .claim_send_job("worker", Duration::from_secs(30))
+        .claim_send_job("worker", Duration::from_secs(30), "worker")
         .await
         .unwrap()
         .expect("the send is due");

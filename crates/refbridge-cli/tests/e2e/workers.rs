@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use refbridge_accloud::{AcCloud, AcCloudError};
 use refbridge_accloud_sim::{Endpoint, FaultKind, ScriptedFault, SimConfig};
 use refbridge_cli::rate_budget::{ACCLOUD_BUDGET, Budget, RateBudgeted};
-use refbridge_domain::RequestId;
 use refbridge_domain::send::{ClientResult, JobState, NaturalKey, StepResult, StepState, keys};
+use refbridge_domain::{ReferralStatus, RequestId};
 use refbridge_saga::{Engine, EngineConfig};
 use refbridge_storage::{Backend, DoneStep, SendError, Store, StoreOptions};
 use serde_json::Value;
@@ -34,13 +34,13 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
 
     // Worker A claims with a lease that expires at once (as if it stalled), B takes over.
     let a = store
-        .claim_send_job("worker-a", Duration::from_millis(1))
+        .claim_send_job("worker-a", Duration::from_millis(1), "worker")
         .await
         .unwrap()
         .expect("A claims the send");
     tokio::time::sleep(Duration::from_millis(20)).await;
     let b = store
-        .claim_send_job("worker-b", Duration::from_secs(30))
+        .claim_send_job("worker-b", Duration::from_secs(30), "worker")
         .await
         .unwrap()
         .expect("B takes the expired lease over");
@@ -98,6 +98,46 @@ async fn a_stale_lease_cannot_write_once_another_worker_holds_the_send() {
     // B's writes go through.
     store.step_intent(&b, 0, &key).await.unwrap();
     assert_eq!(store.send_steps(id).await.unwrap()[0].attempts, 1);
+}
+
+/// A first send starts with its claim: the claim's transaction moves the approved referral to
+/// `sending` with one history row; a later claim of the same send adds none.
+#[tokio::test]
+async fn the_first_claim_of_a_send_moves_its_referral_to_sending_once() {
+    let app = spawn_app_with(SimConfig::default(), false).await;
+    let id = approved(&app).await;
+    let store = &app.state.store;
+    let sending_rows = || async {
+        store
+            .status_history(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.status == ReferralStatus::Sending)
+            .map(|c| c.actor)
+            .collect::<Vec<_>>()
+    };
+    assert!(sending_rows().await.is_empty(), "approved, not claimed yet");
+
+    let lease = store
+        .claim_send_job("worker-a", Duration::from_secs(30), "worker")
+        .await
+        .unwrap()
+        .expect("the send is due");
+    assert_eq!(lease.request_id, id);
+    let rec = store.get_referral(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ReferralStatus::Sending);
+    assert_eq!(sending_rows().await, vec!["worker".to_owned()]);
+
+    // Given back and claimed again (a retry, a takeover): still one history row.
+    store.release_send_job(&lease, Utc::now()).await.unwrap();
+    let again = store
+        .claim_send_job("worker-b", Duration::from_secs(30), "worker")
+        .await
+        .unwrap()
+        .expect("the send is due again");
+    assert!(again.fence > lease.fence);
+    assert_eq!(sending_rows().await.len(), 1, "one move to sending");
 }
 
 #[tokio::test]
@@ -370,7 +410,7 @@ async fn a_restarted_sqlite_worker_takes_its_predecessors_leases_over_at_once() 
     let dead = app
         .state
         .store
-        .claim_send_job("dead-worker", Duration::from_secs(60))
+        .claim_send_job("dead-worker", Duration::from_secs(60), "worker")
         .await
         .unwrap()
         .expect("claimed");

@@ -197,15 +197,14 @@ pub async fn make_templates(
     .await?;
     let lease = state
         .store
-        .claim_send_job("bench-scale-worker", Duration::from_secs(30))
+        .claim_send_job(
+            "bench-scale-worker",
+            Duration::from_secs(30),
+            "bench-scale-worker",
+        )
         .await?
         .context("the sending template's job is not claimable")?;
     anyhow::ensure!(lease.request_id == sending, "claimed another job");
-    state
-        .store
-        .mark_sending(&lease, "bench-scale-worker")
-        .await
-        .map_err(|e| anyhow::anyhow!("mark sending: {e}"))?;
     state
         .store
         .release_send_job(&lease, now())
@@ -918,7 +917,11 @@ pub async fn measure(
             let t = Instant::now();
             let lease = state
                 .store
-                .claim_send_job("bench-scale-claim", Duration::from_secs(30))
+                .claim_send_job(
+                    "bench-scale-claim",
+                    Duration::from_secs(30),
+                    "bench-scale-claim",
+                )
                 .await?
                 .context("no send job to claim")?;
             let took = t.elapsed();
