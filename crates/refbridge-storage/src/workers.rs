@@ -373,9 +373,13 @@ mod tests {
             .iter()
             .map(|r| r.try_get::<String, _>("detail").unwrap())
             .collect();
-        assert_eq!(
-            plan,
-            vec!["SEARCH send_jobs USING COVERING INDEX send_jobs_ready_since (state=?)"]
+        // The wording of a plan changes with SQLite's versions; what matters is one search of
+        // this index (without migration 0018 it was `send_jobs_state_times`).
+        assert!(
+            plan.len() == 1
+                && plan[0]
+                    .starts_with("SEARCH send_jobs USING COVERING INDEX send_jobs_ready_since "),
+            "{plan:?}"
         );
     }
 }
