@@ -8,6 +8,7 @@ mod error;
 mod events;
 pub mod files;
 mod idempotency;
+mod native;
 mod patients;
 mod payors;
 mod plans;
@@ -29,6 +30,7 @@ mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::FutureExt;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
@@ -159,15 +161,21 @@ impl Store {
         // read-only connections. WAL lets them read beside the one writer, each on its own
         // connection (and thread), so a read never queues behind a write transaction.
         if let Some(file) = sqlite_file {
-            let conn = connect_sqlite_writer(&connect, options)
-                .await
+            let conn = native::Native::open(&file, options.busy_timeout, WRITER_CACHE_KIB)
                 .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
             let read = pool_of(&connect, backend, options, Access::ReadOnly)
                 .await
                 .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
+            let outside = {
+                let (connect, options) = (connect.clone(), options.clone());
+                move || {
+                    let (connect, options) = (connect.clone(), options.clone());
+                    async move { connect_sqlite_writer(&connect, &options).await }.boxed()
+                }
+            };
             return Ok(Store {
                 pool: read.clone(),
-                writer: writer::Writer::Sole(std::sync::Arc::new(writer::Sole::new(conn))),
+                writer: writer::Writer::Sole(std::sync::Arc::new(writer::Sole::new(conn, outside))),
                 read,
                 backend,
                 sqlite_file: Some(file),
@@ -244,11 +252,12 @@ impl Store {
         &self.read
     }
 
-    /// On a SQLite file, how many commits its writer has made since the store opened (each
-    /// commit is one fsync, shared by the writes of its group); `None` on the pool.
-    pub fn sqlite_commits(&self) -> Option<u64> {
+    /// On a SQLite file, its writer's commits since the store opened (each one fsync, shared
+    /// by the writes of its group) and the time they took in all (from `COMMIT` to its
+    /// return: the fsync, mostly); `None` on the pool.
+    pub fn sqlite_commit_time(&self) -> Option<(u64, Duration)> {
         match &self.writer {
-            writer::Writer::Sole(sole) => Some(sole.commits()),
+            writer::Writer::Sole(sole) => Some(sole.commit_time()),
             writer::Writer::Pool { .. } => None,
         }
     }
@@ -349,7 +358,8 @@ async fn connect_directly(
     })?
 }
 
-/// The writing connection of a SQLite file ([`writer::Sole`]).
+/// A sqlx connection to a SQLite file set up as its writer, for what runs through sqlx with
+/// no transaction open (migrations, `VACUUM INTO`) while [`writer::Sole`] is held idle.
 async fn connect_sqlite_writer(
     connect: &AnyConnectOptions,
     options: &StoreOptions,

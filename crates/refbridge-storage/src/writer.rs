@@ -16,15 +16,25 @@
 //!
 //! A member that fails or is dropped before committing is undone back to its savepoint: the
 //! others' work stays. If the group's commit fails, every member gets the error.
+//!
+//! The sole connection is SQLite's own ([`crate::native`]), not sqlx's: a write transaction's
+//! statements run in the task that holds the writer, through [`WriteConn`]'s `Executor`, so
+//! the store's sqlx queries are the same on every backend.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use crate::native::Native;
 
 /// Members of one group commit at most: past it, the writer commits even with others waiting.
 const GROUP_MEMBERS: usize = 32;
@@ -66,22 +76,49 @@ impl std::fmt::Debug for Writer {
 /// A SQLite file's one writing connection and the group of transactions it holds open.
 pub(crate) struct Sole {
     state: Arc<Mutex<SoleState>>,
+    /// How to open a sqlx connection to the same file, for what must run through sqlx with no
+    /// transaction open (migrations, `VACUUM INTO`): [`Writer::outside_transaction`].
+    outside: Box<dyn Fn() -> BoxFuture<'static, Result<AnyConnection, sqlx::Error>> + Send + Sync>,
     /// Writers waiting for the connection: a finishing writer hands its open transaction on
     /// only when one is.
     waiting: AtomicUsize,
     /// Commits made (each of one group), for the tests and the figures.
-    commits: Arc<AtomicU64>,
+    commits: Arc<Commits>,
+}
+
+/// A writer's commits so far, and the time spent in them (their fsyncs, mostly).
+#[derive(Debug, Default)]
+pub(crate) struct Commits {
+    count: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Commits {
+    fn add(&self, took: Duration) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// How many, and how long they took in all.
+    pub(crate) fn so_far(&self) -> (u64, Duration) {
+        (
+            self.count.load(Ordering::SeqCst),
+            Duration::from_nanos(self.nanos.load(Ordering::SeqCst)),
+        )
+    }
 }
 
 pub(crate) struct SoleState {
-    conn: AnyConnection,
+    /// Runs the writer's statements in the task that holds the writer ([`crate::native`]).
+    conn: Native,
     /// The transaction left open for the next writer.
     group: Option<Group>,
     /// Work of a writer dropped before it committed or rolled back, to undo first.
     abandoned: Option<Member>,
     /// Groups are numbered: a member knows its group.
     next_id: u64,
-    commits: Arc<AtomicU64>,
+    commits: Arc<Commits>,
 }
 
 struct Group {
@@ -100,8 +137,15 @@ enum Member {
 }
 
 impl Sole {
-    pub(crate) fn new(conn: AnyConnection) -> Sole {
-        let commits = Arc::new(AtomicU64::new(0));
+    /// `outside` opens a sqlx connection to the same file, set up as the writer.
+    pub(crate) fn new(
+        conn: Native,
+        outside: impl Fn() -> BoxFuture<'static, Result<AnyConnection, sqlx::Error>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Sole {
+        let commits = Arc::new(Commits::default());
         Sole {
             state: Arc::new(Mutex::new(SoleState {
                 conn,
@@ -112,12 +156,13 @@ impl Sole {
             })),
             waiting: AtomicUsize::new(0),
             commits,
+            outside: Box::new(outside),
         }
     }
 
-    /// How many commits this connection has made.
-    pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::SeqCst)
+    /// How many commits this connection has made, and the time they took.
+    pub(crate) fn commit_time(&self) -> (u64, Duration) {
+        self.commits.so_far()
     }
 
     /// The connection, once every earlier writer is done with it (a dropped writer's work
@@ -149,19 +194,6 @@ impl Sole {
     }
 }
 
-impl Deref for SoleState {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for SoleState {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.conn
-    }
-}
-
 impl SoleState {
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
@@ -171,10 +203,10 @@ impl SoleState {
     /// Starts this writer's work: opens the transaction, or joins the open one.
     async fn begin(&mut self) -> Result<Member, sqlx::Error> {
         if self.group.is_some() {
-            self.conn.execute(MEMBER_SAVEPOINT).await?;
+            self.conn.batch(MEMBER_SAVEPOINT)?;
             return Ok(Member::Joined);
         }
-        self.conn.execute("BEGIN IMMEDIATE").await?;
+        self.conn.begin_immediate().await?;
         let id = self.next_id();
         self.group = Some(Group {
             id,
@@ -198,10 +230,10 @@ impl SoleState {
         match member {
             Member::Opener => {
                 self.group = None;
-                self.conn.execute("ROLLBACK").await?;
+                self.conn.batch("ROLLBACK")?;
             }
             Member::Joined => {
-                let undone = self.conn.execute(MEMBER_UNDO).await;
+                let undone = self.conn.batch(MEMBER_UNDO);
                 if let Err(e) = undone {
                     self.fail_group(e).await;
                 }
@@ -215,9 +247,11 @@ impl SoleState {
         let Some(group) = self.group.take() else {
             return Ok(());
         };
-        match self.conn.execute("COMMIT").await {
+        // On the blocking pool: the fsync may take a millisecond or more.
+        let started = Instant::now();
+        match self.conn.blocking("COMMIT").await {
             Ok(_) => {
-                self.commits.fetch_add(1, Ordering::SeqCst);
+                self.commits.add(started.elapsed());
                 for member in group.members {
                     let _ = member.send(Ok(()));
                 }
@@ -229,7 +263,7 @@ impl SoleState {
                     let _ = member.send(Err(e.clone()));
                 }
                 // A failed commit may leave the transaction open.
-                let _ = self.conn.execute("ROLLBACK").await;
+                let _ = self.conn.batch("ROLLBACK");
                 Err(sqlx::Error::Protocol(format!("group commit failed: {e}")))
             }
         }
@@ -243,7 +277,7 @@ impl SoleState {
                 let _ = member.send(Err(e.clone()));
             }
         }
-        let _ = self.conn.execute("ROLLBACK").await;
+        let _ = self.conn.batch("ROLLBACK");
     }
 }
 
@@ -257,13 +291,14 @@ impl Drop for Waiting<'_> {
 }
 
 /// A write transaction: the statements of one change, committed together. Dereferences to
-/// the connection, so `&mut *tx` is the executor. Dropped without [`WriteTx::commit`], it
+/// its connection, so `&mut *tx` is the executor. Dropped without [`WriteTx::commit`], it
 /// is rolled back.
 pub(crate) struct WriteTx {
-    inner: Inner,
+    inner: WriteConn,
 }
 
-enum Inner {
+/// A write transaction's connection: an executor of the store's queries whichever it is.
+pub(crate) enum WriteConn {
     Pool(sqlx::Transaction<'static, Any>),
     /// One statement on its own: the pool's connection commits it (PostgreSQL's autocommit).
     Single(PoolConnection<Any>),
@@ -274,7 +309,7 @@ enum Inner {
 /// it, commit or undo) runs in a task of its own, so a writer cancelled half way (its
 /// request dropped, its worker stopped) never leaves the group half changed; dropped while
 /// held, its work is undone at once by such a task.
-struct Held {
+pub(crate) struct Held {
     sole: Arc<Sole>,
     state: Option<OwnedMutexGuard<SoleState>>,
     member: Member,
@@ -306,10 +341,15 @@ impl Drop for Held {
     }
 }
 
-/// A connection that may write, with no transaction open: the sole connection (its open
-/// group committed first, and held until this is dropped) or one of the pool's.
+/// A sqlx connection that may write, with no transaction open: on a SQLite file one of its
+/// own to the file, while the sole connection is held idle (its open group committed first,
+/// until this is dropped); otherwise one of the pool's.
 pub(crate) enum Outside {
-    Sole(OwnedMutexGuard<SoleState>),
+    /// Dropped in this order: the connection closes before the writer is let go.
+    Sole {
+        conn: AnyConnection,
+        _writer: OwnedMutexGuard<SoleState>,
+    },
     Pooled(PoolConnection<Any>),
 }
 
@@ -317,7 +357,7 @@ impl Deref for Outside {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
         match self {
-            Outside::Sole(state) => state,
+            Outside::Sole { conn, .. } => conn,
             Outside::Pooled(conn) => conn,
         }
     }
@@ -326,7 +366,7 @@ impl Deref for Outside {
 impl DerefMut for Outside {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            Outside::Sole(state) => &mut *state,
+            Outside::Sole { conn, .. } => conn,
             Outside::Pooled(conn) => &mut *conn,
         }
     }
@@ -336,7 +376,13 @@ impl Writer {
     /// For what cannot run inside a transaction (`VACUUM INTO`, migrations).
     pub(crate) async fn outside_transaction(&self) -> Result<Outside, sqlx::Error> {
         Ok(match self {
-            Writer::Sole(sole) => Outside::Sole(sole.exclusive().await?),
+            Writer::Sole(sole) => {
+                let writer = sole.exclusive().await?;
+                Outside::Sole {
+                    conn: (sole.outside)().await?,
+                    _writer: writer,
+                }
+            }
             Writer::Pool { pool, .. } => Outside::Pooled(pool.acquire().await?),
         })
     }
@@ -345,7 +391,7 @@ impl Writer {
     pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         match self {
             Writer::Pool { pool, begin } => Ok(WriteTx {
-                inner: Inner::Pool(pool.begin_with(*begin).await?),
+                inner: WriteConn::Pool(pool.begin_with(*begin).await?),
             }),
             Writer::Sole(sole) => Self::begin_sole(sole).await,
         }
@@ -356,7 +402,7 @@ impl Writer {
     pub(crate) async fn single(&self) -> Result<WriteTx, sqlx::Error> {
         match self {
             Writer::Pool { pool, .. } => Ok(WriteTx {
-                inner: Inner::Single(pool.acquire().await?),
+                inner: WriteConn::Single(pool.acquire().await?),
             }),
             Writer::Sole(sole) => Self::begin_sole(sole).await,
         }
@@ -375,7 +421,7 @@ impl Writer {
         })
         .await?;
         Ok(WriteTx {
-            inner: Inner::Sole(held),
+            inner: WriteConn::Sole(held),
         })
     }
 }
@@ -390,22 +436,118 @@ async fn detached<T: Send + 'static>(
 }
 
 impl Deref for WriteTx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        match &self.inner {
-            Inner::Pool(tx) => tx,
-            Inner::Single(conn) => conn,
-            Inner::Sole(held) => held.state.as_ref().expect("held until the end"),
-        }
+    type Target = WriteConn;
+    fn deref(&self) -> &WriteConn {
+        &self.inner
     }
 }
 
 impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match &mut self.inner {
-            Inner::Pool(tx) => &mut *tx,
-            Inner::Single(conn) => &mut *conn,
-            Inner::Sole(held) => held.state.as_mut().expect("held until the end"),
+    fn deref_mut(&mut self) -> &mut WriteConn {
+        &mut self.inner
+    }
+}
+
+impl std::fmt::Debug for WriteConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteConn::Pool(_) => "WriteConn::Pool",
+            WriteConn::Single(_) => "WriteConn::Single",
+            WriteConn::Sole(_) => "WriteConn::Sole",
+        })
+    }
+}
+
+impl WriteConn {
+    /// The sole connection, when this is it.
+    fn native(&self) -> Option<&Native> {
+        match self {
+            WriteConn::Sole(held) => Some(&held.state.as_ref().expect("held until the end").conn),
+            WriteConn::Pool(_) | WriteConn::Single(_) => None,
+        }
+    }
+}
+
+/// The store's queries run on a write transaction as on any sqlx connection: through sqlx on
+/// the pool's, in this task on the sole one ([`Native::run`], its rows and result handed
+/// back at once).
+impl<'c> Executor<'c> for &'c mut WriteConn {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        if let Some(native) = self.native() {
+            let out: Vec<_> = match native.run(query) {
+                Ok((result, rows)) => rows
+                    .into_iter()
+                    .map(|row| Ok(Either::Right(row)))
+                    .chain([Ok(Either::Left(result))])
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            return futures::stream::iter(out).boxed();
+        }
+        match self {
+            WriteConn::Pool(tx) => (&mut **tx).fetch_many(query),
+            WriteConn::Single(conn) => (&mut **conn).fetch_many(query),
+            WriteConn::Sole(_) => unreachable!("the sole connection runs natively"),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        if let Some(native) = self.native() {
+            let out = native.run(query).map(|(_, rows)| rows.into_iter().next());
+            return futures::future::ready(out).boxed();
+        }
+        match self {
+            WriteConn::Pool(tx) => (&mut **tx).fetch_optional(query),
+            WriteConn::Single(conn) => (&mut **conn).fetch_optional(query),
+            WriteConn::Sole(_) => unreachable!("the sole connection runs natively"),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            WriteConn::Pool(tx) => (&mut **tx).prepare_with(sql, parameters),
+            WriteConn::Single(conn) => (&mut **conn).prepare_with(sql, parameters),
+            WriteConn::Sole(_) => futures::future::ready(Err(sqlx::Error::Protocol(
+                "the SQLite writer prepares its statements itself".into(),
+            )))
+            .boxed(),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            WriteConn::Pool(tx) => (&mut **tx).describe(sql),
+            WriteConn::Single(conn) => (&mut **conn).describe(sql),
+            WriteConn::Sole(_) => futures::future::ready(Err(sqlx::Error::Protocol(
+                "the SQLite writer describes no statements".into(),
+            )))
+            .boxed(),
         }
     }
 }
@@ -415,9 +557,9 @@ impl WriteTx {
     /// it joined has committed).
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self.inner {
-            Inner::Pool(tx) => tx.commit().await,
-            Inner::Single(_) => Ok(()),
-            Inner::Sole(held) => {
+            WriteConn::Pool(tx) => tx.commit().await,
+            WriteConn::Single(_) => Ok(()),
+            WriteConn::Sole(held) => {
                 let (sole, state, member) = held.take();
                 detached(async move { commit_sole(&sole, state, member).await }).await
             }
@@ -426,9 +568,9 @@ impl WriteTx {
 
     pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.inner {
-            Inner::Pool(tx) => tx.rollback().await,
-            Inner::Single(_) => Ok(()),
-            Inner::Sole(held) => {
+            WriteConn::Pool(tx) => tx.rollback().await,
+            WriteConn::Single(_) => Ok(()),
+            WriteConn::Sole(held) => {
                 let (sole, mut state, member) = held.take();
                 state.abandoned = Some(member);
                 detached(async move { settle(&sole, state).await }).await
@@ -463,7 +605,7 @@ async fn commit_sole(
     member: Member,
 ) -> Result<(), sqlx::Error> {
     if let Member::Joined = member {
-        if let Err(e) = state.conn.execute(MEMBER_RELEASE).await {
+        if let Err(e) = state.conn.batch(MEMBER_RELEASE) {
             state.undo(member).await?;
             return Err(e);
         }
@@ -566,7 +708,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writes_commit_in_groups_and_each_is_visible_once_committed() {
         let (store, _dir) = sqlite_store().await;
-        let before = sole(&store).commits();
+        let before = sole(&store).commit_time().0;
         let writes = 64;
         let tasks: Vec<_> = (0..writes)
             .map(|i| {
@@ -594,7 +736,7 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(names(&store).await.len(), writes);
-        let commits = sole(&store).commits() - before;
+        let commits = sole(&store).commit_time().0 - before;
         assert!(
             commits < writes as u64,
             "{writes} concurrent writes took {commits} commits: none was shared"
