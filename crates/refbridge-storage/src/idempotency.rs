@@ -164,13 +164,14 @@ impl Store {
     pub async fn purge_idempotency_keys(&self, ttl: Duration) -> Result<u64, StorageError> {
         let cutoff =
             now() - chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(1));
-        let mut w = self.write_single().await?;
-        let purged = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(format_ts(cutoff))
-            .execute(&mut *w)
-            .await?
-            .rows_affected();
-        w.commit().await?;
-        Ok(purged)
+        // In batches: a day of keys can be many rows, and the writer is held while it runs.
+        self.delete_in_batches(
+            "idempotency_keys",
+            "caller, idem_key",
+            "created_at < $1",
+            &[format_ts(cutoff)],
+            false,
+        )
+        .await
     }
 }

@@ -90,9 +90,16 @@ impl Native {
     }
 
     /// Runs statements with no parameters (the writer's own `SAVEPOINT`, `RELEASE`,
-    /// `ROLLBACK`), here and now.
+    /// `ROLLBACK`), here and now; one statement from the cache of prepared ones.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), sqlx::Error> {
-        self.lock().execute_batch(sql).map_err(error)
+        let conn = self.lock();
+        if sql.contains(';') {
+            return conn.execute_batch(sql).map_err(error);
+        }
+        conn.prepare_cached(sql)
+            .and_then(|mut statement| statement.raw_execute())
+            .map(drop)
+            .map_err(error)
     }
 
     /// Opens the write transaction. Here and now when the database is free (always, but for
@@ -103,13 +110,25 @@ impl Native {
             let conn = self.lock();
             conn.busy_timeout(Duration::ZERO).map_err(error)?;
             let now = conn.execute_batch("BEGIN IMMEDIATE");
-            conn.busy_timeout(self.busy_timeout).map_err(error)?;
+            if let Err(e) = conn.busy_timeout(self.busy_timeout) {
+                // Never leave a transaction open that the writer does not know of.
+                if now.is_ok() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error(e));
+            }
             match now {
                 Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
                 other => return other.map_err(error),
             }
         }
         self.blocking("BEGIN IMMEDIATE").await
+    }
+
+    /// Whether no transaction is open on the connection, in SQLite's own view (it ends a
+    /// transaction itself on some errors).
+    pub(crate) fn in_autocommit(&self) -> bool {
+        self.lock().is_autocommit()
     }
 
     /// Runs `sql` on the blocking pool: for what may wait on the disk or on another process
@@ -121,44 +140,80 @@ impl Native {
             .map_err(|e| sqlx::Error::Protocol(format!("the writer's blocking task ended: {e}")))?
     }
 
-    /// Runs one query: its rows, then its result, as sqlx's drivers stream them.
+    /// Runs one query: its rows (at most `limit`), then its result, as sqlx's drivers stream
+    /// them. One statement: a text of several is refused (sqlx would run each, numbering the
+    /// arguments across them; the store has none, and a second statement left out unseen
+    /// would be worse than an error). A statement that reads reports no rows changed (sqlx
+    /// reports SQLite's count of the last change made before it).
     pub(crate) fn run<'q, E>(
         &self,
         mut query: E,
+        limit: Option<usize>,
     ) -> Result<(AnyQueryResult, Vec<AnyRow>), sqlx::Error>
     where
         E: Execute<'q, Any>,
     {
         let sql = query.sql();
         let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-        tracing::trace!(target: "refbridge_storage::native", sql, "statement");
+        let started = std::time::Instant::now();
         let conn = self.lock();
-        let Some(arguments) = arguments else {
-            // A query without arguments (sqlx's "simple" protocol): may hold several
-            // statements, and returns no rows.
-            conn.execute_batch(sql).map_err(error)?;
-            return Ok((result(&conn, 0), Vec::new()));
-        };
         let mut statement = conn.prepare_cached(sql).map_err(error)?;
-        bind(&mut statement, arguments)?;
+        if has_more_than_one_statement(&conn, sql)? {
+            return Err(sqlx::Error::Protocol(
+                "the SQLite writer runs one statement per query".into(),
+            ));
+        }
+        if let Some(arguments) = arguments {
+            bind(&mut statement, arguments)?;
+        }
         let columns = columns_of(&statement);
         let readonly = statement.readonly();
         let mut rows = Vec::new();
         let mut raw = statement.raw_query();
-        while let Some(row) = raw.next().map_err(error)? {
+        while limit.is_none_or(|limit| rows.len() < limit) {
+            let Some(row) = raw.next().map_err(error)? else {
+                break;
+            };
             rows.push(row_of(row, &columns)?);
         }
         drop(raw);
         let changed = if readonly { 0 } else { conn.changes() };
-        Ok((result(&conn, changed), rows))
+        let took = started.elapsed();
+        // The text only: values are bound, never in it.
+        if took >= SLOW_STATEMENT {
+            tracing::warn!(target: "refbridge_storage::native", sql, elapsed_ms = took.as_millis() as u64, "slow statement on the SQLite writer");
+        } else {
+            tracing::trace!(target: "refbridge_storage::native", sql, elapsed_us = took.as_micros() as u64, rows = rows.len(), "statement");
+        }
+        Ok((
+            AnyQueryResult {
+                rows_affected: changed,
+                // As sqlx's `Any` over SQLite: no id.
+                last_insert_id: None,
+            },
+            rows,
+        ))
     }
 }
 
-fn result(conn: &rusqlite::Connection, rows_affected: u64) -> AnyQueryResult {
-    AnyQueryResult {
-        rows_affected,
-        last_insert_id: Some(conn.last_insert_rowid()),
+/// A statement on the writer this long is logged (sqlx's own threshold).
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+
+/// Whether `sql` holds a statement after its first (`prepare` reads the first only). Texts
+/// without a `;` inside are answered without parsing.
+fn has_more_than_one_statement(
+    conn: &rusqlite::Connection,
+    sql: &str,
+) -> Result<bool, sqlx::Error> {
+    if !sql.trim_end().trim_end_matches(';').contains(';') {
+        return Ok(false);
     }
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    let mut n = 0;
+    while batch.next().map_err(error)?.is_some() {
+        n += 1;
+    }
+    Ok(n > 1)
 }
 
 /// Binds `arguments` as sqlx's SQLite driver does: a parameter named `$N` or `?N` takes
@@ -352,7 +407,7 @@ fn error(e: rusqlite::Error) -> sqlx::Error {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Row;
+    use sqlx::{Executor, Row};
 
     use crate::test_util::fresh_database_url_on;
     use crate::{Backend, Store, StoreOptions};
@@ -483,7 +538,42 @@ mod tests {
             .execute(&mut *tx)
             .await
             .unwrap();
-        assert_eq!(read.rows_affected(), 0, "a read changes nothing");
+        assert_eq!(
+            read.rows_affected(),
+            0,
+            "a read changes nothing (sqlx would say 2, the last change's count)"
+        );
+        let unbound = sqlx::query("SELECT $1 AS given, $2 AS missing")
+            .bind("x")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            unbound.try_get::<Option<String>, _>("missing").unwrap(),
+            None,
+            "a parameter past the arguments is NULL, as in sqlx"
+        );
+        let first: Option<String> =
+            sqlx::query_scalar("SELECT name FROM rate_budget ORDER BY name")
+                .fetch_optional(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(first.as_deref(), Some("a"));
+        let plain = (&mut *tx)
+            .execute("UPDATE rate_budget SET blocked_until_us = 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            plain.rows_affected(),
+            3,
+            "a query without arguments counts too"
+        );
+        let two = sqlx::query("UPDATE rate_budget SET next_slot_us = $1; DELETE FROM rate_budget")
+            .bind(1_i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        assert!(two.to_string().contains("one statement"), "{two}");
         tx.commit().await.unwrap();
 
         let mut tx = store.begin_write().await.unwrap();
@@ -511,7 +601,69 @@ mod tests {
             .fetch_all(&mut *tx)
             .await
             .unwrap();
-        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(
+            names,
+            ["a", "b", "c"],
+            "the refused two statements ran neither"
+        );
         tx.commit().await.unwrap();
+    }
+
+    /// Another process holding the write lock: the writer waits for it (off the async
+    /// threads) and goes on once it is free, or fails after its busy timeout and goes on
+    /// after; either way the connection keeps its busy timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_waits_for_another_process_holding_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
+        let file = crate::sqlite_path_of_url(&url).unwrap();
+        let options = StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(300),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&url, &options).await.unwrap();
+        let other = rusqlite::Connection::open(&file).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let Err(failed) = store.begin_write().await else {
+            panic!("a write began while another process held the lock");
+        };
+        assert!(
+            failed.to_string().contains("locked"),
+            "past the busy timeout: {failed}"
+        );
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin_write().await.unwrap();
+                let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)",
+                )
+                .bind("after")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                timeout
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "the writer waits for the lock");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            waiting.await.unwrap(),
+            300,
+            "the busy timeout is the store's"
+        );
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM rate_budget WHERE name = 'after'")
+                .fetch_one(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(stored, 1);
     }
 }

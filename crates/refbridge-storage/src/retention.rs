@@ -171,17 +171,29 @@ impl Store {
                 .map_err(StorageError::from)?;
                 n as u64
             } else {
-                let mut tx = self.begin_write().await?;
-                let n = sqlx::query(&format!(
-                    "UPDATE send_steps SET natural_key = NULL, last_error = NULL WHERE {FINISHED_STEPS}"
-                ))
-                .bind(&cutoff)
-                .execute(&mut *tx)
-                .await
-                .map_err(StorageError::from)?
-                .rows_affected();
-                tx.commit().await.map_err(StorageError::from)?;
-                n
+                // In batches, as the deletions: a compacted step leaves the filter.
+                let sql = format!(
+                    "UPDATE send_steps SET natural_key = NULL, last_error = NULL \
+                     WHERE (request_id, position) IN \
+                       (SELECT request_id, position FROM send_steps WHERE {FINISHED_STEPS} LIMIT $2)"
+                );
+                let mut total = 0;
+                loop {
+                    let mut w = self.write_single().await?;
+                    let n = sqlx::query(&sql)
+                        .bind(&cutoff)
+                        .bind(PRUNE_BATCH)
+                        .execute(&mut *w)
+                        .await
+                        .map_err(StorageError::from)?
+                        .rows_affected();
+                    w.commit().await.map_err(StorageError::from)?;
+                    total += n;
+                    if n < PRUNE_BATCH as u64 {
+                        break total;
+                    }
+                    tokio::task::yield_now().await;
+                }
             };
             report.compacted_requests = ids;
         }
@@ -330,7 +342,7 @@ impl Store {
 
     /// Deletes the rows of `table` (keyed by the columns `key`) that `filter` selects, its
     /// `$1…$n` bound to `binds`, in batches of one statement each (or, `dry_run`, counts them).
-    async fn delete_in_batches(
+    pub(crate) async fn delete_in_batches(
         &self,
         table: &str,
         key: &str,

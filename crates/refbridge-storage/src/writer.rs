@@ -177,17 +177,24 @@ impl Sole {
     }
 
     /// The connection with no transaction open (the open group committed first): for what
-    /// cannot run inside a transaction (`VACUUM INTO`, migrations).
-    pub(crate) async fn exclusive(&self) -> Result<OwnedMutexGuard<SoleState>, sqlx::Error> {
-        let mut state = self.lock().await?;
-        state.commit_group().await?;
-        Ok(state)
+    /// cannot run inside a transaction (`VACUUM INTO`, migrations). In a task of its own, as
+    /// every commit: a caller that stops waiting does not cut the group's commit short.
+    pub(crate) async fn exclusive(
+        self: &Arc<Self>,
+    ) -> Result<OwnedMutexGuard<SoleState>, sqlx::Error> {
+        let sole = self.clone();
+        detached(async move {
+            let mut state = sole.lock().await?;
+            state.commit_group().await?;
+            Ok(state)
+        })
+        .await
     }
 }
 
 impl Sole {
     /// Commits the open group, if any, before the store closes.
-    pub(crate) async fn close(&self) {
+    pub(crate) async fn close(self: &Arc<Self>) {
         if let Err(e) = self.exclusive().await {
             tracing::warn!(error = %e, "the writer's last group did not commit");
         }
@@ -203,8 +210,21 @@ impl SoleState {
     /// Starts this writer's work: opens the transaction, or joins the open one.
     async fn begin(&mut self) -> Result<Member, sqlx::Error> {
         if self.group.is_some() {
-            self.conn.batch(MEMBER_SAVEPOINT)?;
-            return Ok(Member::Joined);
+            if !self.conn.in_autocommit() {
+                self.conn.batch(MEMBER_SAVEPOINT)?;
+                return Ok(Member::Joined);
+            }
+            // SQLite ended the group's transaction itself (some errors roll it all back): its
+            // members' work is gone, so they fail; a savepoint now would open a transaction
+            // of its own, which the member's release would commit.
+            tracing::warn!("the writer's group lost its transaction: its members fail");
+            self.fail_group(sqlx::Error::Protocol(
+                "SQLite rolled the group's transaction back".into(),
+            ))
+            .await;
+        } else if !self.conn.in_autocommit() {
+            tracing::warn!("the writer found a transaction no group holds: rolled back");
+            self.conn.batch("ROLLBACK")?;
         }
         self.conn.begin_immediate().await?;
         let id = self.next_id();
@@ -458,19 +478,16 @@ impl std::fmt::Debug for WriteConn {
     }
 }
 
-impl WriteConn {
-    /// The sole connection, when this is it.
-    fn native(&self) -> Option<&Native> {
-        match self {
-            WriteConn::Sole(held) => Some(&held.state.as_ref().expect("held until the end").conn),
-            WriteConn::Pool(_) | WriteConn::Single(_) => None,
-        }
+impl Held {
+    /// The sole connection.
+    fn native(&self) -> &Native {
+        &self.state.as_ref().expect("held until the end").conn
     }
 }
 
 /// The store's queries run on a write transaction as on any sqlx connection: through sqlx on
-/// the pool's, in this task on the sole one ([`Native::run`], its rows and result handed
-/// back at once).
+/// the pool's, in this task on the sole one ([`Native::run`]: when awaited, all its rows at
+/// once, after a turn of the task's cooperative budget so that a long transaction yields).
 impl<'c> Executor<'c> for &'c mut WriteConn {
     type Database = Any;
 
@@ -482,21 +499,28 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        if let Some(native) = self.native() {
-            let out: Vec<_> = match native.run(query) {
-                Ok((result, rows)) => rows
-                    .into_iter()
-                    .map(|row| Ok(Either::Right(row)))
-                    .chain([Ok(Either::Left(result))])
-                    .collect(),
-                Err(e) => vec![Err(e)],
-            };
-            return futures::stream::iter(out).boxed();
-        }
         match self {
             WriteConn::Pool(tx) => (&mut **tx).fetch_many(query),
             WriteConn::Single(conn) => (&mut **conn).fetch_many(query),
-            WriteConn::Sole(_) => unreachable!("the sole connection runs natively"),
+            WriteConn::Sole(held) => {
+                let native = held.native();
+                futures::stream::once(async move {
+                    // The statement runs when awaited, as on sqlx's connections, and a long
+                    // transaction gives the thread back now and then.
+                    tokio::task::consume_budget().await;
+                    let out: Vec<_> = match native.run(query, None) {
+                        Ok((result, rows)) => rows
+                            .into_iter()
+                            .map(|row| Ok(Either::Right(row)))
+                            .chain([Ok(Either::Left(result))])
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    };
+                    futures::stream::iter(out)
+                })
+                .flatten()
+                .boxed()
+            }
         }
     }
 
@@ -508,14 +532,19 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        if let Some(native) = self.native() {
-            let out = native.run(query).map(|(_, rows)| rows.into_iter().next());
-            return futures::future::ready(out).boxed();
-        }
         match self {
             WriteConn::Pool(tx) => (&mut **tx).fetch_optional(query),
             WriteConn::Single(conn) => (&mut **conn).fetch_optional(query),
-            WriteConn::Sole(_) => unreachable!("the sole connection runs natively"),
+            WriteConn::Sole(held) => {
+                let native = held.native();
+                async move {
+                    tokio::task::consume_budget().await;
+                    native
+                        .run(query, Some(1))
+                        .map(|(_, rows)| rows.into_iter().next())
+                }
+                .boxed()
+            }
         }
     }
 
