@@ -360,6 +360,8 @@ pub struct IntakeLevel {
     /// validate and base64-decode the files; no store, no file written.
     pub baseline_elapsed: Duration,
     pub baseline_latency: Latency,
+    /// SQLite: the writer's commits over the measured requests and the time they took in all.
+    pub sqlite_commits: Option<(u64, Duration)>,
 }
 
 impl IntakeLevel {
@@ -420,9 +422,15 @@ async fn intake_level(
     };
     let warm = drive(warmup, concurrency, post(0)).await?;
     all_ok("warm-up requests", &warm)?;
+    let commits_before = state.store.sqlite_commit_time();
     let started = Instant::now();
     let results = drive(requests, concurrency, post(warmup)).await?;
     let elapsed = started.elapsed();
+    let sqlite_commits = state
+        .store
+        .sqlite_commit_time()
+        .zip(commits_before)
+        .map(|((after, took), (before, took_before))| (after - before, took - took_before));
     all_ok("requests", &results)?;
     let stored = count_status(&state, ReferralStatus::Received).await?;
     api.stop().await;
@@ -467,6 +475,7 @@ async fn intake_level(
         stored,
         baseline_elapsed,
         baseline_latency: Latency::of(baseline.into_iter().map(|(d, _)| d).collect()),
+        sqlite_commits,
     })
 }
 
@@ -501,7 +510,7 @@ impl fmt::Display for IntakeTable<'_> {
         )?;
         writeln!(
             f,
-            "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9} | {:>12} {:>11} {:>11} | {:>6}",
+            "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9} | {:>12} {:>11} {:>11} | {:>6} | {:>11} {:>11}",
             "concurrency",
             "requests",
             "req/s",
@@ -511,12 +520,24 @@ impl fmt::Display for IntakeTable<'_> {
             "decode req/s",
             "decode p50",
             "decode p99",
-            "ratio"
+            "ratio",
+            "commits/req",
+            "in COMMIT"
         )?;
         for l in self.0 {
+            let (commits, in_commit) = match l.sqlite_commits {
+                Some((n, took)) => (
+                    format!("{:.2}", n as f64 / l.requests.max(1) as f64),
+                    format!(
+                        "{:.0} %",
+                        100.0 * took.as_secs_f64() / l.elapsed.as_secs_f64().max(1e-9)
+                    ),
+                ),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
             writeln!(
                 f,
-                "{:>11} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} | {:>12.0} {:>11.2} {:>11.2} | {:>6.2}",
+                "{:>11} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} | {:>12.0} {:>11.2} {:>11.2} | {:>6.2} | {:>11} {:>11}",
                 l.concurrency,
                 l.requests,
                 l.per_sec(),
@@ -526,13 +547,16 @@ impl fmt::Display for IntakeTable<'_> {
                 l.baseline_per_sec(),
                 ms(l.baseline_latency.p50),
                 ms(l.baseline_latency.p99),
-                l.ratio()
+                l.ratio(),
+                commits,
+                in_commit
             )?;
         }
         write!(
             f,
             "decode-only: the same bodies and HTTP server, parse + validate + base64-decode the files; \
-             no store, no file written; ratio = req/s over decode req/s"
+             no store, no file written; ratio = req/s over decode req/s; commits/req and in COMMIT: \
+             SQLite's writer (one fsync a commit, shared by a group) and its share of the run"
         )
     }
 }
