@@ -365,7 +365,8 @@ impl Drop for Held {
 /// own to the file, while the sole connection is held idle (its open group committed first,
 /// until this is dropped); otherwise one of the pool's.
 pub(crate) enum Outside {
-    /// Dropped in this order: the connection closes before the writer is let go.
+    /// Dropped in this order: the connection is let go (sqlx closes it on its own thread a
+    /// moment later; it holds no lock by then, its work done) before the writer is.
     Sole {
         conn: AnyConnection,
         _writer: OwnedMutexGuard<SoleState>,
