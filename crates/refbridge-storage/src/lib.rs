@@ -161,8 +161,12 @@ impl Store {
         // read-only connections. WAL lets them read beside the one writer, each on its own
         // connection (and thread), so a read never queues behind a write transaction.
         if let Some(file) = sqlite_file {
-            let conn = native::Native::open(&file, options.busy_timeout, WRITER_CACHE_KIB)
-                .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
+            let conn = native::Native::open(
+                &file,
+                options.busy_timeout,
+                &sqlite_writer_settings(options.busy_timeout.as_millis()),
+            )
+            .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
             let read = pool_of(&connect, backend, options, Access::ReadOnly)
                 .await
                 .map_err(|e| StorageError::Connect(format!("{place}: {e}")))?;
@@ -369,20 +373,25 @@ async fn connect_sqlite_writer(
     Ok(conn)
 }
 
-/// The settings of SQLite's writing connection.
+/// The settings of a connection that writes to SQLite, after `journal_mode = WAL`: the same
+/// on the native writer ([`native::Native::open`]) and on a sqlx connection. Every commit
+/// reaches the disk before it returns: an intent is durable before its remote call, through
+/// a power cut too (WAL's `NORMAL` keeps it only through a crash of the process). The
+/// writer's group commit shares one fsync among the writes that wait.
+fn sqlite_writer_settings(busy_ms: u128) -> String {
+    format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = {busy_ms}; PRAGMA cache_size = {WRITER_CACHE_KIB};"
+    )
+}
+
+/// Sets up a sqlx connection that writes to SQLite ([`sqlite_writer_settings`]).
 async fn set_up_sqlite_writer(
     conn: &mut sqlx::AnyConnection,
     busy_ms: u128,
 ) -> Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
-    // Every commit reaches the disk before it returns: an intent is durable before its
-    // remote call, through a power cut too (WAL's `NORMAL` keeps it only through a crash of
-    // the process). The writer's group commit shares one fsync among the writes that wait.
-    conn.execute("PRAGMA synchronous = FULL").await?;
-    conn.execute("PRAGMA foreign_keys = ON").await?;
-    conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
-        .await?;
-    conn.execute(format!("PRAGMA cache_size = {WRITER_CACHE_KIB}").as_str())
+    conn.execute(sqlite_writer_settings(busy_ms).as_str())
         .await?;
     Ok(())
 }

@@ -45,12 +45,12 @@ pub(crate) struct Native {
 }
 
 impl Native {
-    /// Opens (creating it when missing) the database file for writing, with the writer's
-    /// settings.
+    /// Opens (creating it when missing) the database file for writing, in WAL, with the
+    /// writer's `settings` (PRAGMAs) and its busy timeout.
     pub(crate) fn open(
         file: &Path,
         busy_timeout: Duration,
-        cache_kib: i64,
+        settings: &str,
     ) -> Result<Native, sqlx::Error> {
         let conn = rusqlite::Connection::open_with_flags(
             file,
@@ -60,7 +60,8 @@ impl Native {
         )
         .map_err(error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.busy_timeout(busy_timeout).map_err(error)?;
+        // First, so that the busy timeout holds for the switch to WAL too.
+        conn.execute_batch(settings).map_err(error)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(error)?;
@@ -69,14 +70,6 @@ impl Native {
                 format!("SQLite would not use WAL (journal_mode is {mode})").into(),
             ));
         }
-        // Every commit reaches the disk before it returns: an intent is durable before its
-        // remote call, through a power cut too (WAL's `NORMAL` keeps it only through a crash
-        // of the process). The writer's group commit shares one fsync among the writes that
-        // wait.
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = {cache_kib};"
-        ))
-        .map_err(error)?;
         Ok(Native {
             conn: Arc::new(Mutex::new(conn)),
             busy_timeout,
@@ -193,6 +186,21 @@ impl Native {
             },
             rows,
         ))
+    }
+
+    /// [`Native::run`] as sqlx's connections run a query: when awaited, after a turn of the
+    /// task's cooperative budget, so that a long transaction gives its thread back now and
+    /// then.
+    pub(crate) async fn run_awaited<'q, E>(
+        &self,
+        query: E,
+        limit: Option<usize>,
+    ) -> Result<(AnyQueryResult, Vec<AnyRow>), sqlx::Error>
+    where
+        E: Execute<'q, Any>,
+    {
+        tokio::task::consume_budget().await;
+        self.run(query, limit)
     }
 }
 
@@ -409,15 +417,8 @@ fn error(e: rusqlite::Error) -> sqlx::Error {
 mod tests {
     use sqlx::{Executor, Row};
 
-    use crate::test_util::fresh_database_url_on;
+    use crate::test_util::{fresh_database_url_on, insert_budget_row, sqlite_file_store};
     use crate::{Backend, Store, StoreOptions};
-
-    async fn sqlite_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
-        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-        (store, dir)
-    }
 
     /// What one row holds, read one way or the other.
     #[derive(Debug, PartialEq)]
@@ -449,7 +450,7 @@ mod tests {
     /// come back from the writer as sqlx's own SQLite driver reads them back from the file.
     #[tokio::test]
     async fn the_writer_binds_and_reads_rows_as_sqlx_does() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _dir) = sqlite_file_store().await;
         let mut tx = store.begin_write().await.unwrap();
         sqlx::query(
             "CREATE TABLE kinds (id INTEGER PRIMARY KEY, flag INTEGER, small INTEGER, big INTEGER, \
@@ -516,16 +517,10 @@ mod tests {
     /// bad statement is an error the writer goes on after.
     #[tokio::test]
     async fn the_writer_counts_changes_and_reports_errors_as_sqlx_does() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _dir) = sqlite_file_store().await;
         let mut tx = store.begin_write().await.unwrap();
         for name in ["a", "b", "c"] {
-            sqlx::query(
-                "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)",
-            )
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+            insert_budget_row(&mut tx, name).await;
         }
         let changed = sqlx::query("UPDATE rate_budget SET next_slot_us = $1 WHERE name <> $2")
             .bind(5_i64)
@@ -609,6 +604,43 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// The writer's settings (every commit fsync'd, foreign keys, its busy timeout and cache)
+    /// hold on the native writer and on the sqlx connection that migrations and snapshots
+    /// take beside it.
+    #[tokio::test]
+    async fn both_writing_connections_have_the_writers_settings() {
+        let (store, _dir) = sqlite_file_store().await;
+        let read = [
+            "PRAGMA journal_mode",
+            "PRAGMA synchronous",
+            "PRAGMA foreign_keys",
+            "PRAGMA busy_timeout",
+            "PRAGMA cache_size",
+        ];
+        let expected = ["wal", "2", "1", "10000", "-65536"];
+        let mut tx = store.begin_write().await.unwrap();
+        let mut native = Vec::new();
+        for pragma in read {
+            let row = sqlx::query(pragma).fetch_one(&mut *tx).await.unwrap();
+            native.push(text_of(&row));
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(native, expected, "on the native writer");
+        let mut conn = store.writer.outside_transaction().await.unwrap();
+        let mut beside = Vec::new();
+        for pragma in read {
+            let row = sqlx::query(pragma).fetch_one(&mut *conn).await.unwrap();
+            beside.push(text_of(&row));
+        }
+        assert_eq!(beside, expected, "on the sqlx connection beside it");
+    }
+
+    fn text_of(row: &sqlx::any::AnyRow) -> String {
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
+            .unwrap()
+    }
+
     /// Another process holding the write lock: the writer waits for it (off the async
     /// threads) and goes on once it is free, or fails after its busy timeout and goes on
     /// after; either way the connection keeps its busy timeout.
@@ -640,13 +672,7 @@ mod tests {
                     .fetch_one(&mut *tx)
                     .await
                     .unwrap();
-                sqlx::query(
-                    "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)",
-                )
-                .bind("after")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+                insert_budget_row(&mut tx, "after").await;
                 tx.commit().await.unwrap();
                 timeout
             }

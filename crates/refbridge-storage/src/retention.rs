@@ -172,28 +172,15 @@ impl Store {
                 n as u64
             } else {
                 // In batches, as the deletions: a compacted step leaves the filter.
-                let sql = format!(
-                    "UPDATE send_steps SET natural_key = NULL, last_error = NULL \
-                     WHERE (request_id, position) IN \
-                       (SELECT request_id, position FROM send_steps WHERE {FINISHED_STEPS} LIMIT $2)"
-                );
-                let mut total = 0;
-                loop {
-                    let mut w = self.write_single().await?;
-                    let n = sqlx::query(&sql)
-                        .bind(&cutoff)
-                        .bind(PRUNE_BATCH)
-                        .execute(&mut *w)
-                        .await
-                        .map_err(StorageError::from)?
-                        .rows_affected();
-                    w.commit().await.map_err(StorageError::from)?;
-                    total += n;
-                    if n < PRUNE_BATCH as u64 {
-                        break total;
-                    }
-                    tokio::task::yield_now().await;
-                }
+                self.in_batches(
+                    &format!(
+                        "UPDATE send_steps SET natural_key = NULL, last_error = NULL \
+                         WHERE (request_id, position) IN \
+                           (SELECT request_id, position FROM send_steps WHERE {FINISHED_STEPS} LIMIT $2)"
+                    ),
+                    &[cutoff],
+                )
+                .await?
             };
             report.compacted_requests = ids;
         }
@@ -362,9 +349,16 @@ impl Store {
             "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {filter} LIMIT ${})",
             binds.len() + 1
         );
+        self.in_batches(&sql, binds).await
+    }
+
+    /// Runs `sql` (its `$1…$n` bound to `binds`, its last parameter the batch's `LIMIT`) again
+    /// and again, one short write each, until it changes fewer rows than a batch: the rows it
+    /// changes must leave its filter. Returns how many it changed in all.
+    async fn in_batches(&self, sql: &str, binds: &[String]) -> Result<u64, StorageError> {
         let mut total = 0;
         loop {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(sql);
             for b in binds {
                 q = q.bind(b);
             }

@@ -58,6 +58,26 @@ pub async fn fresh_database_url_on(backend: Backend, dir: &Path) -> String {
     }
 }
 
+/// A store on a fresh SQLite file (whatever backend the run uses), and the folder that holds
+/// it: for the tests of the SQLite writer itself.
+#[cfg(test)]
+pub(crate) async fn sqlite_file_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    (store, dir)
+}
+
+/// Writes one row named `name` in `tx` (a table of one-row-per-key the writer's tests use).
+#[cfg(test)]
+pub(crate) async fn insert_budget_row(tx: &mut crate::writer::WriteTx, name: &str) {
+    sqlx::query("INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)")
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+}
+
 pub use crate::with_database;
 
 async fn fresh_postgres_database(admin_url: &str) -> String {

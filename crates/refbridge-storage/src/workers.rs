@@ -342,8 +342,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreOptions;
-    use crate::test_util::fresh_database_url_on;
+    use crate::test_util::sqlite_file_store;
 
     /// The longest-waiting send is read from its own index on SQLite as the service runs it,
     /// with no statistics: without them SQLite had answered from the index on `state` and read
@@ -357,9 +356,7 @@ mod tests {
                 JobState::Ready.as_str()
             )
         );
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
-        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        let (store, _dir) = sqlite_file_store().await;
         let stats: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'")
                 .fetch_one(store.reader())

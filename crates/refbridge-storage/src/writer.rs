@@ -487,8 +487,7 @@ impl Held {
 }
 
 /// The store's queries run on a write transaction as on any sqlx connection: through sqlx on
-/// the pool's, in this task on the sole one ([`Native::run`]: when awaited, all its rows at
-/// once, after a turn of the task's cooperative budget so that a long transaction yields).
+/// the pool's, in this task on the sole one ([`Native::run_awaited`]: all its rows at once).
 impl<'c> Executor<'c> for &'c mut WriteConn {
     type Database = Any;
 
@@ -504,12 +503,8 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
             WriteConn::Pool(tx) => (&mut **tx).fetch_many(query),
             WriteConn::Single(conn) => (&mut **conn).fetch_many(query),
             WriteConn::Sole(held) => {
-                let native = held.native();
-                futures::stream::once(async move {
-                    // The statement runs when awaited, as on sqlx's connections, and a long
-                    // transaction gives the thread back now and then.
-                    tokio::task::consume_budget().await;
-                    let out: Vec<_> = match native.run(query, None) {
+                let out = held.native().run_awaited(query, None).map(|out| {
+                    let items: Vec<_> = match out {
                         Ok((result, rows)) => rows
                             .into_iter()
                             .map(|row| Ok(Either::Right(row)))
@@ -517,10 +512,9 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
                             .collect(),
                         Err(e) => vec![Err(e)],
                     };
-                    futures::stream::iter(out)
-                })
-                .flatten()
-                .boxed()
+                    futures::stream::iter(items)
+                });
+                futures::stream::once(out).flatten().boxed()
             }
         }
     }
@@ -536,16 +530,11 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
         match self {
             WriteConn::Pool(tx) => (&mut **tx).fetch_optional(query),
             WriteConn::Single(conn) => (&mut **conn).fetch_optional(query),
-            WriteConn::Sole(held) => {
-                let native = held.native();
-                async move {
-                    tokio::task::consume_budget().await;
-                    native
-                        .run(query, Some(1))
-                        .map(|(_, rows)| rows.into_iter().next())
-                }
-                .boxed()
-            }
+            WriteConn::Sole(held) => held
+                .native()
+                .run_awaited(query, Some(1))
+                .map(|out| out.map(|(_, rows)| rows.into_iter().next()))
+                .boxed(),
         }
     }
 
@@ -692,31 +681,14 @@ fn delivered(outcome: Result<Outcome, oneshot::error::RecvError>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::fresh_database_url_on;
-    use crate::{Backend, Store, StoreOptions};
-
-    async fn sqlite_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_database_url_on(Backend::Sqlite, dir.path()).await;
-        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-        (store, dir)
-    }
+    use crate::Store;
+    use crate::test_util::{insert_budget_row as insert, sqlite_file_store as sqlite_store};
 
     fn sole(store: &Store) -> Arc<Sole> {
         match &store.writer {
             Writer::Sole(sole) => sole.clone(),
             Writer::Pool { .. } => panic!("a SQLite file has the sole writer"),
         }
-    }
-
-    async fn insert(tx: &mut WriteTx, name: &str) {
-        sqlx::query(
-            "INSERT INTO rate_budget (name, next_slot_us, blocked_until_us) VALUES ($1, 0, 0)",
-        )
-        .bind(name)
-        .execute(&mut **tx)
-        .await
-        .unwrap();
     }
 
     /// Until `n` writers wait for the connection.

@@ -426,11 +426,7 @@ async fn intake_level(
     let started = Instant::now();
     let results = drive(requests, concurrency, post(warmup)).await?;
     let elapsed = started.elapsed();
-    let sqlite_commits = state
-        .store
-        .sqlite_commit_time()
-        .zip(commits_before)
-        .map(|((after, took), (before, took_before))| (after - before, took - took_before));
+    let sqlite_commits = commits_since(&state, commits_before);
     all_ok("requests", &results)?;
     let stored = count_status(&state, ReferralStatus::Received).await?;
     api.stop().await;
@@ -477,6 +473,13 @@ async fn intake_level(
         baseline_latency: Latency::of(baseline.into_iter().map(|(d, _)| d).collect()),
         sqlite_commits,
     })
+}
+
+/// SQLite's writer commits, and the time they took, since `before` (`None` on PostgreSQL).
+fn commits_since(state: &AppState, before: Option<(u64, Duration)>) -> Option<(u64, Duration)> {
+    let (after, took) = state.store.sqlite_commit_time()?;
+    let (before, took_before) = before?;
+    Some((after - before, took - took_before))
 }
 
 /// Referral requests with this status (pages through the review list).
@@ -1157,11 +1160,7 @@ pub async fn send(cfg: &Config, args: &SendArgs) -> anyhow::Result<SendReport> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    let sqlite_commits = state
-        .store
-        .sqlite_commit_time()
-        .zip(commits_before)
-        .map(|((after, took), (before, took_before))| (after - before, took - took_before));
+    let sqlite_commits = commits_since(&state, commits_before);
     let _ = stop_engine.send(true);
     let _ = worker.await;
     let sent = count_status(&state, ReferralStatus::Sent).await?;

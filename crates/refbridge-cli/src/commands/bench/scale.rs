@@ -895,6 +895,28 @@ pub struct Targets {
     pub agency: String,
 }
 
+/// A worker's claim, timed, and the job given back at once (due again): the job claimed and
+/// how long the claim took.
+async fn claim_and_release(state: &AppState) -> anyhow::Result<(RequestId, Duration)> {
+    let t = Instant::now();
+    let lease = state
+        .store
+        .claim_send_job(
+            "bench-scale-claim",
+            Duration::from_secs(30),
+            "bench-scale-claim",
+        )
+        .await?
+        .context("no send job to claim")?;
+    let took = t.elapsed();
+    state
+        .store
+        .release_send_job(&lease, now())
+        .await
+        .map_err(|e| anyhow::anyhow!("release: {e}"))?;
+    Ok((lease.request_id, took))
+}
+
 pub async fn measure(
     state: &AppState,
     targets: &Targets,
@@ -915,47 +937,8 @@ pub async fn measure(
     // claim also starts its send (the referral to `sending`, a history row), and the share of
     // such jobs differs from store to store, so the timed claims are all of one kind.
     let mut seen = std::collections::HashSet::new();
-    loop {
-        let lease = state
-            .store
-            .claim_send_job(
-                "bench-scale-claim",
-                Duration::from_secs(30),
-                "bench-scale-claim",
-            )
-            .await?
-            .context("no send job to claim")?;
-        state
-            .store
-            .release_send_job(&lease, now())
-            .await
-            .map_err(|e| anyhow::anyhow!("release: {e}"))?;
-        if !seen.insert(lease.request_id) {
-            break;
-        }
-    }
-    out.push(
-        timed(samples, || async {
-            let t = Instant::now();
-            let lease = state
-                .store
-                .claim_send_job(
-                    "bench-scale-claim",
-                    Duration::from_secs(30),
-                    "bench-scale-claim",
-                )
-                .await?
-                .context("no send job to claim")?;
-            let took = t.elapsed();
-            state
-                .store
-                .release_send_job(&lease, now())
-                .await
-                .map_err(|e| anyhow::anyhow!("release: {e}"))?;
-            Ok(took)
-        })
-        .await?,
-    );
+    while seen.insert(claim_and_release(state).await?.0) {}
+    out.push(timed(samples, || async { Ok(claim_and_release(state).await?.1) }).await?);
     let auth = format!("Bearer {token}");
     let api = (header::AUTHORIZATION, auth.as_str());
     let console = (header::COOKIE, cookie.as_str());
