@@ -635,6 +635,31 @@ mod tests {
         assert_eq!(beside, expected, "on the sqlx connection beside it");
     }
 
+    /// The native writer keeps its savepoints' sub-journals in memory (a group commit's
+    /// joining writes each sit behind a savepoint); the sqlx connection beside it, which runs
+    /// the migrations and their index builds, keeps SQLite's default of temporary files.
+    #[tokio::test]
+    async fn only_the_native_writer_keeps_its_journals_of_savepoints_in_memory() {
+        let (store, _dir) = sqlite_file_store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        let row = sqlx::query("PRAGMA temp_store")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(text_of(&row), "2", "MEMORY on the native writer");
+        tx.commit().await.unwrap();
+        let mut conn = store.writer.outside_transaction().await.unwrap();
+        let row = sqlx::query("PRAGMA temp_store")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            text_of(&row),
+            "0",
+            "DEFAULT on the sqlx connection beside it"
+        );
+    }
+
     fn text_of(row: &sqlx::any::AnyRow) -> String {
         row.try_get::<String, _>(0)
             .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
