@@ -151,6 +151,11 @@ fn to_json<T: Serialize>(what: &str, v: &T) -> Result<String, StorageError> {
     serde_json::to_string(v).map_err(|e| corrupt(what, e))
 }
 
+/// A referral's status history, oldest first: a range of the table's own key
+/// `(request_id, at, id)` (migration 0019), read in the key's order.
+const STATUS_HISTORY: &str =
+    "SELECT status, at, actor, reason FROM status_history WHERE request_id = $1 ORDER BY at, id";
+
 impl Store {
     /// Records a Referral Request, its patient link, its files, the first status and the audit
     /// entry, in one transaction. Idempotent on `request_id`: the same fingerprint replays,
@@ -373,12 +378,10 @@ impl Store {
     }
 
     pub async fn status_history(&self, id: RequestId) -> Result<Vec<StatusChange>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT status, at, actor, reason FROM status_history WHERE request_id = $1 ORDER BY at, id",
-        )
-        .bind(id.to_string())
-        .fetch_all(self.reader())
-        .await?;
+        let rows = sqlx::query(STATUS_HISTORY)
+            .bind(id.to_string())
+            .fetch_all(self.reader())
+            .await?;
         rows.into_iter()
             .map(|r| {
                 let status: String = r.try_get("status")?;
@@ -624,4 +627,37 @@ pub(crate) async fn insert_status(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::sqlite_file_store;
+
+    /// On SQLite a status change writes one b-tree (migration 0019: the table stored in its
+    /// key's order, no rowid, no index of its own), and a referral's history is one search of
+    /// that key with no sort.
+    #[tokio::test]
+    async fn the_status_history_is_one_b_tree_read_in_its_keys_order() {
+        let (store, _dir) = sqlite_file_store().await;
+        let btrees: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'status_history' ORDER BY name",
+        )
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+        assert_eq!(btrees, ["status_history"], "no index beside the table");
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {STATUS_HISTORY}"))
+            .bind("r")
+            .fetch_all(store.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect();
+        assert!(
+            plan.len() == 1 && plan[0].starts_with("SEARCH status_history USING PRIMARY KEY"),
+            "{plan:?}"
+        );
+    }
 }
